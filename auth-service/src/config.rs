@@ -1,0 +1,247 @@
+//! auth-service configuration: flags with environment fallbacks (see `.env.example`).
+//! Invalid combinations stop start-up with a message that says how to fix them.
+
+use chrono::TimeDelta;
+use clap::{Args, Parser, ValueEnum};
+use shared::{
+    config::{PoolArgs, Secret, ServerArgs},
+    token::MIN_SHARED_SECRET_BYTES,
+};
+use std::net::SocketAddr;
+
+/// How access tokens are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum SigningMode {
+    /// Ed25519 keys kept in the auth database, rotated on a schedule; public keys published.
+    #[default]
+    #[value(name = "eddsa")]
+    EdDsa,
+    /// One shared secret (HS256), the original design's `BETTER_AUTH_SECRET`.
+    #[value(name = "hs256")]
+    Hs256,
+}
+
+/// Everything the auth-service reads at start-up.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "auth-service",
+    version,
+    about = "Accounts, sessions and JWTs over gRPC"
+)]
+pub struct AuthConfig {
+    /// Address to listen on (gRPC and grpc-web on the same port).
+    #[arg(long, env = "AUTH_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    pub listen_addr: SocketAddr,
+
+    /// Database URL: `sqlite://path/file.db` (created if missing) or `postgres://…`.
+    #[arg(
+        long,
+        env = "AUTH_DATABASE_URL",
+        default_value = "sqlite://data/auth.db"
+    )]
+    pub database_url: String,
+
+    #[command(flatten)]
+    pub pool: PoolArgs,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+
+    #[command(flatten)]
+    pub passwords: PasswordArgs,
+
+    #[command(flatten)]
+    pub throttle: ThrottleArgs,
+}
+
+/// Token lifetimes and signing.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// `iss` of every access token.
+    #[arg(long, env = "JWT_ISSUER", default_value = "todo-auth")]
+    pub jwt_issuer: String,
+
+    /// `aud` of every access token.
+    #[arg(long, env = "JWT_AUDIENCE", default_value = "todo-api")]
+    pub jwt_audience: String,
+
+    /// Clock skew tolerated on `exp`/`nbf`, in seconds.
+    #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 30)]
+    pub jwt_leeway_secs: u32,
+
+    /// Access-token lifetime, in seconds.
+    #[arg(long, env = "ACCESS_TOKEN_TTL_SECS", default_value_t = 15 * 60)]
+    pub access_token_ttl_secs: u32,
+
+    /// Session lifetime (a refresh token works until its session ends), in seconds.
+    #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 30 * 24 * 60 * 60)]
+    pub session_ttl_secs: u32,
+
+    /// Concurrent refreshes of one token within this many seconds get the same new pair.
+    #[arg(long, env = "REFRESH_GRACE_SECS", default_value_t = 10)]
+    pub refresh_grace_secs: u32,
+
+    /// `eddsa` (default) or `hs256`.
+    #[arg(long, env = "SIGNING_ALGORITHM", value_enum, default_value_t = SigningMode::EdDsa)]
+    pub signing_algorithm: SigningMode,
+
+    /// Shared HS256 secret (at least 32 bytes); required when SIGNING_ALGORITHM=hs256.
+    #[arg(long, env = "BETTER_AUTH_SECRET", hide_env_values = true)]
+    pub shared_secret: Option<Secret>,
+
+    /// How long one Ed25519 key signs before a new one takes over, in seconds. The old key
+    /// keeps verifying until the last token it signed has expired.
+    #[arg(long, env = "KEY_ROTATION_SECS", default_value_t = 7 * 24 * 60 * 60)]
+    pub key_rotation_secs: u32,
+}
+
+impl TokenArgs {
+    /// Access-token lifetime.
+    pub fn access_ttl(&self) -> TimeDelta {
+        TimeDelta::seconds(self.access_token_ttl_secs.into())
+    }
+
+    /// Session lifetime.
+    pub fn session_ttl(&self) -> TimeDelta {
+        TimeDelta::seconds(self.session_ttl_secs.into())
+    }
+
+    /// Refresh grace window.
+    pub fn refresh_grace(&self) -> TimeDelta {
+        TimeDelta::seconds(self.refresh_grace_secs.into())
+    }
+
+    /// Key rotation interval.
+    pub fn key_rotation(&self) -> TimeDelta {
+        TimeDelta::seconds(self.key_rotation_secs.into())
+    }
+
+    /// Leeway as a duration.
+    pub fn leeway(&self) -> TimeDelta {
+        TimeDelta::seconds(self.jwt_leeway_secs.into())
+    }
+}
+
+/// Password hashing.
+#[derive(Debug, Clone, Args)]
+pub struct PasswordArgs {
+    /// argon2id memory cost, KiB (OWASP: 19456).
+    #[arg(long, env = "ARGON2_MEMORY_KIB", default_value_t = argon2::Params::DEFAULT_M_COST)]
+    pub argon2_memory_kib: u32,
+
+    /// argon2id iterations (OWASP: 2).
+    #[arg(long, env = "ARGON2_ITERATIONS", default_value_t = argon2::Params::DEFAULT_T_COST)]
+    pub argon2_iterations: u32,
+
+    /// argon2id parallelism (OWASP: 1).
+    #[arg(long, env = "ARGON2_PARALLELISM", default_value_t = argon2::Params::DEFAULT_P_COST)]
+    pub argon2_parallelism: u32,
+
+    /// Most password hashes computed at once (default: the number of CPUs). Each takes
+    /// ARGON2_MEMORY_KIB of memory; further sign-ins wait their turn.
+    #[arg(long, env = "MAX_CONCURRENT_HASHES")]
+    pub max_concurrent_hashes: Option<usize>,
+}
+
+/// Sign-in throttling.
+#[derive(Debug, Clone, Args)]
+pub struct ThrottleArgs {
+    /// Turn sign-in throttling off (it is on by default).
+    #[arg(long, env = "THROTTLE_DISABLED", default_value_t = false)]
+    pub throttle_disabled: bool,
+
+    /// Failed sign-ins an account may have before delays start.
+    #[arg(long, env = "THROTTLE_FREE_ATTEMPTS", default_value_t = 5)]
+    pub throttle_free_attempts: u32,
+
+    /// First delay after the free attempts, in seconds; doubles with each further failure.
+    #[arg(long, env = "THROTTLE_BASE_DELAY_SECS", default_value_t = 2)]
+    pub throttle_base_delay_secs: u32,
+
+    /// Longest delay per account, in seconds.
+    #[arg(long, env = "THROTTLE_MAX_DELAY_SECS", default_value_t = 15 * 60)]
+    pub throttle_max_delay_secs: u32,
+
+    /// Failed sign-ins one client address may make per window before it is blocked.
+    #[arg(long, env = "THROTTLE_ADDRESS_MAX_FAILURES", default_value_t = 100)]
+    pub throttle_address_max_failures: u32,
+
+    /// The per-address window, in seconds.
+    #[arg(long, env = "THROTTLE_ADDRESS_WINDOW_SECS", default_value_t = 15 * 60)]
+    pub throttle_address_window_secs: u32,
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// HS256 without a usable secret.
+    #[error(
+        "SIGNING_ALGORITHM=hs256 needs BETTER_AUTH_SECRET of at least {MIN_SHARED_SECRET_BYTES} bytes \
+         (e.g. `openssl rand -base64 48`); or leave SIGNING_ALGORITHM unset for Ed25519 keys"
+    )]
+    WeakSharedSecret,
+    /// A value out of range.
+    #[error("{0}")]
+    OutOfRange(String),
+}
+
+impl AuthConfig {
+    /// Checks what clap's types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let t = &self.tokens;
+        if t.signing_algorithm == SigningMode::Hs256
+            && t.shared_secret
+                .as_ref()
+                .is_none_or(|s| s.expose().len() < MIN_SHARED_SECRET_BYTES)
+        {
+            return Err(ConfigError::WeakSharedSecret);
+        }
+        let positive = [
+            ("ACCESS_TOKEN_TTL_SECS", t.access_token_ttl_secs),
+            ("SESSION_TTL_SECS", t.session_ttl_secs),
+            ("KEY_ROTATION_SECS", t.key_rotation_secs),
+            (
+                "THROTTLE_FREE_ATTEMPTS",
+                self.throttle.throttle_free_attempts,
+            ),
+            (
+                "THROTTLE_ADDRESS_MAX_FAILURES",
+                self.throttle.throttle_address_max_failures,
+            ),
+            (
+                "THROTTLE_ADDRESS_WINDOW_SECS",
+                self.throttle.throttle_address_window_secs,
+            ),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::OutOfRange(format!(
+                "{name} must be greater than 0"
+            )));
+        }
+        if t.session_ttl_secs < t.access_token_ttl_secs {
+            return Err(ConfigError::OutOfRange(
+                "SESSION_TTL_SECS must be at least ACCESS_TOKEN_TTL_SECS".into(),
+            ));
+        }
+        if self.passwords.max_concurrent_hashes == Some(0) {
+            return Err(ConfigError::OutOfRange(
+                "MAX_CONCURRENT_HASHES must be greater than 0".into(),
+            ));
+        }
+        crate::password::params(&self.passwords)
+            .map_err(|e| ConfigError::OutOfRange(format!("invalid argon2 parameters: {e}")))?;
+        Ok(())
+    }
+
+    /// The configuration with every default, listening on `listen_addr`, using `database_url`;
+    /// for tests and the dev launcher.
+    pub fn for_database(listen_addr: SocketAddr, database_url: &str) -> Self {
+        let mut config = Self::parse_from(["auth-service"]);
+        config.listen_addr = listen_addr;
+        config.database_url = database_url.to_owned();
+        config
+    }
+}

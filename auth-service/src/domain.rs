@@ -1,0 +1,198 @@
+//! Values that can only be built valid: parsed once at the edge of each RPC.
+
+use shared::status::FieldViolations;
+use std::fmt;
+
+/// Shortest accepted password, in characters.
+pub const PASSWORD_MIN_CHARS: usize = 8;
+/// Longest accepted password, in characters: longer input is refused before hashing.
+pub const PASSWORD_MAX_CHARS: usize = 256;
+/// Longest accepted email, in bytes (RFC 5321 path limit).
+pub const EMAIL_MAX_BYTES: usize = 254;
+/// Longest display name, in characters.
+pub const DISPLAY_NAME_MAX_CHARS: usize = 100;
+
+/// A trimmed, lower-cased email address of plausible shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    /// Parses `raw`, recording a violation for `field` when it is not an email address.
+    pub fn parse(raw: &str, field: &str, violations: &mut FieldViolations) -> Option<Self> {
+        let email = raw.trim().to_lowercase();
+        let problem = if email.is_empty() {
+            Some("is required".to_owned())
+        } else if email.len() > EMAIL_MAX_BYTES {
+            Some(format!("must be at most {EMAIL_MAX_BYTES} bytes"))
+        } else if !looks_like_email(&email) {
+            Some("must be an email address like name@example.com".to_owned())
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => {
+                violations.add(field, problem);
+                None
+            }
+            None => Some(Self(email)),
+        }
+    }
+
+    /// The normalized address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn looks_like_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// A password of acceptable length. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// A password for sign-up: 8 to 256 characters.
+    pub fn parse_new(raw: String, field: &str, violations: &mut FieldViolations) -> Option<Self> {
+        let chars = raw.chars().count();
+        if chars < PASSWORD_MIN_CHARS {
+            violations.add(
+                field,
+                format!("must be at least {PASSWORD_MIN_CHARS} characters"),
+            );
+            None
+        } else if chars > PASSWORD_MAX_CHARS {
+            violations.add(
+                field,
+                format!("must be at most {PASSWORD_MAX_CHARS} characters"),
+            );
+            None
+        } else {
+            Some(Self(raw))
+        }
+    }
+
+    /// A password for sign-in: only emptiness and the upper bound are checked (a too-short
+    /// password simply fails to match), so nobody can make the server hash a megabyte.
+    pub fn parse_existing(
+        raw: String,
+        field: &str,
+        violations: &mut FieldViolations,
+    ) -> Option<Self> {
+        if raw.is_empty() {
+            violations.add(field, "is required");
+            None
+        } else if raw.chars().count() > PASSWORD_MAX_CHARS {
+            violations.add(
+                field,
+                format!("must be at most {PASSWORD_MAX_CHARS} characters"),
+            );
+            None
+        } else {
+            Some(Self(raw))
+        }
+    }
+
+    /// The password bytes, for hashing only.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// A trimmed display name without control characters, at most 100 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    /// Parses an optional display name (absent means empty).
+    pub fn parse(
+        raw: Option<String>,
+        field: &str,
+        violations: &mut FieldViolations,
+    ) -> Option<Self> {
+        let name = raw.as_deref().unwrap_or_default().trim();
+        if name.chars().count() > DISPLAY_NAME_MAX_CHARS {
+            violations.add(
+                field,
+                format!("must be at most {DISPLAY_NAME_MAX_CHARS} characters"),
+            );
+            None
+        } else if name.chars().any(char::is_control) {
+            violations.add(field, "must not contain control characters");
+            None
+        } else {
+            Some(Self(name.to_owned()))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_lower_cased() {
+        let mut v = FieldViolations::new();
+        let email = Email::parse("  Ada@Example.COM ", "email", &mut v).unwrap();
+        assert_eq!(email.as_str(), "ada@example.com");
+        assert!(v.is_empty());
+    }
+
+    #[test]
+    fn malformed_emails_are_refused() {
+        for raw in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "a@b@c.com",
+            "ada@.com",
+        ] {
+            let mut v = FieldViolations::new();
+            assert!(
+                Email::parse(raw, "email", &mut v).is_none(),
+                "{raw:?} accepted"
+            );
+            assert!(!v.is_empty());
+        }
+    }
+
+    #[test]
+    fn passwords_must_be_between_8_and_256_characters() {
+        let mut v = FieldViolations::new();
+        assert!(Password::parse_new("short".into(), "password", &mut v).is_none());
+        assert!(Password::parse_new("x".repeat(257), "password", &mut v).is_none());
+        assert!(Password::parse_new("é".repeat(256), "password", &mut v).is_some());
+        assert!(Password::parse_existing("x".repeat(10_000), "password", &mut v).is_none());
+    }
+
+    #[test]
+    fn password_debug_never_shows_the_password() {
+        let mut v = FieldViolations::new();
+        let p = Password::parse_new("correct horse".into(), "password", &mut v).unwrap();
+        assert!(!format!("{p:?}").contains("horse"));
+    }
+}

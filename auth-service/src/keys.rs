@@ -1,0 +1,225 @@
+//! The signing keys. EdDSA mode: Ed25519 keys generated on first start and persisted in the
+//! auth database (so every replica signs with and publishes the same keys), rotated when the
+//! current one reaches its `retire_at`; a retired key keeps verifying until `expire_at`, when
+//! the last token it signed has expired. HS256 mode: one shared secret, never published.
+
+use crate::{
+    config::{SigningMode, TokenArgs},
+    entity::signing_key,
+    error::AuthError,
+};
+use chrono::{DateTime, TimeDelta, Utc};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+};
+use shared::token::{KeySet, SHARED_SECRET_KID};
+use std::{collections::HashMap, sync::Arc};
+use tokio::sync::{Mutex, RwLock};
+
+/// PKCS#8 v1 DER prefix of an Ed25519 private key; the 32-byte seed follows.
+const ED25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// A public key as published to other services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    /// Key id, as in token headers.
+    pub kid: String,
+    /// Always `EdDSA` today.
+    pub algorithm: &'static str,
+    /// 32 raw bytes.
+    pub public_key: Vec<u8>,
+    /// After this, no token it signed is still valid.
+    pub expire_at: DateTime<Utc>,
+}
+
+/// One loaded snapshot of the keys.
+pub struct Keys {
+    signing_kid: String,
+    /// Every key that may still sign or re-sign (within the refresh grace window).
+    encoding: HashMap<String, (Algorithm, EncodingKey)>,
+    /// When the current signing key must be replaced.
+    retire_at: Option<DateTime<Utc>>,
+    /// What verifies tokens.
+    pub verify: KeySet,
+    /// What other services may fetch.
+    pub published: Vec<PublicKey>,
+}
+
+impl Keys {
+    /// The key new tokens are signed with.
+    pub fn signing_kid(&self) -> &str {
+        &self.signing_kid
+    }
+
+    /// The algorithm and key with this `kid`, while it may still sign.
+    pub fn encoding_key(&self, kid: &str) -> Option<(Algorithm, &EncodingKey)> {
+        self.encoding.get(kid).map(|(alg, key)| (*alg, key))
+    }
+}
+
+/// The key ring: a cached snapshot, reloaded from the database when it rotates or when asked.
+pub struct KeyRing {
+    db: DatabaseConnection,
+    mode: SigningMode,
+    rotation: TimeDelta,
+    /// How long a retired key still verifies: the access-token lifetime plus leeway.
+    verify_overlap: TimeDelta,
+    current: RwLock<Arc<Keys>>,
+    rotating: Mutex<()>,
+}
+
+impl KeyRing {
+    /// Loads the keys, generating the first one if there is none (EdDSA mode).
+    pub async fn load(
+        db: DatabaseConnection,
+        args: &TokenArgs,
+        now: DateTime<Utc>,
+    ) -> Result<Self, AuthError> {
+        let initial = match (args.signing_algorithm, &args.shared_secret) {
+            (SigningMode::Hs256, Some(secret)) => shared_secret_keys(secret.expose().as_bytes()),
+            (SigningMode::Hs256, None) => {
+                return Err(AuthError::internal("HS256 mode without a secret"));
+            }
+            (SigningMode::EdDsa, _) => Keys {
+                signing_kid: String::new(),
+                encoding: HashMap::new(),
+                retire_at: Some(now),
+                verify: KeySet::new(),
+                published: Vec::new(),
+            },
+        };
+        let ring = Self {
+            db,
+            mode: args.signing_algorithm,
+            rotation: args.key_rotation(),
+            verify_overlap: args.access_ttl() + args.leeway(),
+            current: RwLock::new(Arc::new(initial)),
+            rotating: Mutex::new(()),
+        };
+        ring.current(now).await?;
+        Ok(ring)
+    }
+
+    /// The keys to sign with at `now`, rotating first when the signing key is due.
+    pub async fn current(&self, now: DateTime<Utc>) -> Result<Arc<Keys>, AuthError> {
+        let keys = Arc::clone(&*self.current.read().await);
+        if keys.retire_at.is_none_or(|retire_at| now < retire_at) {
+            return Ok(keys);
+        }
+        let _rotating = self.rotating.lock().await;
+        let keys = self.reload(now).await?;
+        if keys.retire_at.is_none_or(|retire_at| now < retire_at) {
+            return Ok(keys);
+        }
+        self.create_key(now).await?;
+        self.reload(now).await
+    }
+
+    /// Re-reads the keys from the database (another replica may have rotated).
+    pub async fn reload(&self, now: DateTime<Utc>) -> Result<Arc<Keys>, AuthError> {
+        if self.mode == SigningMode::Hs256 {
+            return Ok(Arc::clone(&*self.current.read().await));
+        }
+        let rows = signing_key::Entity::find()
+            .filter(signing_key::Column::ExpireAt.gt(now))
+            .order_by_desc(signing_key::Column::CreatedAt)
+            .all(&self.db)
+            .await?;
+        let keys = Arc::new(ed25519_keys(&rows, now));
+        *self.current.write().await = Arc::clone(&keys);
+        Ok(keys)
+    }
+
+    /// The keys, reloaded first if none has this `kid`.
+    pub async fn for_kid(
+        &self,
+        kid: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Keys>, AuthError> {
+        let keys = self.current(now).await?;
+        match kid {
+            Some(kid) if !keys.verify.contains(kid) && self.mode == SigningMode::EdDsa => {
+                self.reload(now).await
+            }
+            _ => Ok(keys),
+        }
+    }
+
+    async fn create_key(&self, now: DateTime<Utc>) -> Result<(), AuthError> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
+            .map_err(|e| AuthError::internal(format!("no randomness: {e}")))?;
+        let public = ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes();
+        let mut pkcs8 = ED25519_PKCS8_PREFIX.to_vec();
+        pkcs8.extend_from_slice(&seed);
+        let retire_at = now + self.rotation;
+        let kid = format!("ed25519-{}", uuid::Uuid::now_v7().simple());
+        signing_key::Entity::insert(signing_key::ActiveModel {
+            kid: Set(kid.clone()),
+            algorithm: Set("EdDSA".into()),
+            private_key: Set(pkcs8),
+            public_key: Set(public.to_vec()),
+            created_at: Set(now),
+            retire_at: Set(retire_at),
+            expire_at: Set(retire_at + self.verify_overlap),
+        })
+        .exec(&self.db)
+        .await?;
+        tracing::info!(target: "audit", event = "signing_key_created", %kid, %retire_at, "new signing key");
+        Ok(())
+    }
+}
+
+fn shared_secret_keys(secret: &[u8]) -> Keys {
+    let mut encoding = HashMap::new();
+    encoding.insert(
+        SHARED_SECRET_KID.to_owned(),
+        (Algorithm::HS256, EncodingKey::from_secret(secret)),
+    );
+    Keys {
+        signing_kid: SHARED_SECRET_KID.to_owned(),
+        encoding,
+        retire_at: None,
+        verify: KeySet::shared_secret(secret),
+        published: Vec::new(),
+    }
+}
+
+/// Builds a snapshot from unexpired rows, newest first.
+fn ed25519_keys(rows: &[signing_key::Model], now: DateTime<Utc>) -> Keys {
+    let mut verify = KeySet::new();
+    let mut encoding = HashMap::new();
+    let mut published = Vec::new();
+    for row in rows
+        .iter()
+        .filter(|r| r.algorithm == "EdDSA" && r.created_at <= now)
+    {
+        verify.insert_ed25519(row.kid.clone(), &row.public_key);
+        encoding.insert(
+            row.kid.clone(),
+            (Algorithm::EdDSA, EncodingKey::from_ed_der(&row.private_key)),
+        );
+        published.push(PublicKey {
+            kid: row.kid.clone(),
+            algorithm: "EdDSA",
+            public_key: row.public_key.clone(),
+            expire_at: row.expire_at,
+        });
+    }
+    // The newest key still inside its signing period signs; none means "rotate now".
+    let signing = rows
+        .iter()
+        .find(|r| r.algorithm == "EdDSA" && r.created_at <= now && now < r.retire_at);
+    Keys {
+        signing_kid: signing.map(|r| r.kid.clone()).unwrap_or_default(),
+        retire_at: Some(signing.map_or(now, |r| r.retire_at)),
+        encoding,
+        verify,
+        published,
+    }
+}

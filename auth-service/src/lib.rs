@@ -1,0 +1,143 @@
+//! auth-service: sign-up and sign-in with argon2id, short-lived JWT access tokens, rotating
+//! refresh tokens, introspection, sign-out, and the public keys other services verify with.
+//!
+//! A library first: [`Application::build`] binds the listener, connects and migrates the
+//! database and loads the keys; [`Application::run`] serves until shutdown. `main.rs`, the
+//! tests, the dev launcher and the benchmarks all start the server this way.
+
+pub mod accounts;
+pub mod config;
+pub mod domain;
+pub mod entity;
+pub mod error;
+pub mod keys;
+pub mod password;
+pub mod service;
+pub mod sessions;
+pub mod state;
+pub mod throttle;
+pub mod tokens;
+
+use crate::{
+    config::{AuthConfig, ConfigError, SigningMode},
+    error::AuthError,
+    service::AuthApi,
+    state::AuthState,
+};
+use migrations::{AuthMigrator, MigratorTrait};
+use sea_orm::{DatabaseConnection, DbErr};
+use shared::{
+    clock::SharedClock,
+    proto::todo::auth::v1::auth_service_server::AuthServiceServer,
+    server::{GrpcServer, ServeError},
+};
+use std::{future::Future, net::SocketAddr, sync::Arc};
+use tokio::net::TcpListener;
+
+/// The gRPC services this server reports health for.
+pub const SERVICE_NAMES: &[&str] = &["todo.auth.v1.AuthService"];
+
+/// Why the auth-service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Invalid configuration.
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+    /// Keys or the password hasher could not be set up.
+    #[error("start-up: {0}")]
+    State(#[from] AuthError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// A built, not yet serving, auth-service.
+pub struct Application {
+    config: AuthConfig,
+    listener: TcpListener,
+    db: DatabaseConnection,
+    state: Arc<AuthState>,
+}
+
+impl Application {
+    /// Validates `config`, opens and migrates the database, loads the signing keys, and binds
+    /// the listener (port 0 picks a free port: see [`Application::local_addr`]).
+    pub async fn build(config: AuthConfig, clock: SharedClock) -> Result<Self, StartError> {
+        config.validate()?;
+        let db = shared::db::connect(&config.database_url, &config.pool).await?;
+        AuthMigrator::up(&db, None).await?;
+        let state = Arc::new(AuthState::new(&config, db.clone(), clock).await?);
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen_addr,
+                source,
+            })?;
+        let url = shared::db::redact_url(&config.database_url);
+        if config.database_url.starts_with("sqlite:") {
+            tracing::info!(database = %url, "using the embedded SQLite database (set AUTH_DATABASE_URL for PostgreSQL)");
+        } else {
+            tracing::info!(database = %url, "using the configured database");
+        }
+        match config.tokens.signing_algorithm {
+            SigningMode::EdDsa => tracing::info!(
+                "signing access tokens with Ed25519 keys kept in the auth database (generated on first start)"
+            ),
+            SigningMode::Hs256 => {
+                tracing::info!("signing access tokens with the shared HS256 secret")
+            }
+        }
+        Ok(Self {
+            config,
+            listener,
+            db,
+            state,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state (for benchmarks and tests that call business logic directly).
+    pub fn state(&self) -> Arc<AuthState> {
+        Arc::clone(&self.state)
+    }
+
+    /// Serves until `shutdown` completes, then drains and closes the database pool.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), StartError> {
+        let Self {
+            config,
+            listener,
+            db,
+            state,
+        } = self;
+        tracing::info!(addr = %listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen_addr, source })?, "auth-service listening (gRPC + grpc-web)");
+        let api = AuthServiceServer::new(AuthApi::new(Arc::clone(&state)))
+            .max_decoding_message_size(config.server.max_request_bytes);
+        let jwks_state = Arc::clone(&state);
+        GrpcServer::new(SERVICE_NAMES)?
+            .add_service(api)
+            .add_json_get("/.well-known/jwks.json", move || {
+                let state = Arc::clone(&jwks_state);
+                async move { state.jwks_json().await.map_err(|e| e.to_string()) }
+            })
+            .watch_database(db.clone())
+            .serve(listener, &config.server, shutdown)
+            .await?;
+        if let Err(error) = db.close().await {
+            tracing::warn!(%error, "closing the database pool failed");
+        }
+        Ok(())
+    }
+}

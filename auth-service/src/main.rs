@@ -1,0 +1,27 @@
+//! auth-service binary: parse configuration, set up logging, serve until SIGINT/SIGTERM.
+
+use auth_service::{Application, config::AuthConfig};
+use clap::Parser;
+use shared::{clock::SystemClock, server::shutdown_signal};
+use std::{process::ExitCode, sync::Arc};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = AuthConfig::parse();
+    shared::telemetry::init(config.server.log_format);
+    let result = async {
+        Application::build(config, Arc::new(SystemClock))
+            .await?
+            .run(shutdown_signal())
+            .await
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "auth-service stopped");
+            eprintln!("auth-service: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The gRPC face of the auth-service: each handler parses the request at the edge, calls one
+//! method of [`AuthState`], and maps the result. No business logic lives here.
+
+use crate::{
+    accounts::{Credentials, NewAccount, SignedIn},
+    domain::{DisplayName, Email, Password},
+    entity::user,
+    error::AuthError,
+    sessions::TokenPair,
+    state::AuthState,
+};
+use shared::{
+    proto::{
+        timestamp,
+        todo::auth::v1::{self as pb, auth_service_server::AuthService},
+    },
+    status::{FieldViolations, bearer_token},
+};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+/// Suggested cache lifetime of GetSigningKeys answers.
+const KEYS_CACHE_SECONDS: i64 = 300;
+
+/// Implements `todo.auth.v1.AuthService`.
+#[derive(Clone)]
+pub struct AuthApi {
+    state: Arc<AuthState>,
+}
+
+impl AuthApi {
+    /// Serves RPCs from `state`.
+    pub fn new(state: Arc<AuthState>) -> Self {
+        Self { state }
+    }
+}
+
+fn invalid(violations: FieldViolations) -> Status {
+    AuthError::InvalidArgument(violations).into()
+}
+
+fn user_pb(user: &user::Model) -> pb::User {
+    pb::User {
+        id: user.id.to_string(),
+        email: user.email.clone(),
+        display_name: user.display_name.clone(),
+        create_time: Some(timestamp(user.created_at)),
+    }
+}
+
+fn tokens_pb(pair: TokenPair, now: chrono::DateTime<chrono::Utc>) -> pb::TokenPair {
+    pb::TokenPair {
+        expires_in: (pair.access.expires_at - now).num_seconds().max(0),
+        access_token_expire_time: Some(timestamp(pair.access.expires_at)),
+        access_token: pair.access.token,
+        token_type: "Bearer".into(),
+        refresh_token: pair.refresh_token,
+        refresh_token_expire_time: Some(timestamp(pair.refresh_expires_at)),
+    }
+}
+
+fn signed_in_pb(
+    signed_in: SignedIn,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (Option<pb::User>, Option<pb::TokenPair>) {
+    (
+        Some(user_pb(&signed_in.user)),
+        Some(tokens_pb(signed_in.tokens, now)),
+    )
+}
+
+/// The client's address, for per-address throttling.
+fn client_address<T>(request: &Request<T>) -> String {
+    request
+        .remote_addr()
+        .map_or_else(|| "unknown".to_owned(), |addr| addr.ip().to_string())
+}
+
+#[tonic::async_trait]
+impl AuthService for AuthApi {
+    #[instrument(name = "SignUp", skip_all, fields(user_id))]
+    async fn sign_up(
+        &self,
+        request: Request<pb::SignUpRequest>,
+    ) -> Result<Response<pb::SignUpResponse>, Status> {
+        let req = request.into_inner();
+        let mut v = FieldViolations::new();
+        let email = Email::parse(&req.email, "email", &mut v);
+        let password = Password::parse_new(req.password, "password", &mut v);
+        let display_name = DisplayName::parse(req.display_name, "display_name", &mut v);
+        let (Some(email), Some(password), Some(display_name)) = (email, password, display_name)
+        else {
+            return Err(invalid(v));
+        };
+        let signed_in = self
+            .state
+            .sign_up(NewAccount {
+                email,
+                password,
+                display_name,
+            })
+            .await?;
+        tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));
+        let (user, tokens) = signed_in_pb(signed_in, self.state.now());
+        Ok(Response::new(pb::SignUpResponse { user, tokens }))
+    }
+
+    #[instrument(name = "SignIn", skip_all, fields(user_id))]
+    async fn sign_in(
+        &self,
+        request: Request<pb::SignInRequest>,
+    ) -> Result<Response<pb::SignInResponse>, Status> {
+        let address = client_address(&request);
+        let req = request.into_inner();
+        let mut v = FieldViolations::new();
+        let email = Email::parse(&req.email, "email", &mut v);
+        let password = Password::parse_existing(req.password, "password", &mut v);
+        let (Some(email), Some(password)) = (email, password) else {
+            return Err(invalid(v));
+        };
+        let signed_in = self
+            .state
+            .sign_in(Credentials { email, password }, &address)
+            .await?;
+        tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));
+        let (user, tokens) = signed_in_pb(signed_in, self.state.now());
+        Ok(Response::new(pb::SignInResponse { user, tokens }))
+    }
+
+    #[instrument(name = "Refresh", skip_all)]
+    async fn refresh(
+        &self,
+        request: Request<pb::RefreshRequest>,
+    ) -> Result<Response<pb::RefreshResponse>, Status> {
+        let token = request.into_inner().refresh_token;
+        if token.trim().is_empty() {
+            let mut v = FieldViolations::new();
+            v.add("refresh_token", "is required");
+            return Err(invalid(v));
+        }
+        let pair = self.state.refresh(token.trim()).await?;
+        Ok(Response::new(pb::RefreshResponse {
+            tokens: Some(tokens_pb(pair, self.state.now())),
+        }))
+    }
+
+    #[instrument(name = "SignOut", skip_all)]
+    async fn sign_out(
+        &self,
+        request: Request<pb::SignOutRequest>,
+    ) -> Result<Response<pb::SignOutResponse>, Status> {
+        let bearer = bearer_token(request.metadata()).map(str::to_owned);
+        let refresh_token = request.into_inner().refresh_token;
+        let refresh_token = Some(refresh_token.trim()).filter(|t| !t.is_empty());
+        self.state
+            .sign_out(refresh_token, bearer.as_deref())
+            .await?;
+        Ok(Response::new(pb::SignOutResponse {}))
+    }
+
+    #[instrument(name = "Introspect", skip_all)]
+    async fn introspect(
+        &self,
+        request: Request<pb::IntrospectRequest>,
+    ) -> Result<Response<pb::IntrospectResponse>, Status> {
+        let req = request.into_inner();
+        let token = req.token.trim();
+        if token.is_empty() {
+            let mut v = FieldViolations::new();
+            v.add("token", "is required");
+            return Err(invalid(v));
+        }
+        let answer = match self.state.introspect(token, &req.token_type_hint).await? {
+            None => pb::IntrospectResponse {
+                active: false,
+                ..Default::default()
+            },
+            Some(active) => pb::IntrospectResponse {
+                active: true,
+                sub: active.user_id.to_string(),
+                email: active.email,
+                session_id: active.session_id.to_string(),
+                token_type: active.token_type.into(),
+                issue_time: Some(timestamp(active.issued_at)),
+                expire_time: Some(timestamp(active.expires_at)),
+                iss: self.state.issuer_name().to_owned(),
+                aud: self.state.audience_name().to_owned(),
+                jti: active.jti.unwrap_or_default(),
+            },
+        };
+        Ok(Response::new(answer))
+    }
+
+    #[instrument(name = "GetCurrentUser", skip_all, fields(user_id))]
+    async fn get_current_user(
+        &self,
+        request: Request<pb::GetCurrentUserRequest>,
+    ) -> Result<Response<pb::GetCurrentUserResponse>, Status> {
+        let user = self
+            .state
+            .current_user(bearer_token(request.metadata()))
+            .await?;
+        tracing::Span::current().record("user_id", tracing::field::display(user.id));
+        Ok(Response::new(pb::GetCurrentUserResponse {
+            user: Some(user_pb(&user)),
+        }))
+    }
+
+    #[instrument(name = "GetSigningKeys", skip_all)]
+    async fn get_signing_keys(
+        &self,
+        _request: Request<pb::GetSigningKeysRequest>,
+    ) -> Result<Response<pb::GetSigningKeysResponse>, Status> {
+        let keys = self.state.published_keys().await?;
+        let keys = keys
+            .into_iter()
+            .map(|k| pb::SigningKey {
+                kid: k.kid,
+                algorithm: k.algorithm.into(),
+                public_key: k.public_key,
+                verify_until_time: Some(timestamp(k.expire_at)),
+            })
+            .collect();
+        Ok(Response::new(pb::GetSigningKeysResponse {
+            keys,
+            cache_seconds: KEYS_CACHE_SECONDS,
+        }))
+    }
+}

@@ -1,0 +1,189 @@
+//! Sign-in throttling kept in the database, so it holds across replicas: progressive delays
+//! per account after repeated failures, and a failure budget per client address and window.
+
+use crate::{config::ThrottleArgs, entity::sign_in_throttle as row, error::AuthError};
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, sea_query::OnConflict};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// The throttle's policy.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    enabled: bool,
+    free_attempts: i32,
+    base_delay: TimeDelta,
+    max_delay: TimeDelta,
+    address_max_failures: i32,
+    address_window: TimeDelta,
+}
+
+/// Throttle keys of one sign-in attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptKeys {
+    account: String,
+    address: String,
+}
+
+impl AttemptKeys {
+    /// Keys for `email` (normalized) from `address`. The email is hashed so the table holds
+    /// no addresses of people who may not even have an account.
+    pub fn new(email: &str, address: &str) -> Self {
+        let digest: String = Sha256::digest(email.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self {
+            account: format!("account:{digest}"),
+            address: format!("ip:{address}"),
+        }
+    }
+}
+
+impl Throttle {
+    /// The policy `args` describe.
+    pub fn new(args: &ThrottleArgs) -> Self {
+        let clamp = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        Self {
+            enabled: !args.throttle_disabled,
+            free_attempts: clamp(args.throttle_free_attempts),
+            base_delay: TimeDelta::seconds(args.throttle_base_delay_secs.into()),
+            max_delay: TimeDelta::seconds(args.throttle_max_delay_secs.into()),
+            address_max_failures: clamp(args.throttle_address_max_failures),
+            address_window: TimeDelta::seconds(args.throttle_address_window_secs.into()),
+        }
+    }
+
+    /// Refuses the attempt with `Throttled` while the account or the address is blocked.
+    pub async fn check(
+        &self,
+        db: &DatabaseConnection,
+        keys: &AttemptKeys,
+        now: DateTime<Utc>,
+    ) -> Result<(), AuthError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let rows = row::Entity::find()
+            .filter(sea_orm::ColumnTrait::is_in(
+                &row::Column::Key,
+                [keys.account.clone(), keys.address.clone()],
+            ))
+            .all(db)
+            .await?;
+        let blocked_until = rows
+            .iter()
+            .filter_map(|r| r.blocked_until)
+            .filter(|until| *until > now)
+            .max();
+        match blocked_until {
+            Some(until) => Err(AuthError::Throttled(to_duration(until - now))),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a failed attempt.
+    pub async fn record_failure(
+        &self,
+        db: &DatabaseConnection,
+        keys: &AttemptKeys,
+        now: DateTime<Utc>,
+    ) -> Result<(), AuthError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let account = increment(db, &keys.account, now, None).await?;
+        if account.failures >= self.free_attempts {
+            let doublings = u32::try_from(account.failures - self.free_attempts)
+                .unwrap_or(0)
+                .min(20);
+            let delay = (self.base_delay * 2_i32.saturating_pow(doublings)).min(self.max_delay);
+            set_blocked_until(db, &keys.account, now + delay).await?;
+        }
+        let address = increment(db, &keys.address, now, Some(self.address_window)).await?;
+        if address.failures >= self.address_max_failures {
+            set_blocked_until(
+                db,
+                &keys.address,
+                address.window_start + self.address_window,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A successful sign-in resets the account's counter (not the address's).
+    pub async fn record_success(
+        &self,
+        db: &DatabaseConnection,
+        keys: &AttemptKeys,
+    ) -> Result<(), AuthError> {
+        if self.enabled {
+            row::Entity::delete_by_id(keys.account.clone())
+                .exec(db)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+use sea_orm::QueryFilter;
+
+/// Adds one failure to `key`, starting a new window when `window` has passed.
+async fn increment(
+    db: &DatabaseConnection,
+    key: &str,
+    now: DateTime<Utc>,
+    window: Option<TimeDelta>,
+) -> Result<row::Model, AuthError> {
+    let existing = row::Entity::find_by_id(key.to_owned()).one(db).await?;
+    let fresh = existing
+        .as_ref()
+        .is_none_or(|r| window.is_some_and(|w| r.window_start + w <= now));
+    let (failures, window_start) = match existing {
+        Some(r) if !fresh => (r.failures.saturating_add(1), r.window_start),
+        _ => (1, now),
+    };
+    let model = row::ActiveModel {
+        key: Set(key.to_owned()),
+        failures: Set(failures),
+        window_start: Set(window_start),
+        blocked_until: Set(None),
+    };
+    row::Entity::insert(model)
+        .on_conflict(
+            OnConflict::column(row::Column::Key)
+                .update_columns([row::Column::Failures, row::Column::WindowStart])
+                .to_owned(),
+        )
+        .exec(db)
+        .await?;
+    Ok(row::Model {
+        key: key.to_owned(),
+        failures,
+        window_start,
+        blocked_until: None,
+    })
+}
+
+async fn set_blocked_until(
+    db: &DatabaseConnection,
+    key: &str,
+    until: DateTime<Utc>,
+) -> Result<(), AuthError> {
+    row::Entity::update(row::ActiveModel {
+        key: Set(key.to_owned()),
+        blocked_until: Set(Some(until)),
+        ..Default::default()
+    })
+    .exec(db)
+    .await?;
+    Ok(())
+}
+
+fn to_duration(delta: TimeDelta) -> Duration {
+    delta
+        .to_std()
+        .unwrap_or(Duration::ZERO)
+        .max(Duration::from_secs(1))
+}

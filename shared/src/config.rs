@@ -1,0 +1,103 @@
+//! Settings every service shares: network limits, CORS, shutdown, logging, database pool.
+//! Flattened into each service's own clap parser; each flag falls back to an environment
+//! variable of the same name (see `.env.example`).
+
+use clap::{Args, ValueEnum};
+use std::time::Duration;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings of the gRPC server itself.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Browser origins allowed to call over grpc-web (comma-separated; `*` allows any).
+    #[arg(
+        long,
+        env = "CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://localhost:5173,http://127.0.0.1:5173"
+    )]
+    pub cors_allowed_origins: Vec<String>,
+
+    /// Largest accepted request message, in bytes.
+    #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Most RPCs served at once on one connection (HTTP/2 concurrent streams).
+    #[arg(long, env = "MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub max_concurrent_streams: u32,
+
+    /// Longest an RPC may run before it is cancelled, in seconds.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// On SIGINT/SIGTERM, how long in-flight RPCs may finish before connections are closed.
+    #[arg(long, env = "SHUTDOWN_DRAIN_SECS", default_value_t = 10)]
+    pub shutdown_drain_secs: u64,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl ServerArgs {
+    /// Per-RPC timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// Bounded drain time on shutdown.
+    pub fn shutdown_drain(&self) -> Duration {
+        Duration::from_secs(self.shutdown_drain_secs)
+    }
+}
+
+/// Settings of the database connection pool.
+#[derive(Debug, Clone, Args)]
+pub struct PoolArgs {
+    /// Most open database connections.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+
+    /// How long an RPC waits for a free connection before failing with UNAVAILABLE, in seconds.
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
+    pub database_acquire_timeout_secs: u64,
+}
+
+/// A secret setting (e.g. a shared signing secret): never printed by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself: use it, never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}

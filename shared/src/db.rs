@@ -1,0 +1,115 @@
+//! Opening the database (SQLite file by default, PostgreSQL by URL) and reporting its health.
+
+use crate::config::PoolArgs;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use std::{path::Path, time::Duration};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+/// Opens a pool to `url`.
+///
+/// For a SQLite file the parent directory is created and the file too (`mode=rwc`); an
+/// in-memory SQLite database gets exactly one connection, since each connection would
+/// otherwise be its own empty database.
+pub async fn connect(url: &str, pool: &PoolArgs) -> Result<DatabaseConnection, DbErr> {
+    let mut url = url.to_owned();
+    let mut max_connections = pool.database_max_connections.max(1);
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let in_memory = rest.contains(":memory:") || rest.contains("mode=memory");
+        if in_memory {
+            max_connections = 1;
+        } else {
+            let path = rest
+                .trim_start_matches("//")
+                .split('?')
+                .next()
+                .unwrap_or_default();
+            if let Some(parent) = Path::new(path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    DbErr::Custom(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+            if !rest.contains("mode=") {
+                url.push_str(if rest.contains('?') {
+                    "&mode=rwc"
+                } else {
+                    "?mode=rwc"
+                });
+            }
+        }
+    }
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(pool.database_acquire_timeout_secs))
+        .acquire_timeout(Duration::from_secs(pool.database_acquire_timeout_secs))
+        .sqlx_logging(false);
+    Database::connect(options).await
+}
+
+/// The URL with any password replaced by `***`, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Keeps `services` (and the server as a whole) SERVING while the database answers a ping and
+/// NOT_SERVING while it does not, checking every `every`. Ends when the health reporter's
+/// server is gone.
+pub fn watch_health(
+    db: DatabaseConnection,
+    reporter: HealthReporter,
+    services: &'static [&'static str],
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            let status = match db.ping().await {
+                Ok(()) => ServingStatus::Serving,
+                Err(error) => {
+                    if last != Some(ServingStatus::NotServing) {
+                        tracing::error!(%error, "database unreachable: reporting NOT_SERVING");
+                    }
+                    ServingStatus::NotServing
+                }
+            };
+            if last != Some(status) {
+                for service in services.iter().copied().chain([""]) {
+                    reporter.set_service_status(service, status).await;
+                }
+                last = Some(status);
+            }
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_in_database_urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/todo"),
+            "postgres://app:***@db:5432/todo"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db/todo"),
+            "postgres://app@db/todo"
+        );
+        assert_eq!(redact_url("sqlite://data/auth.db"), "sqlite://data/auth.db");
+    }
+}

@@ -1,0 +1,25 @@
+//! Code generated from `proto/` at build time (protox + tonic-prost-build, no system protoc).
+#![allow(clippy::all, clippy::pedantic, clippy::unwrap_used, missing_docs)]
+
+/// `todo.*` packages.
+pub mod todo {
+    /// `todo.auth.*` packages.
+    pub mod auth {
+        /// `todo.auth.v1`: accounts, sessions and tokens.
+        pub mod v1 {
+            tonic::include_proto!("todo.auth.v1");
+        }
+    }
+}
+
+/// Encoded `FileDescriptorSet` of every `.proto` file under `proto/`, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("todo_descriptor");
+
+/// Converts a UTC time to a protobuf `Timestamp`.
+pub fn timestamp(time: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        // Always below 2e9, so the conversion cannot fail; 0 is a safe fallback.
+        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
