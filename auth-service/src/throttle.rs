@@ -181,9 +181,10 @@ async fn set_blocked_until(
     Ok(())
 }
 
+/// Whole seconds, rounded up: a client that waits exactly this long is let through.
 fn to_duration(delta: TimeDelta) -> Duration {
-    delta
-        .to_std()
-        .unwrap_or(Duration::ZERO)
-        .max(Duration::from_secs(1))
+    let micros =
+        u64::try_from(delta.num_microseconds().unwrap_or(i64::MAX).max(1)).unwrap_or(u64::MAX);
+    let seconds = micros.div_ceil(1_000_000);
+    Duration::from_secs(seconds)
 }

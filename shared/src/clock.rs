@@ -33,6 +33,11 @@ impl ManualClock {
         Arc::new(Self(Mutex::new(start)))
     }
 
+    /// Sets the clock to `to` (which may be in the past).
+    pub fn set(&self, to: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = to;
+    }
+
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: TimeDelta) {
         let mut now = self.0.lock().unwrap_or_else(PoisonError::into_inner);

@@ -1,0 +1,214 @@
+//! `TestApp`: a real auth-service on an ephemeral port with its own fresh database (in-memory
+//! SQLite, or a uniquely named PostgreSQL database when `TEST_DATABASE_URL` is set), a manual
+//! clock, and typed gRPC clients.
+
+use auth_service::{Application, config::AuthConfig};
+use chrono::{TimeDelta, Utc};
+use sea_orm::{ConnectionTrait, Database};
+use shared::{
+    clock::ManualClock,
+    proto::todo::auth::v1::{self as pb, auth_service_client::AuthServiceClient},
+};
+use std::{net::SocketAddr, sync::Arc};
+use tokio::sync::oneshot;
+use tonic::{Code, Request, Status, transport::Channel};
+use tonic_types::StatusExt;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: AuthServiceClient<Channel>,
+    pub clock: Arc<ManualClock>,
+    _shutdown: oneshot::Sender<()>,
+}
+
+/// A fresh database URL: in-memory SQLite, or a new PostgreSQL database under
+/// `TEST_DATABASE_URL` (e.g. postgres://postgres@127.0.0.1:5432/postgres).
+pub async fn fresh_database_url() -> String {
+    let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+        return "sqlite::memory:".to_owned();
+    };
+    let name = format!("auth_test_{}", uuid::Uuid::now_v7().simple());
+    let admin = Database::connect(&base)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let (prefix, _) = base
+        .rsplit_once('/')
+        .expect("TEST_DATABASE_URL has a database path");
+    format!("{prefix}/{name}")
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut AuthConfig)) -> Self {
+        let url = fresh_database_url().await;
+        Self::spawn_on(&url, configure).await
+    }
+
+    pub async fn spawn_on(database_url: &str, configure: impl FnOnce(&mut AuthConfig)) -> Self {
+        let mut config = AuthConfig::for_database("127.0.0.1:0".parse().unwrap(), database_url);
+        config.server.shutdown_drain_secs = 1;
+        configure(&mut config);
+        let clock = ManualClock::new(Utc::now());
+        let app = Application::build(config, clock.clone())
+            .await
+            .expect("auth-service starts");
+        let addr = app.local_addr().unwrap();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app.run(async {
+            let _ = stopped.await;
+        }));
+        let client = AuthServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect");
+        Self {
+            addr,
+            client,
+            clock,
+            _shutdown: shutdown,
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub fn advance(&self, seconds: i64) {
+        self.clock.advance(TimeDelta::seconds(seconds));
+    }
+
+    pub async fn sign_up(&self, email: &str) -> pb::SignUpResponse {
+        self.try_sign_up(email, PASSWORD)
+            .await
+            .expect("sign-up succeeds")
+    }
+
+    pub async fn try_sign_up(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<pb::SignUpResponse, Status> {
+        let request = pb::SignUpRequest {
+            email: email.into(),
+            password: password.into(),
+            display_name: None,
+        };
+        self.client
+            .clone()
+            .sign_up(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> Result<pb::SignInResponse, Status> {
+        let request = pb::SignInRequest {
+            email: email.into(),
+            password: password.into(),
+        };
+        self.client
+            .clone()
+            .sign_in(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<pb::TokenPair, Status> {
+        let request = pb::RefreshRequest {
+            refresh_token: refresh_token.into(),
+        };
+        self.client
+            .clone()
+            .refresh(request)
+            .await
+            .map(|r| r.into_inner().tokens.expect("tokens"))
+    }
+
+    pub async fn current_user(&self, access_token: &str) -> Result<pb::User, Status> {
+        let request = with_bearer(pb::GetCurrentUserRequest {}, access_token);
+        self.client
+            .clone()
+            .get_current_user(request)
+            .await
+            .map(|r| r.into_inner().user.expect("user"))
+    }
+
+    pub async fn introspect(&self, token: &str) -> pb::IntrospectResponse {
+        let request = pb::IntrospectRequest {
+            token: token.into(),
+            token_type_hint: String::new(),
+        };
+        self.client
+            .clone()
+            .introspect(request)
+            .await
+            .expect("introspect")
+            .into_inner()
+    }
+
+    pub async fn sign_out_bearer(&self, access_token: &str) -> Result<(), Status> {
+        let request = with_bearer(pb::SignOutRequest::default(), access_token);
+        self.client.clone().sign_out(request).await.map(|_| ())
+    }
+
+    /// A raw HTTP/1.1 request to the server's port; returns the whole response text.
+    pub async fn http(&self, request: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        String::from_utf8_lossy(&response).into_owned()
+    }
+}
+
+pub fn tokens(response: &pb::SignUpResponse) -> &pb::TokenPair {
+    response.tokens.as_ref().expect("tokens")
+}
+
+pub fn with_bearer<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// Asserts the status code and `ErrorInfo` reason; returns the status for more checks.
+#[track_caller]
+pub fn assert_error<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    reason: &str,
+) -> Status {
+    let status = result.expect_err("the call fails");
+    assert_eq!(status.code(), code, "unexpected status: {status:?}");
+    let info = status
+        .get_error_details()
+        .error_info()
+        .cloned()
+        .expect("an ErrorInfo detail");
+    assert_eq!(info.reason, reason);
+    status
+}
+
+/// The field names of the `BadRequest` violations.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,11 @@
+//! auth-service behaviour over real gRPC, against in-memory SQLite by default and a fresh
+//! PostgreSQL database per test when `TEST_DATABASE_URL` is set.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod accounts;
+mod helpers;
+mod keys;
+mod refresh;
+mod server;
+mod throttle;
+mod token_verification;

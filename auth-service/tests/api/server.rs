@@ -1,0 +1,109 @@
+use crate::helpers::*;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_reflection::pb::v1::{
+    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+};
+
+#[tokio::test]
+async fn health_reports_serving_for_the_server_and_the_auth_service() {
+    let app = TestApp::spawn().await;
+    let mut health = HealthClient::new(app.channel().await);
+    for service in ["", "todo.auth.v1.AuthService"] {
+        // The database watcher reports within moments of start-up.
+        let mut status = ServingStatus::Unknown;
+        for _ in 0..50 {
+            let request = HealthCheckRequest {
+                service: service.into(),
+            };
+            if let Ok(response) = health.check(request).await {
+                status = response.into_inner().status();
+                if status == ServingStatus::Serving {
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(status, ServingStatus::Serving, "service {service:?}");
+    }
+}
+
+#[tokio::test]
+async fn reflection_v1_lists_the_auth_service() {
+    let app = TestApp::spawn().await;
+    let mut client = ServerReflectionClient::new(app.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"todo.auth.v1.AuthService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn browsers_get_cors_headers_for_grpc_web_from_allowed_origins_only() {
+    let app = TestApp::spawn().await;
+    let preflight = |origin: &str| {
+        format!(
+            "OPTIONS /todo.auth.v1.AuthService/SignIn HTTP/1.1\r\nHost: test\r\nOrigin: {origin}\r\n\
+             Access-Control-Request-Method: POST\r\n\
+             Access-Control-Request-Headers: content-type,x-grpc-web,authorization\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let allowed = app
+        .http(&preflight("http://localhost:5173"))
+        .await
+        .to_lowercase();
+    assert!(
+        allowed.contains("access-control-allow-origin: http://localhost:5173"),
+        "{allowed}"
+    );
+    assert!(allowed.contains("authorization"), "{allowed}");
+    let other = app
+        .http(&preflight("https://evil.example"))
+        .await
+        .to_lowercase();
+    assert!(!other.contains("access-control-allow-origin"), "{other}");
+}
+
+#[tokio::test]
+async fn a_grpc_web_call_over_http1_gets_a_grpc_web_answer() {
+    let app = TestApp::spawn().await;
+    // An empty GetSigningKeysRequest: one uncompressed frame of length 0.
+    let request = "POST /todo.auth.v1.AuthService/GetSigningKeys HTTP/1.1\r\nHost: test\r\n\
+                   Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nOrigin: http://localhost:5173\r\n\
+                   Content-Length: 5\r\nConnection: close\r\n\r\n\0\0\0\0\0";
+    let response = app.http(request).await;
+    let lower = response.to_lowercase();
+    assert!(lower.starts_with("http/1.1 200"), "{response}");
+    assert!(
+        lower.contains("content-type: application/grpc-web+proto"),
+        "{response}"
+    );
+    assert!(
+        lower.contains("access-control-expose-headers"),
+        "{response}"
+    );
+    assert!(
+        response.contains("grpc-status:0") || lower.contains("grpc-status: 0"),
+        "{response}"
+    );
+}
