@@ -3,7 +3,11 @@
 
 use crate::{config::ThrottleArgs, entity::sign_in_throttle as row, error::AuthError};
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, sea_query::OnConflict};
+use sea_orm::{
+    ActiveValue::Set,
+    DatabaseConnection, EntityTrait,
+    sea_query::{Expr, OnConflict},
+};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -92,7 +96,7 @@ impl Throttle {
         if !self.enabled {
             return Ok(());
         }
-        let account = increment(db, &keys.account, now, None).await?;
+        let account = increment(db, &keys.account, now, ACCOUNT_WINDOW).await?;
         if account.failures >= self.free_attempts {
             let doublings = u32::try_from(account.failures - self.free_attempts)
                 .unwrap_or(0)
@@ -100,7 +104,7 @@ impl Throttle {
             let delay = (self.base_delay * 2_i32.saturating_pow(doublings)).min(self.max_delay);
             set_blocked_until(db, &keys.account, now + delay).await?;
         }
-        let address = increment(db, &keys.address, now, Some(self.address_window)).await?;
+        let address = increment(db, &keys.address, now, self.address_window).await?;
         if address.failures >= self.address_max_failures {
             set_blocked_until(
                 db,
@@ -127,57 +131,60 @@ impl Throttle {
     }
 }
 
-use sea_orm::QueryFilter;
+use sea_orm::{ColumnTrait, QueryFilter};
 
-/// Adds one failure to `key`, starting a new window when `window` has passed.
+/// How long an account's failures count before they are forgotten.
+const ACCOUNT_WINDOW: TimeDelta = TimeDelta::days(1);
+
+/// Adds one failure to `key` in a single statement (so concurrent failures are all counted),
+/// starting a new window when the current one began at or before `now - window`.
 async fn increment(
     db: &DatabaseConnection,
     key: &str,
     now: DateTime<Utc>,
-    window: Option<TimeDelta>,
+    window: TimeDelta,
 ) -> Result<row::Model, AuthError> {
-    let existing = row::Entity::find_by_id(key.to_owned()).one(db).await?;
-    let fresh = existing
-        .as_ref()
-        .is_none_or(|r| window.is_some_and(|w| r.window_start + w <= now));
-    let (failures, window_start) = match existing {
-        Some(r) if !fresh => (r.failures.saturating_add(1), r.window_start),
-        _ => (1, now),
-    };
+    use sea_orm::ExprTrait as _;
+    let stale = Expr::col((row::Entity, row::Column::WindowStart)).lte(now - window);
+    let failures = Expr::case(stale.clone(), 1)
+        .finally(Expr::col((row::Entity, row::Column::Failures)).add(1));
+    let window_start =
+        Expr::case(stale, now).finally(Expr::col((row::Entity, row::Column::WindowStart)));
     let model = row::ActiveModel {
         key: Set(key.to_owned()),
-        failures: Set(failures),
-        window_start: Set(window_start),
+        failures: Set(1),
+        window_start: Set(now),
         blocked_until: Set(None),
     };
-    row::Entity::insert(model)
+    let updated = row::Entity::insert(model)
         .on_conflict(
             OnConflict::column(row::Column::Key)
-                .update_columns([row::Column::Failures, row::Column::WindowStart])
+                .value(row::Column::Failures, failures)
+                .value(row::Column::WindowStart, window_start)
                 .to_owned(),
         )
-        .exec(db)
+        .exec_with_returning(db)
         .await?;
-    Ok(row::Model {
-        key: key.to_owned(),
-        failures,
-        window_start,
-        blocked_until: None,
-    })
+    Ok(updated)
 }
 
+/// Moves `key`'s block to `until`, never earlier than it already is (a concurrent failure
+/// with a lower count must not shorten it).
 async fn set_blocked_until(
     db: &DatabaseConnection,
     key: &str,
     until: DateTime<Utc>,
 ) -> Result<(), AuthError> {
-    row::Entity::update(row::ActiveModel {
-        key: Set(key.to_owned()),
-        blocked_until: Set(Some(until)),
-        ..Default::default()
-    })
-    .exec(db)
-    .await?;
+    row::Entity::update_many()
+        .col_expr(row::Column::BlockedUntil, Expr::value(until))
+        .filter(row::Column::Key.eq(key))
+        .filter(
+            sea_orm::Condition::any()
+                .add(row::Column::BlockedUntil.is_null())
+                .add(row::Column::BlockedUntil.lt(until)),
+        )
+        .exec(db)
+        .await?;
     Ok(())
 }
 

@@ -144,8 +144,9 @@ impl GrpcServer {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
         let cors = cors_layer(&args.cors_allowed_origins)?;
-        for name in self.service_names.iter().copied().chain([""]) {
-            if self.health_watcher.is_none() {
+        // Without a database to watch, the server is healthy as soon as it serves.
+        if self.health_watcher.is_none() {
+            for name in self.service_names.iter().copied().chain([""]) {
                 self.reporter
                     .set_service_status(name, ServingStatus::Serving)
                     .await;

@@ -107,3 +107,50 @@ async fn a_grpc_web_call_over_http1_gets_a_grpc_web_answer() {
         "{response}"
     );
 }
+
+#[tokio::test]
+async fn on_shutdown_health_turns_not_serving_and_the_server_stops_within_the_drain_time() {
+    let url = fresh_database_url().await;
+    let mut config =
+        auth_service::config::AuthConfig::for_database("127.0.0.1:0".parse().unwrap(), &url);
+    config.server.shutdown_drain_secs = 1;
+    let app = auth_service::Application::build(
+        config,
+        shared::clock::ManualClock::new(chrono::Utc::now()),
+    )
+    .await
+    .unwrap();
+    let addr = app.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async {
+        let _ = stopped.await;
+    }));
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let request = HealthCheckRequest {
+        service: "todo.auth.v1.AuthService".into(),
+    };
+    let mut watch = HealthClient::new(channel)
+        .watch(request)
+        .await
+        .unwrap()
+        .into_inner();
+    while watch.message().await.unwrap().unwrap().status() != ServingStatus::Serving {}
+
+    stop.send(()).unwrap();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status(),
+        ServingStatus::NotServing
+    );
+    // The open watch stream keeps a connection busy: the drain time bounds the wait.
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+    assert!(
+        stopped
+            .expect("stopped within the drain time")
+            .unwrap()
+            .is_ok()
+    );
+}

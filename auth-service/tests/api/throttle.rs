@@ -1,4 +1,5 @@
 use crate::helpers::*;
+use shared::proto::todo::auth::v1::SignInRequest;
 use std::time::Duration;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -92,4 +93,38 @@ async fn throttling_can_be_turned_off() {
         let _ = app.sign_in("ada@example.com", "wrong password").await;
     }
     assert!(app.sign_in("ada@example.com", PASSWORD).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_burst_of_concurrent_failures_is_counted_in_full() {
+    // All ten hashes run at once, so the ten failures are recorded at the same moment.
+    let app = TestApp::spawn_with(|c| c.passwords.max_concurrent_hashes = Some(10)).await;
+    app.sign_up("ada@example.com").await;
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let mut client = app.client.clone();
+        let request = SignInRequest {
+            email: "ada@example.com".into(),
+            password: "wrong password".into(),
+        };
+        burst.spawn(async move { client.sign_in(request).await });
+    }
+    while let Some(result) = burst.join_next().await {
+        assert_eq!(result.unwrap().unwrap_err().code(), Code::Unauthenticated);
+    }
+    let status = assert_error(
+        app.sign_in("ada@example.com", PASSWORD).await,
+        Code::ResourceExhausted,
+        "TOO_MANY_ATTEMPTS",
+    );
+    let retry = status
+        .get_error_details()
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+        .unwrap();
+    assert_eq!(
+        retry,
+        Duration::from_secs(64),
+        "10 failures: 2 s doubled 5 times"
+    );
 }
