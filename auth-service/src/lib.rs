@@ -133,6 +133,7 @@ impl Application {
                 async move { state.jwks_json().await.map_err(|e| e.to_string()) }
             })
             .watch_database(db.clone())
+            .await
             .serve(listener, &config.server, shutdown)
             .await?;
         if let Err(error) = db.close().await {

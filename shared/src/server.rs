@@ -122,9 +122,15 @@ impl GrpcServer {
         self
     }
 
-    /// Reports NOT_SERVING while `db` does not answer a ping, SERVING while it does.
-    #[must_use]
-    pub fn watch_database(mut self, db: DatabaseConnection) -> Self {
+    /// Reports NOT_SERVING while `db` does not answer a ping, SERVING while it does. The
+    /// services are registered as NOT_SERVING at once, so a probe made before the first ping
+    /// gets an answer rather than NOT_FOUND.
+    pub async fn watch_database(mut self, db: DatabaseConnection) -> Self {
+        for name in self.service_names.iter().copied().chain([""]) {
+            self.reporter
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
         let watcher = crate::db::watch_health(
             db,
             self.reporter.clone(),

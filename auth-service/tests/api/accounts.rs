@@ -133,14 +133,7 @@ async fn sign_in_with_missing_fields_is_invalid_argument() {
 
 #[tokio::test]
 async fn a_hash_made_with_old_parameters_is_upgraded_at_the_next_sign_in() {
-    let url = match std::env::var("TEST_DATABASE_URL") {
-        Ok(_) => fresh_database_url().await,
-        Err(_) => {
-            let path = std::env::temp_dir()
-                .join(format!("auth-upgrade-{}.db", uuid::Uuid::now_v7().simple()));
-            format!("sqlite://{}", path.display())
-        }
-    };
+    let url = persistent_database_url().await;
     let old = TestApp::spawn_on(&url, |c| c.passwords.argon2_memory_kib = 8 * 1024).await;
     old.sign_up("ada@example.com").await;
     drop(old);

@@ -44,6 +44,24 @@ pub async fn fresh_database_url() -> String {
     format!("{prefix}/{name}")
 }
 
+/// A fresh database that outlives one server, for restart tests: a SQLite file in the temp
+/// directory, or a new PostgreSQL database.
+pub async fn persistent_database_url() -> String {
+    if std::env::var("TEST_DATABASE_URL").is_ok() {
+        return fresh_database_url().await;
+    }
+    let path = std::env::temp_dir().join(format!("auth-test-{}.db", uuid::Uuid::now_v7().simple()));
+    format!("sqlite://{}", path.display())
+}
+
+/// The `RetryInfo` delay of a status.
+pub fn retry_delay(status: &Status) -> Option<std::time::Duration> {
+    status
+        .get_error_details()
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await

@@ -84,15 +84,7 @@ async fn during_a_key_rotation_tokens_of_the_previous_key_still_verify() {
 
 #[tokio::test]
 async fn keys_survive_a_restart_so_tokens_stay_valid() {
-    let url = match std::env::var("TEST_DATABASE_URL") {
-        Ok(_) => fresh_database_url().await,
-        Err(_) => format!(
-            "sqlite://{}",
-            std::env::temp_dir()
-                .join(format!("auth-keys-{}.db", uuid::Uuid::now_v7().simple()))
-                .display()
-        ),
-    };
+    let url = persistent_database_url().await;
     let first = TestApp::spawn_on(&url, |_| {}).await;
     let token = tokens(&first.sign_up("ada@example.com").await)
         .access_token

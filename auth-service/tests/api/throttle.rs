@@ -2,7 +2,6 @@ use crate::helpers::*;
 use shared::proto::todo::auth::v1::SignInRequest;
 use std::time::Duration;
 use tonic::Code;
-use tonic_types::StatusExt;
 
 #[tokio::test]
 async fn repeated_failures_delay_the_account_and_success_resets_it() {
@@ -20,11 +19,7 @@ async fn repeated_failures_delay_the_account_and_success_resets_it() {
         Code::ResourceExhausted,
         "TOO_MANY_ATTEMPTS",
     );
-    let retry = status
-        .get_error_details()
-        .retry_info()
-        .and_then(|r| r.retry_delay)
-        .unwrap();
+    let retry = retry_delay(&status).unwrap();
     assert_eq!(retry, Duration::from_secs(2));
 
     app.advance(2);
@@ -56,11 +51,7 @@ async fn delays_grow_with_each_further_failure() {
         Code::ResourceExhausted,
         "TOO_MANY_ATTEMPTS",
     );
-    let retry = status
-        .get_error_details()
-        .retry_info()
-        .and_then(|r| r.retry_delay)
-        .unwrap();
+    let retry = retry_delay(&status).unwrap();
     assert_eq!(retry, Duration::from_secs(8), "2 s doubled twice");
 }
 
@@ -117,11 +108,7 @@ async fn a_burst_of_concurrent_failures_is_counted_in_full() {
         Code::ResourceExhausted,
         "TOO_MANY_ATTEMPTS",
     );
-    let retry = status
-        .get_error_details()
-        .retry_info()
-        .and_then(|r| r.retry_delay)
-        .unwrap();
+    let retry = retry_delay(&status).unwrap();
     assert_eq!(
         retry,
         Duration::from_secs(64),
