@@ -114,6 +114,32 @@ impl TestApp {
             .expect("sign-up succeeds")
     }
 
+    /// Signs up `email` and returns just the access token.
+    pub async fn access_token(&self, email: &str) -> String {
+        tokens(&self.sign_up(email).await).access_token.clone()
+    }
+
+    pub async fn signing_keys(&self) -> Vec<pb::SigningKey> {
+        let request = pb::GetSigningKeysRequest {};
+        self.client
+            .clone()
+            .get_signing_keys(request)
+            .await
+            .expect("keys")
+            .into_inner()
+            .keys
+    }
+
+    /// Asserts `token` is refused by GetCurrentUser and reported inactive by Introspect.
+    pub async fn assert_token_refused(&self, token: &str) {
+        assert_error(
+            self.current_user(token).await,
+            Code::Unauthenticated,
+            "INVALID_TOKEN",
+        );
+        assert!(!self.introspect(token).await.active);
+    }
+
     pub async fn try_sign_up(
         &self,
         email: &str,
@@ -229,4 +255,11 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .bad_request()
         .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
         .unwrap_or_default()
+}
+
+/// Segment `index` of a JWT (0 header, 1 claims), decoded as JSON.
+pub fn jwt_json(token: &str, index: usize) -> serde_json::Value {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let segment = token.split('.').nth(index).expect("a JWT segment");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).expect("base64url")).expect("JSON")
 }

@@ -7,23 +7,14 @@ fn kid_of(token: &str) -> String {
 }
 
 async fn published_kids(app: &TestApp) -> Vec<String> {
-    let keys = app
-        .client
-        .clone()
-        .get_signing_keys(GetSigningKeysRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .keys;
+    let keys = app.signing_keys().await;
     keys.into_iter().map(|k| k.kid).collect()
 }
 
 #[tokio::test]
 async fn signing_keys_are_public_ed25519_keys_matching_token_kids() {
     let app = TestApp::spawn().await;
-    let token = tokens(&app.sign_up("ada@example.com").await)
-        .access_token
-        .clone();
+    let token = app.access_token("ada@example.com").await;
     let response = app
         .client
         .clone()
@@ -46,9 +37,7 @@ async fn signing_keys_are_public_ed25519_keys_matching_token_kids() {
 #[tokio::test]
 async fn during_a_key_rotation_tokens_of_the_previous_key_still_verify() {
     let app = TestApp::spawn_with(|c| c.tokens.key_rotation_secs = 600).await;
-    let old = tokens(&app.sign_up("ada@example.com").await)
-        .access_token
-        .clone();
+    let old = app.access_token("ada@example.com").await;
     app.advance(601);
     let new = app
         .sign_in("ada@example.com", PASSWORD)
@@ -86,9 +75,7 @@ async fn during_a_key_rotation_tokens_of_the_previous_key_still_verify() {
 async fn keys_survive_a_restart_so_tokens_stay_valid() {
     let url = persistent_database_url().await;
     let first = TestApp::spawn_on(&url, |_| {}).await;
-    let token = tokens(&first.sign_up("ada@example.com").await)
-        .access_token
-        .clone();
+    let token = first.access_token("ada@example.com").await;
     drop(first);
     let second = TestApp::spawn_on(&url, |_| {}).await;
     assert!(second.current_user(&token).await.is_ok());
@@ -97,9 +84,7 @@ async fn keys_survive_a_restart_so_tokens_stay_valid() {
 #[tokio::test]
 async fn the_jwks_document_lets_a_standard_jwt_library_verify_our_tokens() {
     let app = TestApp::spawn().await;
-    let token = tokens(&app.sign_up("ada@example.com").await)
-        .access_token
-        .clone();
+    let token = app.access_token("ada@example.com").await;
     let response = app
         .http("GET /.well-known/jwks.json HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
         .await;
