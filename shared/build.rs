@@ -6,7 +6,7 @@ use std::{env, fs, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../proto");
-    let files = ["todo/auth/v1/auth.proto"];
+    let files = ["todo/auth/v1/auth.proto", "todo/task/v1/task.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());
     }

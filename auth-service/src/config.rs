@@ -2,24 +2,11 @@
 //! Invalid combinations stop start-up with a message that says how to fix them.
 
 use chrono::TimeDelta;
-use clap::{Args, Parser, ValueEnum};
-use shared::{
-    config::{PoolArgs, Secret, ServerArgs},
-    token::MIN_SHARED_SECRET_BYTES,
-};
+use clap::{Args, Parser};
+use shared::config::{JwtArgs, PoolArgs, ServerArgs, WeakSharedSecret};
 use std::net::SocketAddr;
 
-/// How access tokens are signed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum SigningMode {
-    /// Ed25519 keys kept in the auth database, rotated on a schedule; public keys published.
-    #[default]
-    #[value(name = "eddsa")]
-    EdDsa,
-    /// One shared secret (HS256), the original design's `BETTER_AUTH_SECRET`.
-    #[value(name = "hs256")]
-    Hs256,
-}
+pub use shared::config::SigningMode;
 
 /// Everything the auth-service reads at start-up.
 #[derive(Debug, Clone, Parser)]
@@ -60,17 +47,9 @@ pub struct AuthConfig {
 /// Token lifetimes and signing.
 #[derive(Debug, Clone, Args)]
 pub struct TokenArgs {
-    /// `iss` of every access token.
-    #[arg(long, env = "JWT_ISSUER", default_value = "todo-auth")]
-    pub jwt_issuer: String,
-
-    /// `aud` of every access token.
-    #[arg(long, env = "JWT_AUDIENCE", default_value = "todo-api")]
-    pub jwt_audience: String,
-
-    /// Clock skew tolerated on `exp`/`nbf`, in seconds.
-    #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 30)]
-    pub jwt_leeway_secs: u32,
+    /// Issuer, audience, leeway and signing mode, shared with the task-service.
+    #[command(flatten)]
+    pub jwt: JwtArgs,
 
     /// Access-token lifetime, in seconds.
     #[arg(long, env = "ACCESS_TOKEN_TTL_SECS", default_value_t = 15 * 60)]
@@ -83,14 +62,6 @@ pub struct TokenArgs {
     /// Concurrent refreshes of one token within this many seconds get the same new pair.
     #[arg(long, env = "REFRESH_GRACE_SECS", default_value_t = 10)]
     pub refresh_grace_secs: u32,
-
-    /// `eddsa` (default) or `hs256`.
-    #[arg(long, env = "SIGNING_ALGORITHM", value_enum, default_value_t = SigningMode::EdDsa)]
-    pub signing_algorithm: SigningMode,
-
-    /// Shared HS256 secret (at least 32 bytes); required when SIGNING_ALGORITHM=hs256.
-    #[arg(long, env = "BETTER_AUTH_SECRET", hide_env_values = true)]
-    pub shared_secret: Option<Secret>,
 
     /// How long one Ed25519 key signs before a new one takes over, in seconds. The old key
     /// keeps verifying until the last token it signed has expired.
@@ -121,7 +92,7 @@ impl TokenArgs {
 
     /// Leeway as a duration.
     pub fn leeway(&self) -> TimeDelta {
-        TimeDelta::seconds(self.jwt_leeway_secs.into())
+        TimeDelta::seconds(self.jwt.jwt_leeway_secs.into())
     }
 }
 
@@ -178,11 +149,8 @@ pub struct ThrottleArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// HS256 without a usable secret.
-    #[error(
-        "SIGNING_ALGORITHM=hs256 needs BETTER_AUTH_SECRET of at least {MIN_SHARED_SECRET_BYTES} bytes \
-         (e.g. `openssl rand -base64 48`); or leave SIGNING_ALGORITHM unset for Ed25519 keys"
-    )]
-    WeakSharedSecret,
+    #[error(transparent)]
+    WeakSharedSecret(#[from] WeakSharedSecret),
     /// A value out of range.
     #[error("{0}")]
     OutOfRange(String),
@@ -192,13 +160,7 @@ impl AuthConfig {
     /// Checks what clap's types cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let t = &self.tokens;
-        if t.signing_algorithm == SigningMode::Hs256
-            && t.shared_secret
-                .as_ref()
-                .is_none_or(|s| s.expose().len() < MIN_SHARED_SECRET_BYTES)
-        {
-            return Err(ConfigError::WeakSharedSecret);
-        }
+        t.jwt.hs256_secret()?;
         let positive = [
             ("ACCESS_TOKEN_TTL_SECS", t.access_token_ttl_secs),
             ("SESSION_TTL_SECS", t.session_ttl_secs),

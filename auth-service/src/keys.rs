@@ -78,12 +78,13 @@ impl KeyRing {
         args: &TokenArgs,
         now: DateTime<Utc>,
     ) -> Result<Self, AuthError> {
-        let initial = match (args.signing_algorithm, &args.shared_secret) {
-            (SigningMode::Hs256, Some(secret)) => shared_secret_keys(secret.expose().as_bytes()),
-            (SigningMode::Hs256, None) => {
-                return Err(AuthError::internal("HS256 mode without a secret"));
-            }
-            (SigningMode::EdDsa, _) => Keys {
+        let secret = args
+            .jwt
+            .hs256_secret()
+            .map_err(|e| AuthError::internal(e.to_string()))?;
+        let initial = match secret {
+            Some(secret) => shared_secret_keys(secret),
+            None => Keys {
                 signing_kid: String::new(),
                 encoding: HashMap::new(),
                 retire_at: Some(now),
@@ -93,7 +94,7 @@ impl KeyRing {
         };
         let ring = Self {
             db,
-            mode: args.signing_algorithm,
+            mode: args.jwt.signing_algorithm,
             rotation: args.key_rotation(),
             verify_overlap: args.access_ttl() + args.leeway(),
             current: RwLock::new(Arc::new(initial)),

@@ -88,7 +88,7 @@ impl Application {
         } else {
             tracing::info!(database = %url, "using the configured database");
         }
-        match config.tokens.signing_algorithm {
+        match config.tokens.jwt.signing_algorithm {
             SigningMode::EdDsa => tracing::info!(
                 "signing access tokens with Ed25519 keys kept in the auth database (generated on first start)"
             ),

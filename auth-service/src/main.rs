@@ -16,12 +16,5 @@ async fn main() -> ExitCode {
             .await
     }
     .await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(%error, "auth-service stopped");
-            eprintln!("auth-service: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    shared::telemetry::exit_code("auth-service", result)
 }

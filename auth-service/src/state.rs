@@ -33,8 +33,8 @@ impl AuthState {
         let keys = KeyRing::load(db.clone(), t, clock.now()).await?;
         Ok(Self {
             keys,
-            issuer: TokenIssuer::new(&t.jwt_issuer, &t.jwt_audience, t.access_ttl()),
-            verifier: TokenVerifier::new(&t.jwt_issuer, &t.jwt_audience, t.jwt_leeway_secs),
+            issuer: TokenIssuer::new(&t.jwt.jwt_issuer, &t.jwt.jwt_audience, t.access_ttl()),
+            verifier: t.jwt.verifier(),
             hasher: PasswordHasher::new(&config.passwords)?,
             throttle: Throttle::new(&config.throttle),
             session_ttl: t.session_ttl(),

@@ -7,6 +7,7 @@ pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
 
 mod auth;
+mod task;
 
 /// The auth-service's tables: users, sessions, refresh tokens, signing keys, sign-in throttle.
 pub struct AuthMigrator;
@@ -21,5 +22,19 @@ impl MigratorTrait for AuthMigrator {
 
     fn migration_table_name() -> DynIden {
         "auth_migrations".into_iden()
+    }
+}
+
+/// The task-service's tables: tasks.
+pub struct TaskMigrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for TaskMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(task::m20261123_000001_create_tasks::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "task_migrations".into_iden()
     }
 }

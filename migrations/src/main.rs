@@ -4,10 +4,11 @@
 //! migrate --service auth --database-url postgres://… up
 //! migrate --service auth status
 //! migrate --service auth down --steps 1
+//! migrate --service task --database-url sqlite://data/tasks.db up
 //! ```
 
 use clap::{Parser, Subcommand, ValueEnum};
-use migrations::{AuthMigrator, MigratorTrait};
+use migrations::{AuthMigrator, MigratorTrait, TaskMigrator};
 use sea_orm_migration::{MigrationStatus, sea_orm::DatabaseConnection};
 
 #[derive(Debug, Parser)]
@@ -28,6 +29,7 @@ struct Cli {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Service {
     Auth,
+    Task,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
     let db = shared::db::connect(&cli.database_url, &cli.pool).await?;
     match cli.service {
         Service::Auth => run::<AuthMigrator>(&db, cli.command).await,
+        Service::Task => run::<TaskMigrator>(&db, cli.command).await,
     }
 }
 

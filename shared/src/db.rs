@@ -64,20 +64,29 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Whether a service is ready apart from its database (e.g. it has its verification keys).
+pub type ReadyCheck = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// How often readiness is checked while the service is not serving, so it turns SERVING
+/// soon after start-up or recovery.
+const RECHECK_WHILE_NOT_SERVING: Duration = Duration::from_millis(250);
+
 /// Keeps `services` (and the server as a whole) SERVING while the database answers a ping and
-/// NOT_SERVING while it does not, checking every `every`. Ends when the health reporter's
-/// server is gone.
+/// `ready` holds, NOT_SERVING otherwise, checking every `every` (more often while not
+/// serving). Ends when the health reporter's server is gone.
 pub fn watch_health(
     db: DatabaseConnection,
     reporter: HealthReporter,
     services: &'static [&'static str],
     every: Duration,
+    ready: Option<ReadyCheck>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last = None;
         loop {
             let status = match db.ping().await {
-                Ok(()) => ServingStatus::Serving,
+                Ok(()) if ready.as_ref().is_none_or(|ready| ready()) => ServingStatus::Serving,
+                Ok(()) => ServingStatus::NotServing,
                 Err(error) => {
                     if last != Some(ServingStatus::NotServing) {
                         tracing::error!(%error, "database unreachable: reporting NOT_SERVING");
@@ -91,7 +100,12 @@ pub fn watch_health(
                 }
                 last = Some(status);
             }
-            tokio::time::sleep(every).await;
+            let pause = if status == ServingStatus::Serving {
+                every
+            } else {
+                every.min(RECHECK_WHILE_NOT_SERVING)
+            };
+            tokio::time::sleep(pause).await;
         }
     })
 }

@@ -12,4 +12,6 @@ pub mod proto;
 pub mod server;
 pub mod status;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod token;

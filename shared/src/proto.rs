@@ -10,6 +10,13 @@ pub mod todo {
             tonic::include_proto!("todo.auth.v1");
         }
     }
+    /// `todo.task.*` packages.
+    pub mod task {
+        /// `todo.task.v1`: each user's tasks.
+        pub mod v1 {
+            tonic::include_proto!("todo.task.v1");
+        }
+    }
 }
 
 /// Encoded `FileDescriptorSet` of every `.proto` file under `proto/`, for server reflection.

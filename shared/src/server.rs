@@ -2,7 +2,9 @@
 //! tonic-web) on one port, CORS, server reflection (v1 and v1alpha), `grpc.health.v1`, a span
 //! per RPC, request limits, and graceful shutdown with a bounded drain.
 
-use crate::{config::ServerArgs, proto::FILE_DESCRIPTOR_SET, telemetry::RpcTraceLayer};
+use crate::{
+    config::ServerArgs, db::ReadyCheck, proto::FILE_DESCRIPTOR_SET, telemetry::RpcTraceLayer,
+};
 use axum::{body::Body as AxumBody, response::IntoResponse, routing::get};
 use http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use sea_orm::DatabaseConnection;
@@ -42,6 +44,7 @@ pub struct GrpcServer {
     routes: Routes,
     reporter: HealthReporter,
     service_names: &'static [&'static str],
+    ready: Option<ReadyCheck>,
     health_watcher: Option<JoinHandle<()>>,
 }
 
@@ -68,6 +71,7 @@ impl GrpcServer {
             routes,
             reporter,
             service_names,
+            ready: None,
             health_watcher: None,
         })
     }
@@ -122,6 +126,14 @@ impl GrpcServer {
         self
     }
 
+    /// Reports NOT_SERVING until `ready` returns true (checked with the database; call
+    /// before [`GrpcServer::watch_database`]).
+    #[must_use]
+    pub fn ready_when(mut self, ready: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.ready = Some(std::sync::Arc::new(ready));
+        self
+    }
+
     /// Reports NOT_SERVING while `db` does not answer a ping, SERVING while it does. The
     /// services are registered as NOT_SERVING at once, so a probe made before the first ping
     /// gets an answer rather than NOT_FOUND.
@@ -136,6 +148,7 @@ impl GrpcServer {
             self.reporter.clone(),
             self.service_names,
             HEALTH_CHECK_EVERY,
+            self.ready.clone(),
         );
         self.health_watcher = Some(watcher);
         self

@@ -69,7 +69,15 @@ impl FieldViolations {
 
 /// The bearer token of the `authorization` metadata entry, if there is a well-formed one.
 pub fn bearer_token(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
-    let value = metadata.get("authorization")?.to_str().ok()?;
+    parse_bearer(metadata.get("authorization")?.to_str().ok()?)
+}
+
+/// [`bearer_token`] for plain HTTP headers (tower layers in front of a gRPC service).
+pub fn bearer_token_in_headers(headers: &http::HeaderMap) -> Option<&str> {
+    parse_bearer(headers.get(http::header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+fn parse_bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

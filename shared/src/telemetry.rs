@@ -120,3 +120,18 @@ fn is_server_fault(code: tonic::Code) -> bool {
             | tonic::Code::DataLoss
     )
 }
+
+/// The process exit code for a service's result; a failure is logged and printed.
+pub fn exit_code<E: std::fmt::Display>(
+    service: &str,
+    result: Result<(), E>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "{service} stopped");
+            eprintln!("{service}: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

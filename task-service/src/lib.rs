@@ -1,1 +1,166 @@
+//! task-service: each user's own tasks over gRPC. A tonic interceptor verifies the bearer
+//! JWT (keys fetched from the auth-service, or a shared HS256 secret); every query is scoped
+//! to the caller in its WHERE clause.
+//!
+//! A library first: [`Application::build`] binds the listener and connects and migrates the
+//! database; [`Application::run`] serves until shutdown. `main.rs`, the tests, the dev
+//! launcher and the benchmarks all start the server this way.
 
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod page_token;
+pub mod repo;
+pub mod service;
+
+use crate::{
+    auth::{Authenticate, Guarded, KeyCache, KeyRefresh, SessionCheck},
+    config::{ConfigError, TaskConfig},
+    page_token::PageTokens,
+    service::TaskApi,
+};
+use migrations::{MigratorTrait, TaskMigrator};
+use sea_orm::{DatabaseConnection, DbErr};
+use shared::{
+    clock::SharedClock,
+    proto::todo::task::v1::task_service_server::TaskServiceServer,
+    server::{GrpcServer, ServeError},
+};
+use std::{future::Future, net::SocketAddr, sync::Arc};
+use tokio::net::TcpListener;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
+
+/// The gRPC services this server reports health for.
+pub const SERVICE_NAMES: &[&str] = &["todo.task.v1.TaskService"];
+
+/// Why the task-service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Invalid configuration.
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+    /// Something else needed at start-up failed.
+    #[error("start-up: {0}")]
+    Setup(String),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// A built, not yet serving, task-service.
+pub struct Application {
+    config: TaskConfig,
+    listener: TcpListener,
+    db: DatabaseConnection,
+    clock: SharedClock,
+    keys: Arc<KeyCache>,
+    auth_channel: Channel,
+    page_tokens: PageTokens,
+}
+
+impl Application {
+    /// Validates `config`, opens and migrates the database, and binds the listener (port 0
+    /// picks a free port: see [`Application::local_addr`]). Does not wait for the
+    /// auth-service: keys are fetched in the background once [`Application::run`] starts,
+    /// and health reports NOT_SERVING until they are.
+    pub async fn build(config: TaskConfig, clock: SharedClock) -> Result<Self, StartError> {
+        config.validate()?;
+        let auth_channel = Channel::from_shared(config.auth_service_url.clone())
+            .map_err(|_| ConfigError::AuthServiceUrl(config.auth_service_url.clone()))?
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .connect_lazy();
+        let keys = match config.jwt.hs256_secret().map_err(ConfigError::from)? {
+            Some(secret) => KeyCache::shared_secret(secret),
+            None => KeyCache::remote(auth_channel.clone(), config.key_refresh_min_interval()),
+        };
+        let page_tokens = match &config.page_token_secret {
+            Some(secret) => PageTokens::new(secret.expose().as_bytes()).map_err(|e| e.to_string()),
+            None => PageTokens::random(),
+        }
+        .map_err(|e| StartError::Setup(format!("page-token key: {e}")))?;
+
+        let db = shared::db::connect(&config.database_url, &config.pool).await?;
+        TaskMigrator::up(&db, None).await?;
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen_addr,
+                source,
+            })?;
+        let url = shared::db::redact_url(&config.database_url);
+        tracing::info!(database = %url, "task database ready");
+        Ok(Self {
+            config,
+            listener,
+            db,
+            clock,
+            keys: Arc::new(keys),
+            auth_channel,
+            page_tokens,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The verification-key cache (for tests and benchmarks).
+    pub fn keys(&self) -> Arc<KeyCache> {
+        Arc::clone(&self.keys)
+    }
+
+    /// Serves until `shutdown` completes, then drains and closes the database pool.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), StartError> {
+        let Self {
+            config,
+            listener,
+            db,
+            clock,
+            keys,
+            auth_channel,
+            page_tokens,
+        } = self;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen_addr,
+            source,
+        })?;
+        tracing::info!(%addr, auth_service = %config.auth_service_url, strict_sessions = config.strict_sessions, "task-service listening (gRPC + grpc-web)");
+
+        let refresher = keys.spawn_refresher();
+        let api = TaskServiceServer::new(TaskApi::new(db.clone(), clock.clone(), page_tokens))
+            .max_decoding_message_size(config.server.max_request_bytes);
+        let strict = Guarded::new(api, SessionCheck::new(config.strict_sessions, auth_channel));
+        let authenticated = InterceptedService::new(
+            strict,
+            Authenticate::new(Arc::clone(&keys), config.jwt.verifier(), clock),
+        );
+        let service = Guarded::new(authenticated, KeyRefresh::new(Arc::clone(&keys)));
+
+        let ready_keys = Arc::clone(&keys);
+        let result = GrpcServer::new(SERVICE_NAMES)?
+            .add_service(service)
+            .ready_when(move || ready_keys.is_loaded())
+            .watch_database(db.clone())
+            .await
+            .serve(listener, &config.server, shutdown)
+            .await;
+        if let Some(refresher) = refresher {
+            refresher.abort();
+        }
+        if let Err(error) = db.close().await {
+            tracing::warn!(%error, "closing the database pool failed");
+        }
+        Ok(result?)
+    }
+}

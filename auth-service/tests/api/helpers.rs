@@ -4,15 +4,16 @@
 
 use auth_service::{Application, config::AuthConfig};
 use chrono::{TimeDelta, Utc};
-use sea_orm::{ConnectionTrait, Database};
 use shared::{
     clock::ManualClock,
     proto::todo::auth::v1::{self as pb, auth_service_client::AuthServiceClient},
 };
 use std::{net::SocketAddr, sync::Arc};
 use tokio::sync::oneshot;
-use tonic::{Code, Request, Status, transport::Channel};
+use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
+
+pub use shared::testing::{assert_error, violated_fields, with_bearer};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -23,35 +24,18 @@ pub struct TestApp {
     _shutdown: oneshot::Sender<()>,
 }
 
-/// A fresh database URL: in-memory SQLite, or a new PostgreSQL database under
-/// `TEST_DATABASE_URL` (e.g. postgres://postgres@127.0.0.1:5432/postgres).
+/// A fresh database URL (see `shared::testing`).
 pub async fn fresh_database_url() -> String {
-    let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
-        return "sqlite::memory:".to_owned();
-    };
-    let name = format!("auth_test_{}", uuid::Uuid::now_v7().simple());
-    let admin = Database::connect(&base)
+    shared::testing::fresh_database_url("auth_test")
         .await
-        .expect("connect to TEST_DATABASE_URL");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create test database");
-    admin.close().await.ok();
-    let (prefix, _) = base
-        .rsplit_once('/')
-        .expect("TEST_DATABASE_URL has a database path");
-    format!("{prefix}/{name}")
+        .expect("create a test database")
 }
 
-/// A fresh database that outlives one server, for restart tests: a SQLite file in the temp
-/// directory, or a new PostgreSQL database.
+/// A fresh database that outlives one server (see `shared::testing`).
 pub async fn persistent_database_url() -> String {
-    if std::env::var("TEST_DATABASE_URL").is_ok() {
-        return fresh_database_url().await;
-    }
-    let path = std::env::temp_dir().join(format!("auth-test-{}.db", uuid::Uuid::now_v7().simple()));
-    format!("sqlite://{}", path.display())
+    shared::testing::persistent_database_url("auth_test")
+        .await
+        .expect("create a test database")
 }
 
 /// The `RetryInfo` delay of a status.
@@ -81,10 +65,8 @@ impl TestApp {
             .await
             .expect("auth-service starts");
         let addr = app.local_addr().unwrap();
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        tokio::spawn(app.run(async {
-            let _ = stopped.await;
-        }));
+        let (shutdown, stopped) = shared::testing::shutdown_on_drop();
+        tokio::spawn(app.run(stopped));
         let client = AuthServiceClient::connect(format!("http://{addr}"))
             .await
             .expect("connect");
@@ -97,11 +79,7 @@ impl TestApp {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
+        shared::testing::channel(self.addr).await
     }
 
     pub fn advance(&self, seconds: i64) {
@@ -220,41 +198,6 @@ impl TestApp {
 
 pub fn tokens(response: &pb::SignUpResponse) -> &pb::TokenPair {
     response.tokens.as_ref().expect("tokens")
-}
-
-pub fn with_bearer<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-/// Asserts the status code and `ErrorInfo` reason; returns the status for more checks.
-#[track_caller]
-pub fn assert_error<T: std::fmt::Debug>(
-    result: Result<T, Status>,
-    code: Code,
-    reason: &str,
-) -> Status {
-    let status = result.expect_err("the call fails");
-    assert_eq!(status.code(), code, "unexpected status: {status:?}");
-    let info = status
-        .get_error_details()
-        .error_info()
-        .cloned()
-        .expect("an ErrorInfo detail");
-    assert_eq!(info.reason, reason);
-    status
-}
-
-/// The field names of the `BadRequest` violations.
-pub fn violated_fields(status: &Status) -> Vec<String> {
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
 }
 
 /// Segment `index` of a JWT (0 header, 1 claims), decoded as JSON.

@@ -120,10 +120,10 @@ async fn a_token_is_not_valid_before_its_nbf() {
 async fn hs256_app(issuer: &str, audience: &str) -> TestApp {
     let (issuer, audience) = (issuer.to_owned(), audience.to_owned());
     TestApp::spawn_with(move |c| {
-        c.tokens.signing_algorithm = auth_service::config::SigningMode::Hs256;
-        c.tokens.shared_secret = Some(shared::config::Secret::new(SECRET));
-        c.tokens.jwt_issuer = issuer;
-        c.tokens.jwt_audience = audience;
+        c.tokens.jwt.signing_algorithm = auth_service::config::SigningMode::Hs256;
+        c.tokens.jwt.shared_secret = Some(shared::config::Secret::new(SECRET));
+        c.tokens.jwt.jwt_issuer = issuer;
+        c.tokens.jwt.jwt_audience = audience;
     })
     .await
 }
@@ -163,8 +163,8 @@ async fn hs256_mode_refuses_to_start_with_a_short_secret() {
     let url = fresh_database_url().await;
     let mut config =
         auth_service::config::AuthConfig::for_database("127.0.0.1:0".parse().unwrap(), &url);
-    config.tokens.signing_algorithm = auth_service::config::SigningMode::Hs256;
-    config.tokens.shared_secret = Some(shared::config::Secret::new("too short"));
+    config.tokens.jwt.signing_algorithm = auth_service::config::SigningMode::Hs256;
+    config.tokens.jwt.shared_secret = Some(shared::config::Secret::new("too short"));
     let clock = shared::clock::ManualClock::new(chrono::Utc::now());
     let error = auth_service::Application::build(config, clock)
         .await

@@ -1,0 +1,1 @@
+pub mod m20261123_000001_create_tasks;

@@ -1,0 +1,21 @@
+//! Who is calling: access-token verification in front of the task API.
+//!
+//! Three pieces, in the order a request meets them:
+//! 1. [`KeyRefresh`] (async tower layer): a token naming a signing key this replica has not
+//!    seen makes it fetch the auth-service's keys (single-flight, rate-limited).
+//! 2. [`Authenticate`] (tonic interceptor, synchronous): verifies the bearer JWT against the
+//!    cached keys and puts the [`Caller`] in the request extensions.
+//! 3. [`SessionCheck`] (async tower layer, strict mode only): asks the auth-service's
+//!    Introspect whether the token's session is still live.
+//!
+//! Health and reflection are not wrapped: they stay open.
+
+mod caller;
+mod guard;
+mod interceptor;
+mod keys;
+
+pub use caller::Caller;
+pub use guard::{Guarded, KeyRefresh, SessionCheck};
+pub use interceptor::Authenticate;
+pub use keys::KeyCache;

@@ -1,0 +1,108 @@
+//! task-service configuration: flags with environment fallbacks (see `.env.example`).
+//! Invalid values stop start-up with a message that says how to fix them.
+
+use clap::Parser;
+use shared::config::{JwtArgs, PoolArgs, Secret, ServerArgs, WeakSharedSecret};
+use std::{net::SocketAddr, time::Duration};
+
+/// Everything the task-service reads at start-up.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "task-service",
+    version,
+    about = "Each user's own tasks over gRPC, behind access-token verification"
+)]
+pub struct TaskConfig {
+    /// Address to listen on (gRPC and grpc-web on the same port).
+    #[arg(long, env = "TASK_LISTEN_ADDR", default_value = "127.0.0.1:50052")]
+    pub listen_addr: SocketAddr,
+
+    /// Database URL: `sqlite://path/file.db` (created if missing) or `postgres://…`.
+    #[arg(
+        long,
+        env = "TASK_DATABASE_URL",
+        default_value = "sqlite://data/tasks.db"
+    )]
+    pub database_url: String,
+
+    /// The auth-service's gRPC address, for its public signing keys (and Introspect in
+    /// strict mode).
+    #[arg(
+        long,
+        env = "AUTH_SERVICE_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub auth_service_url: String,
+
+    /// Also ask the auth-service (Introspect) about every request's token, so a signed-out
+    /// session is refused at once rather than when its access token expires. Costs one
+    /// auth-service RPC (and its database read) per task RPC.
+    #[arg(long, env = "STRICT_SESSIONS", default_value_t = false)]
+    pub strict_sessions: bool,
+
+    /// Fewest seconds between two key fetches triggered by tokens naming an unknown key, so
+    /// forged `kid`s cannot make this service hammer the auth-service.
+    #[arg(long, env = "KEY_REFRESH_MIN_INTERVAL_SECS", default_value_t = 10)]
+    pub key_refresh_min_interval_secs: u64,
+
+    /// Key that signs ListTasks page tokens (any length; 32+ random bytes recommended).
+    /// Replicas behind one load balancer need the same value; when unset, a random key is
+    /// made at start-up and page tokens do not survive a restart.
+    #[arg(long, env = "PAGE_TOKEN_SECRET", hide_env_values = true)]
+    pub page_token_secret: Option<Secret>,
+
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+
+    #[command(flatten)]
+    pub pool: PoolArgs,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// HS256 without a usable secret.
+    #[error(transparent)]
+    WeakSharedSecret(#[from] WeakSharedSecret),
+    /// The auth-service address does not parse.
+    #[error("AUTH_SERVICE_URL {0:?} is not a URL like http://127.0.0.1:50051")]
+    AuthServiceUrl(String),
+}
+
+impl TaskConfig {
+    /// Checks what clap's types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.jwt.hs256_secret()?;
+        let uri: http::Uri = self
+            .auth_service_url
+            .parse()
+            .map_err(|_| ConfigError::AuthServiceUrl(self.auth_service_url.clone()))?;
+        if uri.scheme().is_none() || uri.authority().is_none() {
+            return Err(ConfigError::AuthServiceUrl(self.auth_service_url.clone()));
+        }
+        Ok(())
+    }
+
+    /// The configuration with every default, listening on `listen_addr`, using
+    /// `database_url`, and fetching keys from the auth-service at `auth_service_url`; for
+    /// tests and the dev launcher.
+    pub fn for_database(
+        listen_addr: SocketAddr,
+        database_url: &str,
+        auth_service_url: &str,
+    ) -> Self {
+        let mut config = Self::parse_from(["task-service"]);
+        config.listen_addr = listen_addr;
+        config.database_url = database_url.to_owned();
+        config.auth_service_url = auth_service_url.to_owned();
+        config
+    }
+
+    /// Minimum time between key fetches triggered by unknown `kid`s.
+    pub fn key_refresh_min_interval(&self) -> Duration {
+        Duration::from_secs(self.key_refresh_min_interval_secs)
+    }
+}

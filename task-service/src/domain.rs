@@ -1,0 +1,314 @@
+//! Request values parsed once at the edge. Each type can only be built valid; a failed
+//! parse records a field violation a person can act on and yields `None`.
+
+use shared::status::FieldViolations;
+use uuid::Uuid;
+
+/// Longest title, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+/// Longest description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
+/// Tasks per page when the client does not say.
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+/// Most tasks per page; larger requests are served this many.
+pub const MAX_PAGE_SIZE: u64 = 1000;
+
+/// A task id (a UUID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskId(pub(crate) Uuid);
+
+impl TaskId {
+    /// Parses `raw` (any UUID spelling) as the id in `field`.
+    pub fn parse(raw: &str, field: &str, v: &mut FieldViolations) -> Option<Self> {
+        parse_uuid(raw, field, v).map(Self)
+    }
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+fn parse_uuid(raw: &str, field: &str, v: &mut FieldViolations) -> Option<Uuid> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        v.add(field, "is required");
+        return None;
+    }
+    match Uuid::try_parse(raw) {
+        Ok(id) => Some(id),
+        Err(_) => {
+            v.add(
+                field,
+                "must be a UUID like 0192f1c4-5b7e-7c3a-9d2e-4f6a8b0c1d2e",
+            );
+            None
+        }
+    }
+}
+
+/// A task title: trimmed, 1 to 200 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Title(pub(crate) String);
+
+impl Title {
+    /// Parses the title in `field`.
+    pub fn parse(raw: &str, field: &str, v: &mut FieldViolations) -> Option<Self> {
+        let title = raw.trim();
+        if title.is_empty() {
+            v.add(field, "is required and must not be only whitespace");
+            return None;
+        }
+        if title.chars().count() > MAX_TITLE_CHARS {
+            v.add(
+                field,
+                format!("must be at most {MAX_TITLE_CHARS} characters"),
+            );
+            return None;
+        }
+        if title.contains('\0') {
+            v.add(field, "must not contain NUL characters");
+            return None;
+        }
+        Some(Self(title.to_owned()))
+    }
+}
+
+/// A task description: up to 10,000 characters, kept as written.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Description(pub(crate) String);
+
+impl Description {
+    /// Parses the description in `field`.
+    pub fn parse(raw: String, field: &str, v: &mut FieldViolations) -> Option<Self> {
+        if raw.chars().count() > MAX_DESCRIPTION_CHARS {
+            v.add(
+                field,
+                format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+            );
+            return None;
+        }
+        if raw.contains('\0') {
+            v.add(field, "must not contain NUL characters");
+            return None;
+        }
+        Some(Self(raw))
+    }
+}
+
+/// A client's idempotency key for CreateTask (AIP-155).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId(pub(crate) Uuid);
+
+impl RequestId {
+    /// Parses the optional `field`: empty means no key (`Some(None)`); `None` when invalid.
+    pub fn parse_optional(raw: &str, field: &str, v: &mut FieldViolations) -> Option<Option<Self>> {
+        if raw.trim().is_empty() {
+            return Some(None);
+        }
+        parse_uuid(raw, field, v).map(|id| Some(Self(id)))
+    }
+}
+
+/// A task's version as the client last saw it (AIP-154 etag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Etag(pub(crate) i64);
+
+impl Etag {
+    /// The etag of a task at `version`.
+    pub fn of_version(version: i64) -> String {
+        format!("\"{version}\"")
+    }
+
+    /// Parses the optional `field`: empty means unconditional (`Some(None)`); `None` when it
+    /// is not an etag this service issued.
+    pub fn parse_optional(raw: &str, field: &str, v: &mut FieldViolations) -> Option<Option<Self>> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Some(None);
+        }
+        let version = raw
+            .strip_prefix('"')
+            .and_then(|r| r.strip_suffix('"'))
+            .and_then(|r| r.parse::<i64>().ok())
+            .filter(|n| *n > 0);
+        match version {
+            Some(version) => Some(Some(Self(version))),
+            None => {
+                v.add(
+                    field,
+                    "is not an etag this service issued (send back the task's etag as is)",
+                );
+                None
+            }
+        }
+    }
+}
+
+/// How many tasks one page holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize(pub(crate) u64);
+
+impl PageSize {
+    /// 0 means the default (50); above 1000 is served as 1000; negative is refused.
+    pub fn parse(raw: i32, field: &str, v: &mut FieldViolations) -> Option<Self> {
+        match u64::try_from(raw) {
+            Err(_) => {
+                v.add(field, "must not be negative");
+                None
+            }
+            Ok(0) => Some(Self(DEFAULT_PAGE_SIZE)),
+            Ok(n) => Some(Self(n.min(MAX_PAGE_SIZE))),
+        }
+    }
+}
+
+/// Which tasks a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletedFilter {
+    /// All tasks.
+    Any,
+    /// Only tasks not completed.
+    Open,
+    /// Only completed tasks.
+    Done,
+}
+
+impl From<Option<bool>> for CompletedFilter {
+    fn from(completed: Option<bool>) -> Self {
+        match completed {
+            None => Self::Any,
+            Some(false) => Self::Open,
+            Some(true) => Self::Done,
+        }
+    }
+}
+
+/// A task to create.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// Title.
+    pub title: Title,
+    /// Description (may be empty).
+    pub description: Description,
+    /// The client's idempotency key, if any.
+    pub request_id: Option<RequestId>,
+}
+
+/// The fields an update writes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct TaskChanges {
+    /// New title.
+    pub title: Option<Title>,
+    /// New description.
+    pub description: Option<Description>,
+    /// New completion state.
+    pub completed: Option<bool>,
+}
+
+impl TaskChanges {
+    /// Whether nothing would be written.
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none() && self.description.is_none() && self.completed.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn violations_of<T>(parse: impl FnOnce(&mut FieldViolations) -> Option<T>) -> usize {
+        let mut v = FieldViolations::new();
+        let parsed = parse(&mut v);
+        assert_eq!(parsed.is_none(), !v.is_empty());
+        if v.is_empty() { 0 } else { 1 }
+    }
+
+    #[test]
+    fn titles_are_trimmed_and_bounded_in_characters_not_bytes() {
+        let mut v = FieldViolations::new();
+        assert_eq!(
+            Title::parse("  Buy milk \n", "title", &mut v).unwrap().0,
+            "Buy milk"
+        );
+        assert_eq!(
+            Title::parse(&"é".repeat(200), "title", &mut v)
+                .unwrap()
+                .0
+                .chars()
+                .count(),
+            200
+        );
+        assert!(v.is_empty());
+        assert_eq!(violations_of(|v| Title::parse(" \t\n", "title", v)), 1);
+        assert_eq!(
+            violations_of(|v| Title::parse(&"a".repeat(201), "title", v)),
+            1
+        );
+        assert_eq!(violations_of(|v| Title::parse("a\0b", "title", v)), 1);
+    }
+
+    #[test]
+    fn descriptions_may_be_empty_but_not_longer_than_ten_thousand_characters() {
+        assert_eq!(
+            violations_of(|v| Description::parse(String::new(), "d", v)),
+            0
+        );
+        assert_eq!(
+            violations_of(|v| Description::parse("x".repeat(10_000), "d", v)),
+            0
+        );
+        assert_eq!(
+            violations_of(|v| Description::parse("x".repeat(10_001), "d", v)),
+            1
+        );
+    }
+
+    #[test]
+    fn page_sizes_default_coerce_and_refuse_negatives() {
+        let mut v = FieldViolations::new();
+        assert_eq!(PageSize::parse(0, "page_size", &mut v), Some(PageSize(50)));
+        assert_eq!(PageSize::parse(7, "page_size", &mut v), Some(PageSize(7)));
+        assert_eq!(
+            PageSize::parse(5000, "page_size", &mut v),
+            Some(PageSize(1000))
+        );
+        assert!(v.is_empty());
+        assert_eq!(violations_of(|v| PageSize::parse(-1, "page_size", v)), 1);
+    }
+
+    #[test]
+    fn etags_round_trip_and_anything_else_is_refused() {
+        let mut v = FieldViolations::new();
+        let etag = Etag::of_version(3);
+        assert_eq!(
+            Etag::parse_optional(&etag, "etag", &mut v),
+            Some(Some(Etag(3)))
+        );
+        assert_eq!(Etag::parse_optional("", "etag", &mut v), Some(None));
+        assert!(v.is_empty());
+        for bad in ["3", "\"x\"", "\"-1\"", "\"0\""] {
+            assert_eq!(
+                violations_of(|v| Etag::parse_optional(bad, "etag", v)),
+                1,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_must_be_uuids() {
+        assert_eq!(violations_of(|v| TaskId::parse("", "id", v)), 1);
+        assert_eq!(violations_of(|v| TaskId::parse("42", "id", v)), 1);
+        assert_eq!(
+            violations_of(|v| TaskId::parse("0192f1c4-5b7e-7c3a-9d2e-4f6a8b0c1d2e", "id", v)),
+            0
+        );
+        let mut v = FieldViolations::new();
+        assert_eq!(
+            RequestId::parse_optional(" ", "request_id", &mut v),
+            Some(None)
+        );
+    }
+}

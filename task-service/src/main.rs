@@ -1,0 +1,20 @@
+//! task-service binary: parse configuration, set up logging, serve until SIGINT/SIGTERM.
+
+use clap::Parser;
+use shared::{clock::SystemClock, server::shutdown_signal};
+use std::{process::ExitCode, sync::Arc};
+use task_service::{Application, config::TaskConfig};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = TaskConfig::parse();
+    shared::telemetry::init(config.server.log_format);
+    let result = async {
+        Application::build(config, Arc::new(SystemClock))
+            .await?
+            .run(shutdown_signal())
+            .await
+    }
+    .await;
+    shared::telemetry::exit_code("task-service", result)
+}

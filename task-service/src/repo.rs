@@ -1,0 +1,306 @@
+//! The only way to reach the `tasks` table: a [`Tasks`] repository that exists only for an
+//! authenticated [`Caller`] and puts `owner_id = caller` into the WHERE clause of every
+//! statement it runs. Writes are single statements filtered by id *and* owner; "no row" means
+//! NOT_FOUND, whether the task is missing or someone else's. Nothing is fetched and then
+//! checked in Rust.
+
+use crate::{
+    auth::Caller,
+    domain::{CompletedFilter, Etag, NewTask, PageSize, TaskChanges, TaskId},
+    error::TaskError,
+};
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, DatabaseConnection, EntityTrait, ExprTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, SimpleExpr},
+};
+use uuid::Uuid;
+
+/// The `tasks` table. Private to this module, so no other code can build a query on it.
+mod entity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "tasks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub owner_id: Uuid,
+        pub title: String,
+        #[sea_orm(column_type = "Text")]
+        pub description: String,
+        pub completed: bool,
+        pub completed_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+        pub version: i64,
+        pub request_id: Option<Uuid>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+use entity::{Column, Entity};
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// Id (UUIDv7).
+    pub id: Uuid,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Whether it is done.
+    pub completed: bool,
+    /// When it was last completed, while it is.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last written.
+    pub updated_at: DateTime<Utc>,
+    /// Bumped by every write (the etag).
+    pub version: i64,
+}
+
+impl From<entity::Model> for Task {
+    fn from(m: entity::Model) -> Self {
+        Self {
+            id: m.id,
+            title: m.title,
+            description: m.description,
+            completed: m.completed,
+            completed_at: m.completed_at,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            version: m.version,
+        }
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The tasks, newest first.
+    pub tasks: Vec<Task>,
+    /// Whether more tasks follow the last one.
+    pub more: bool,
+}
+
+/// The caller's tasks, and only theirs.
+pub struct Tasks<'a> {
+    db: &'a DatabaseConnection,
+    owner: Uuid,
+}
+
+impl<'a> Tasks<'a> {
+    /// The tasks `caller` owns, in `db`.
+    pub fn of(db: &'a DatabaseConnection, caller: &Caller) -> Self {
+        Self {
+            db,
+            owner: caller.user_id(),
+        }
+    }
+
+    /// Every statement's WHERE clause starts here.
+    fn owned(&self) -> SimpleExpr {
+        Column::OwnerId.eq(self.owner)
+    }
+
+    fn one(&self, id: TaskId) -> SimpleExpr {
+        self.owned().and(Column::Id.eq(id.0))
+    }
+
+    /// Creates a task; with a request id, returns the task an earlier call with the same id
+    /// made instead (concurrent retries included: the unique index decides).
+    pub async fn create(&self, new: NewTask, now: DateTime<Utc>) -> Result<Task, TaskError> {
+        let model = entity::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            owner_id: Set(self.owner),
+            title: Set(new.title.0),
+            description: Set(new.description.0),
+            completed: Set(false),
+            completed_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            version: Set(1),
+            request_id: Set(new.request_id.map(|r| r.0)),
+        };
+        let Some(request_id) = new.request_id else {
+            return Ok(Entity::insert(model)
+                .exec_with_returning(self.db)
+                .await?
+                .into());
+        };
+        // Insert unless this owner already used the request id; either way, read back the
+        // one task that carries it (RETURNING yields no row on conflict).
+        Entity::insert(model)
+            .on_conflict_do_nothing_on([Column::OwnerId, Column::RequestId])
+            .exec_without_returning(self.db)
+            .await?;
+        Entity::find()
+            .filter(self.owned().and(Column::RequestId.eq(request_id.0)))
+            .one(self.db)
+            .await?
+            .map(Task::from)
+            // Only if the task was deleted between the two statements.
+            .ok_or(TaskError::NotFound)
+    }
+
+    /// One task.
+    pub async fn get(&self, id: TaskId) -> Result<Task, TaskError> {
+        Entity::find()
+            .filter(self.one(id))
+            .one(self.db)
+            .await?
+            .map(Task::from)
+            .ok_or(TaskError::NotFound)
+    }
+
+    /// Up to `size` tasks older than `after` (or the newest), newest first.
+    pub async fn list(
+        &self,
+        filter: CompletedFilter,
+        after: Option<Uuid>,
+        size: PageSize,
+    ) -> Result<Page, TaskError> {
+        let mut condition = self.owned();
+        condition = match filter {
+            CompletedFilter::Any => condition,
+            CompletedFilter::Open => condition.and(Column::Completed.eq(false)),
+            CompletedFilter::Done => condition.and(Column::Completed.eq(true)),
+        };
+        if let Some(after) = after {
+            condition = condition.and(Column::Id.lt(after));
+        }
+        let mut tasks: Vec<Task> = Entity::find()
+            .filter(condition)
+            .order_by_desc(Column::Id)
+            .limit(size.0 + 1)
+            .all(self.db)
+            .await?
+            .into_iter()
+            .map(Task::from)
+            .collect();
+        let more = tasks.len() as u64 > size.0;
+        tasks.truncate(usize::try_from(size.0).unwrap_or(usize::MAX));
+        Ok(Page { tasks, more })
+    }
+
+    /// Writes `changes` in one statement, only if the task still has `etag` when one is given.
+    pub async fn update(
+        &self,
+        id: TaskId,
+        changes: TaskChanges,
+        etag: Option<Etag>,
+        now: DateTime<Utc>,
+    ) -> Result<Task, TaskError> {
+        let mut update = Entity::update_many();
+        if let Some(title) = changes.title {
+            update = update.col_expr(Column::Title, Expr::value(title.0));
+        }
+        if let Some(description) = changes.description {
+            update = update.col_expr(Column::Description, Expr::value(description.0));
+        }
+        if let Some(completed) = changes.completed {
+            // Completing keeps the time of an earlier completion; reopening clears it.
+            let completed_at = if completed {
+                Expr::case(Column::Completed.eq(true), Expr::col(Column::CompletedAt))
+                    .finally(Expr::value(now))
+                    .into()
+            } else {
+                Expr::value(Option::<DateTime<Utc>>::None)
+            };
+            update = update
+                .col_expr(Column::Completed, Expr::value(completed))
+                .col_expr(Column::CompletedAt, completed_at);
+        }
+        self.write(update, id, etag, now).await
+    }
+
+    /// Flips completion in one statement (every right-hand side sees the old row).
+    pub async fn toggle(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task, TaskError> {
+        let update = Entity::update_many()
+            .col_expr(Column::Completed, Expr::col(Column::Completed).not())
+            .col_expr(
+                Column::CompletedAt,
+                Expr::case(
+                    Column::Completed.eq(true),
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                .finally(Expr::value(now))
+                .into(),
+            );
+        self.write(update, id, None, now).await
+    }
+
+    /// Runs an update of one owned task, bumping its version; tells a stale etag (the task
+    /// exists for this owner) from a missing task.
+    async fn write(
+        &self,
+        update: sea_orm::UpdateMany<Entity>,
+        id: TaskId,
+        etag: Option<Etag>,
+        now: DateTime<Utc>,
+    ) -> Result<Task, TaskError> {
+        let mut condition = self.one(id);
+        if let Some(etag) = etag {
+            condition = condition.and(Column::Version.eq(etag.0));
+        }
+        let updated = update
+            .col_expr(Column::Version, Expr::col(Column::Version).add(1))
+            .col_expr(Column::UpdatedAt, Expr::value(now))
+            .filter(condition)
+            .exec_with_returning(self.db)
+            .await?;
+        match updated.into_iter().next() {
+            Some(model) => Ok(model.into()),
+            None => Err(self.missing_or_stale(id, etag).await?),
+        }
+    }
+
+    /// Deletes one task, only if it still has `etag` when one is given.
+    pub async fn delete(&self, id: TaskId, etag: Option<Etag>) -> Result<(), TaskError> {
+        let mut condition = self.one(id);
+        if let Some(etag) = etag {
+            condition = condition.and(Column::Version.eq(etag.0));
+        }
+        let deleted = Entity::delete_many()
+            .filter(condition)
+            .exec(self.db)
+            .await?;
+        if deleted.rows_affected == 0 {
+            return Err(self.missing_or_stale(id, etag).await?);
+        }
+        Ok(())
+    }
+
+    /// After a conditional write touched no row: ABORTED if the caller's task exists (so the
+    /// etag was stale), NOT_FOUND otherwise.
+    async fn missing_or_stale(
+        &self,
+        id: TaskId,
+        etag: Option<Etag>,
+    ) -> Result<TaskError, TaskError> {
+        if etag.is_none() {
+            return Ok(TaskError::NotFound);
+        }
+        let exists = Entity::find()
+            .select_only()
+            .column(Column::Id)
+            .filter(self.one(id))
+            .into_tuple::<Uuid>()
+            .one(self.db)
+            .await?
+            .is_some();
+        Ok(if exists {
+            TaskError::EtagMismatch
+        } else {
+            TaskError::NotFound
+        })
+    }
+}

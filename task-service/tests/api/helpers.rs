@@ -1,0 +1,314 @@
+//! `TestStack`: a real auth-service and a real task-service on ephemeral ports, each with its
+//! own fresh database (in-memory SQLite, or new PostgreSQL databases when `TEST_DATABASE_URL`
+//! is set), sharing a manual clock, plus typed gRPC clients.
+
+use auth_service::config::AuthConfig;
+use chrono::{TimeDelta, Utc};
+use shared::{
+    clock::ManualClock,
+    proto::todo::{
+        auth::v1::{self as auth_pb, auth_service_client::AuthServiceClient},
+        task::v1::{self as pb, task_service_client::TaskServiceClient},
+    },
+};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use task_service::{auth::KeyCache, config::TaskConfig};
+use tonic::{Status, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+pub use shared::testing::{assert_error, violated_fields, with_bearer};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A running service and the handle that stops it when dropped.
+pub struct Running {
+    pub addr: SocketAddr,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+pub async fn fresh_database_url() -> String {
+    shared::testing::fresh_database_url("task_test")
+        .await
+        .expect("create a test database")
+}
+
+/// Starts an auth-service on `addr` (port 0 for any) with `clock`.
+pub async fn start_auth(
+    addr: SocketAddr,
+    clock: Arc<ManualClock>,
+    configure: impl FnOnce(&mut AuthConfig),
+) -> Running {
+    let mut config = AuthConfig::for_database(addr, &fresh_database_url().await);
+    config.server.shutdown_drain_secs = 1;
+    configure(&mut config);
+    let app = auth_service::Application::build(config, clock)
+        .await
+        .expect("auth-service starts");
+    let addr = app.local_addr().unwrap();
+    let (shutdown, stopped) = shared::testing::shutdown_on_drop();
+    tokio::spawn(app.run(stopped));
+    Running {
+        addr,
+        _shutdown: shutdown,
+    }
+}
+
+/// Builds and starts a task-service fetching keys from `auth_addr`.
+pub async fn start_task(
+    auth_addr: SocketAddr,
+    clock: Arc<ManualClock>,
+    configure: impl FnOnce(&mut TaskConfig),
+) -> (Running, Arc<KeyCache>) {
+    let mut config = TaskConfig::for_database(
+        "127.0.0.1:0".parse().unwrap(),
+        &fresh_database_url().await,
+        &format!("http://{auth_addr}"),
+    );
+    config.server.shutdown_drain_secs = 1;
+    configure(&mut config);
+    let app = task_service::Application::build(config, clock)
+        .await
+        .expect("task-service starts");
+    let addr = app.local_addr().unwrap();
+    let keys = app.keys();
+    let (shutdown, stopped) = shared::testing::shutdown_on_drop();
+    tokio::spawn(app.run(stopped));
+    (
+        Running {
+            addr,
+            _shutdown: shutdown,
+        },
+        keys,
+    )
+}
+
+pub use shared::testing::channel;
+
+/// Waits until `addr`'s health service reports `service` as SERVING (at most ~15 s).
+pub async fn wait_until_serving(addr: SocketAddr, service: &str) {
+    let mut health = HealthClient::new(channel(addr).await);
+    for _ in 0..300 {
+        let request = HealthCheckRequest {
+            service: service.into(),
+        };
+        if let Ok(response) = health.check(request).await
+            && response.into_inner().status() == ServingStatus::Serving
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{service:?} at {addr} never reported SERVING");
+}
+
+/// Both services, ready.
+pub struct TestStack {
+    /// Kept so the auth-service runs as long as the stack.
+    pub _auth: Running,
+    pub task: Running,
+    pub clock: Arc<ManualClock>,
+    pub keys: Arc<KeyCache>,
+    pub auth_client: AuthServiceClient<Channel>,
+    pub tasks: TaskServiceClient<Channel>,
+}
+
+impl TestStack {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}, |_| {}).await
+    }
+
+    pub async fn spawn_with(
+        configure_auth: impl FnOnce(&mut AuthConfig),
+        configure_task: impl FnOnce(&mut TaskConfig),
+    ) -> Self {
+        let clock = ManualClock::new(Utc::now());
+        let auth = start_auth(
+            "127.0.0.1:0".parse().unwrap(),
+            clock.clone(),
+            configure_auth,
+        )
+        .await;
+        let (task, keys) = start_task(auth.addr, clock.clone(), configure_task).await;
+        wait_until_serving(task.addr, "todo.task.v1.TaskService").await;
+        let auth_client = AuthServiceClient::new(channel(auth.addr).await);
+        let tasks = TaskServiceClient::new(channel(task.addr).await);
+        Self {
+            _auth: auth,
+            task,
+            clock,
+            keys,
+            auth_client,
+            tasks,
+        }
+    }
+
+    /// The shared clock, Unix seconds.
+    pub fn clock_now(&self) -> i64 {
+        use shared::clock::Clock;
+        self.clock.now().timestamp()
+    }
+
+    pub fn advance(&self, seconds: i64) {
+        self.clock.advance(TimeDelta::seconds(seconds));
+    }
+
+    /// Signs up `email` and returns a client acting as that user.
+    pub async fn user(&self, email: &str) -> User {
+        let tokens = sign_up(&self.auth_client, email).await;
+        User {
+            token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            tasks: self.tasks.clone(),
+        }
+    }
+}
+
+/// A signed-up user calling the task-service with their access token.
+#[derive(Clone)]
+pub struct User {
+    pub token: String,
+    pub refresh_token: String,
+    pub tasks: TaskServiceClient<Channel>,
+}
+
+/// Signs up `email` with [`PASSWORD`]; returns the new tokens.
+pub async fn sign_up(auth: &AuthServiceClient<Channel>, email: &str) -> auth_pb::TokenPair {
+    auth.clone()
+        .sign_up(auth_pb::SignUpRequest {
+            email: email.into(),
+            password: PASSWORD.into(),
+            display_name: None,
+        })
+        .await
+        .expect("sign-up succeeds")
+        .into_inner()
+        .tokens
+        .expect("tokens")
+}
+
+/// Segment `index` of a JWT (0 header, 1 claims), decoded as JSON.
+pub fn jwt_json(token: &str, index: usize) -> serde_json::Value {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let segment = token.split('.').nth(index).expect("a JWT segment");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).expect("base64url")).expect("JSON")
+}
+
+/// The `kid` a JWT's header names.
+pub fn kid_of(token: &str) -> String {
+    jwt_json(token, 0)["kid"]
+        .as_str()
+        .expect("a kid")
+        .to_owned()
+}
+
+/// A timestamp's seconds (0 when unset).
+pub fn seconds(time: &Option<prost_types::Timestamp>) -> i64 {
+    time.as_ref().map_or(0, |t| t.seconds)
+}
+
+pub fn new_task(title: &str) -> pb::CreateTaskRequest {
+    pb::CreateTaskRequest {
+        title: title.into(),
+        ..Default::default()
+    }
+}
+
+impl User {
+    pub async fn try_create(&self, request: pb::CreateTaskRequest) -> Result<pb::Task, Status> {
+        let request = with_bearer(request, &self.token);
+        self.tasks
+            .clone()
+            .create_task(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn create(&self, title: &str) -> pb::Task {
+        self.try_create(new_task(title))
+            .await
+            .expect("task created")
+    }
+
+    pub async fn get(&self, id: &str) -> Result<pb::Task, Status> {
+        let request = with_bearer(pb::GetTaskRequest { id: id.into() }, &self.token);
+        self.tasks
+            .clone()
+            .get_task(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn list(
+        &self,
+        request: pb::ListTasksRequest,
+    ) -> Result<pb::ListTasksResponse, Status> {
+        let request = with_bearer(request, &self.token);
+        self.tasks
+            .clone()
+            .list_tasks(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Every task, following page tokens with pages of `page_size`.
+    pub async fn list_all(&self, page_size: i32, completed: Option<bool>) -> Vec<pb::Task> {
+        let mut all = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .list(pb::ListTasksRequest {
+                    page_size,
+                    page_token,
+                    completed,
+                })
+                .await
+                .expect("list");
+            all.extend(page.tasks);
+            if page.next_page_token.is_empty() {
+                return all;
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    pub async fn update(&self, task: pb::Task, paths: &[&str]) -> Result<pb::Task, Status> {
+        let request = pb::UpdateTaskRequest {
+            task: Some(task),
+            update_mask: Some(prost_types::FieldMask {
+                paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            }),
+        };
+        self.update_raw(request).await
+    }
+
+    pub async fn update_raw(&self, request: pb::UpdateTaskRequest) -> Result<pb::Task, Status> {
+        let request = with_bearer(request, &self.token);
+        self.tasks
+            .clone()
+            .update_task(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn delete(&self, id: &str, etag: &str) -> Result<(), Status> {
+        let request = with_bearer(
+            pb::DeleteTaskRequest {
+                id: id.into(),
+                etag: etag.into(),
+            },
+            &self.token,
+        );
+        self.tasks.clone().delete_task(request).await.map(|_| ())
+    }
+
+    pub async fn toggle(&self, id: &str) -> Result<pb::Task, Status> {
+        let request = with_bearer(pb::ToggleTaskRequest { id: id.into() }, &self.token);
+        self.tasks
+            .clone()
+            .toggle_task(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+}
