@@ -7,6 +7,7 @@ pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
 
 mod auth;
+pub mod cli;
 mod task;
 
 /// The auth-service's tables: users, sessions, refresh tokens, signing keys, sign-in throttle.

@@ -1,0 +1,135 @@
+//! One process, both services: a user signs up at one and manages tasks at the other.
+
+use auth_service::config::AuthConfig;
+use shared::{
+    clock::SystemClock,
+    proto::todo::{
+        auth::v1::{SignUpRequest, auth_service_client::AuthServiceClient},
+        task::v1::{CreateTaskRequest, ListTasksRequest, task_service_client::TaskServiceClient},
+    },
+    testing::{channel, fresh_database_url, shutdown_on_drop, with_bearer},
+};
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    sync::Arc,
+    time::Duration,
+};
+use task_service::config::TaskConfig;
+use todo_stack::Stack;
+
+#[tokio::test]
+async fn the_stack_serves_both_services_wired_together_and_stops_cleanly() {
+    let any_port = "127.0.0.1:0".parse().unwrap();
+    let auth = AuthConfig::for_database(any_port, &fresh_database_url("task_test").await.unwrap());
+    let task = TaskConfig::for_database(
+        any_port,
+        &fresh_database_url("task_test").await.unwrap(),
+        // Replaced by the stack with its own auth-service's address.
+        "http://127.0.0.1:9",
+    );
+    let stack = Stack::build(auth, task, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let (auth_addr, task_addr) = (stack.auth_addr(), stack.task_addr());
+    let (stop, stopped) = shutdown_on_drop();
+    let running = tokio::spawn(stack.run(stopped));
+
+    let token = AuthServiceClient::new(channel(auth_addr).await)
+        .sign_up(SignUpRequest {
+            email: "stack@example.com".into(),
+            password: "correct horse battery staple".into(),
+            display_name: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens
+        .unwrap()
+        .access_token;
+    let mut tasks = TaskServiceClient::new(channel(task_addr).await);
+    // The task-service may still be fetching its keys for a moment after start-up.
+    let mut created = None;
+    for _ in 0..100 {
+        let request = CreateTaskRequest {
+            title: "from the stack".into(),
+            ..Default::default()
+        };
+        match tasks.create_task(with_bearer(request, &token)).await {
+            Ok(task) => {
+                created = Some(task.into_inner());
+                break;
+            }
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    }
+    let created = created.expect("the task-service became ready");
+    let listed = tasks
+        .list_tasks(with_bearer(ListTasksRequest::default(), &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.tasks, [created]);
+
+    drop(stop);
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("both services stop")
+        .unwrap()
+        .expect("and report success");
+}
+
+#[test]
+fn the_binary_prints_both_addresses_and_exits_cleanly_on_ctrl_c() {
+    let dir = std::env::temp_dir().join(format!("todo-stack-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_todo-stack"))
+        .current_dir(&dir)
+        .env("AUTH_LISTEN_ADDR", "127.0.0.1:0")
+        .env("TASK_LISTEN_ADDR", "127.0.0.1:0")
+        .env_remove("AUTH_DATABASE_URL")
+        .env_remove("TASK_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut banner = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("Ctrl-C stops both") {
+            break;
+        }
+    }
+    assert!(
+        banner.contains("auth-service  http://127.0.0.1:"),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("task-service  http://127.0.0.1:"),
+        "{banner}"
+    );
+    assert!(banner.contains("grpcurl -plaintext"), "{banner}");
+    assert!(dir.join("data/auth.db").exists() && dir.join("data/tasks.db").exists());
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}-{nanos}", std::process::id())
+}

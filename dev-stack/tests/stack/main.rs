@@ -1,0 +1,6 @@
+//! The dev launcher over real gRPC, the `todo-stack` binary as a user runs it, and the
+//! production compose file checked against what the services really read.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod compose;
+mod launcher;
