@@ -14,7 +14,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
           target/release/migrate target/release/health-probe /out/
 
 FROM debian:bookworm-slim
-RUN useradd --system --uid 10001 --no-create-home todo
+RUN useradd --system --uid 10001 --create-home todo
 COPY --from=build /out/ /usr/local/bin/
 USER todo
 WORKDIR /home/todo

@@ -48,9 +48,10 @@ impl AuthError {
 
 impl From<DbErr> for AuthError {
     fn from(error: DbErr) -> Self {
-        match error {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Self::Unavailable(error),
-            other => Self::Internal(format!("database: {other}")),
+        if shared::db::is_unavailable(&error) {
+            Self::Unavailable(error)
+        } else {
+            Self::Internal(format!("database: {error}"))
         }
     }
 }

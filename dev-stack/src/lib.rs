@@ -6,7 +6,7 @@ use auth_service::config::AuthConfig;
 use shared::clock::SharedClock;
 use std::{future::Future, net::SocketAddr};
 use task_service::config::TaskConfig;
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::sync::watch;
 
 /// Why the stack could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -63,37 +63,39 @@ impl Stack {
         self.task_addr
     }
 
-    /// Serves both until `shutdown` completes (or one of them fails), then shuts both down
-    /// gracefully.
+    /// Serves both until `shutdown` completes (or one of them stops on its own), then shuts
+    /// them down gracefully: the task-service first, since its in-flight RPCs may still need
+    /// the auth-service (unknown-key fetches, Introspect in strict mode).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), StackError> {
-        let (stop, stopped) = watch::channel(false);
-        let when_stopped = |mut stopped: watch::Receiver<bool>| async move {
-            // A dropped sender also means "stop".
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        let mut auth: JoinHandle<Result<(), StackError>> = {
-            let run = self.auth.run(when_stopped(stopped.clone()));
-            tokio::spawn(async move { Ok(run.await?) })
-        };
-        let mut task: JoinHandle<Result<(), StackError>> = {
-            let run = self.task.run(when_stopped(stopped));
-            tokio::spawn(async move { Ok(run.await?) })
-        };
-        let early = tokio::select! {
-            () = shutdown => None,
-            result = &mut auth => Some(result),
-            result = &mut task => Some(result),
-        };
-        let _ = stop.send(true);
-        if let Some(result) = early {
-            // One service ended on its own: stop the other and report why.
-            wait_unless_finished(&mut auth).await;
-            wait_unless_finished(&mut task).await;
-            return result?;
+        let (stop_auth, auth_stopped) = watch::channel(false);
+        let (stop_task, task_stopped) = watch::channel(false);
+        let mut auth = tokio::spawn(self.auth.run(when_told(auth_stopped)));
+        let mut task = tokio::spawn(self.task.run(when_told(task_stopped)));
+        let (mut auth_result, mut task_result) = (None, None);
+        tokio::select! {
+            () = shutdown => {}
+            result = &mut auth => auth_result = Some(result),
+            result = &mut task => task_result = Some(result),
         }
-        let (auth, task) = (auth.await?, task.await?);
-        auth.and(task)
+        let _ = stop_task.send(true);
+        let task_result = match task_result {
+            Some(result) => result,
+            None => task.await,
+        };
+        let _ = stop_auth.send(true);
+        let auth_result = match auth_result {
+            Some(result) => result,
+            None => auth.await,
+        };
+        task_result??;
+        auth_result??;
+        Ok(())
     }
+}
+
+/// Completes when `stop` turns true (or its sender is dropped).
+async fn when_told(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// An address clients can connect to: a wildcard listen address becomes loopback.
@@ -106,12 +108,5 @@ pub fn connectable(addr: SocketAddr) -> SocketAddr {
             SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
         }
         other => other,
-    }
-}
-
-/// Waits for a server task unless it has finished (it may already have been awaited).
-async fn wait_unless_finished<T>(handle: &mut JoinHandle<T>) {
-    if !handle.is_finished() {
-        let _ = handle.await;
     }
 }

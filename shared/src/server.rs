@@ -45,7 +45,7 @@ pub struct GrpcServer {
     reporter: HealthReporter,
     service_names: &'static [&'static str],
     ready: Option<ReadyCheck>,
-    health_watcher: Option<JoinHandle<()>>,
+    watched_database: Option<DatabaseConnection>,
 }
 
 impl GrpcServer {
@@ -72,7 +72,7 @@ impl GrpcServer {
             reporter,
             service_names,
             ready: None,
-            health_watcher: None,
+            watched_database: None,
         })
     }
 
@@ -126,31 +126,25 @@ impl GrpcServer {
         self
     }
 
-    /// Reports NOT_SERVING until `ready` returns true (checked with the database; call
-    /// before [`GrpcServer::watch_database`]).
+    /// Reports NOT_SERVING until `ready` returns true (checked together with the database,
+    /// see [`GrpcServer::watch_database`]).
     #[must_use]
     pub fn ready_when(mut self, ready: impl Fn() -> bool + Send + Sync + 'static) -> Self {
         self.ready = Some(std::sync::Arc::new(ready));
         self
     }
 
-    /// Reports NOT_SERVING while `db` does not answer a ping, SERVING while it does. The
-    /// services are registered as NOT_SERVING at once, so a probe made before the first ping
-    /// gets an answer rather than NOT_FOUND.
+    /// While serving, reports NOT_SERVING while `db` does not answer a ping (or a
+    /// [`GrpcServer::ready_when`] check fails), SERVING otherwise. The services are registered
+    /// as NOT_SERVING at once, so a probe made before the first ping gets an answer rather
+    /// than NOT_FOUND.
     pub async fn watch_database(mut self, db: DatabaseConnection) -> Self {
         for name in self.service_names.iter().copied().chain([""]) {
             self.reporter
                 .set_service_status(name, ServingStatus::NotServing)
                 .await;
         }
-        let watcher = crate::db::watch_health(
-            db,
-            self.reporter.clone(),
-            self.service_names,
-            HEALTH_CHECK_EVERY,
-            self.ready.clone(),
-        );
-        self.health_watcher = Some(watcher);
+        self.watched_database = Some(db);
         self
     }
 
@@ -163,14 +157,25 @@ impl GrpcServer {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
         let cors = cors_layer(&args.cors_allowed_origins)?;
-        // Without a database to watch, the server is healthy as soon as it serves.
-        if self.health_watcher.is_none() {
-            for name in self.service_names.iter().copied().chain([""]) {
-                self.reporter
-                    .set_service_status(name, ServingStatus::Serving)
-                    .await;
+        // Stopped when `serve` returns, however it returns.
+        let health_watcher = match self.watched_database {
+            Some(db) => Some(AbortOnDrop(crate::db::watch_health(
+                db,
+                self.reporter.clone(),
+                self.service_names,
+                HEALTH_CHECK_EVERY,
+                self.ready.clone(),
+            ))),
+            None => {
+                // Without a database to watch, the server is healthy as soon as it serves.
+                for name in self.service_names.iter().copied().chain([""]) {
+                    self.reporter
+                        .set_service_status(name, ServingStatus::Serving)
+                        .await;
+                }
+                None
             }
-        }
+        };
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stop, stopped) = oneshot::channel::<()>();
         let router = Server::builder()
@@ -197,9 +202,7 @@ impl GrpcServer {
             () = shutdown => {}
         }
         tracing::info!("shutting down: reporting NOT_SERVING and draining in-flight RPCs");
-        if let Some(watcher) = self.health_watcher {
-            watcher.abort();
-        }
+        drop(health_watcher);
         for name in self.service_names.iter().copied().chain([""]) {
             self.reporter
                 .set_service_status(name, ServingStatus::NotServing)
@@ -218,6 +221,16 @@ impl GrpcServer {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// A background task that is aborted when this handle is dropped.
+#[derive(Debug)]
+pub struct AbortOnDrop<T>(pub JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -25,7 +25,7 @@ use sea_orm::{DatabaseConnection, DbErr};
 use shared::{
     clock::SharedClock,
     proto::todo::task::v1::task_service_server::TaskServiceServer,
-    server::{GrpcServer, ServeError},
+    server::{AbortOnDrop, GrpcServer, ServeError},
 };
 use std::{future::Future, net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
@@ -137,7 +137,8 @@ impl Application {
         })?;
         tracing::info!(%addr, auth_service = %config.auth_service_url, strict_sessions = config.strict_sessions, "task-service listening (gRPC + grpc-web)");
 
-        let refresher = keys.spawn_refresher();
+        // Stopped when `run` returns or is dropped.
+        let _refresher = keys.spawn_refresher().map(AbortOnDrop);
         let api = TaskServiceServer::new(TaskApi::new(db.clone(), clock.clone(), page_tokens))
             .max_decoding_message_size(config.server.max_request_bytes);
         let strict = Guarded::new(api, SessionCheck::new(config.strict_sessions, auth_channel));
@@ -155,9 +156,6 @@ impl Application {
             .await
             .serve(listener, &config.server, shutdown)
             .await;
-        if let Some(refresher) = refresher {
-            refresher.abort();
-        }
         if let Err(error) = db.close().await {
             tracing::warn!(%error, "closing the database pool failed");
         }

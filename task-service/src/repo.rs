@@ -137,18 +137,24 @@ impl<'a> Tasks<'a> {
                 .into());
         };
         // Insert unless this owner already used the request id; either way, read back the
-        // one task that carries it (RETURNING yields no row on conflict).
-        Entity::insert(model)
-            .on_conflict_do_nothing_on([Column::OwnerId, Column::RequestId])
-            .exec_without_returning(self.db)
-            .await?;
-        Entity::find()
-            .filter(self.owned().and(Column::RequestId.eq(request_id.0)))
-            .one(self.db)
-            .await?
-            .map(Task::from)
-            // Only if the task was deleted between the two statements.
-            .ok_or(TaskError::NotFound)
+        // one task that carries it (RETURNING yields no row on conflict). If that task is
+        // deleted between the two statements, the second attempt inserts.
+        for _ in 0..2 {
+            Entity::insert(model.clone())
+                .on_conflict_do_nothing_on([Column::OwnerId, Column::RequestId])
+                .exec_without_returning(self.db)
+                .await?;
+            let found = Entity::find()
+                .filter(self.owned().and(Column::RequestId.eq(request_id.0)))
+                .one(self.db)
+                .await?;
+            if let Some(task) = found {
+                return Ok(task.into());
+            }
+        }
+        Err(TaskError::Internal(
+            "a task with this request id keeps being deleted while it is created".into(),
+        ))
     }
 
     /// One task.

@@ -3,7 +3,11 @@
 
 use super::{Caller, KeyCache};
 use crate::error::TaskError;
-use shared::{clock::SharedClock, status::bearer_token, token::TokenVerifier};
+use shared::{
+    clock::SharedClock,
+    status::bearer_token,
+    token::{TokenVerifier, VerifyError},
+};
 use std::sync::Arc;
 use tonic::{Request, Status, service::Interceptor};
 
@@ -40,7 +44,15 @@ impl Authenticate {
         let claims = self
             .verifier
             .verify(token, &keys, self.clock.now().timestamp())
-            .map_err(|error| TaskError::Unauthenticated(error.to_string()))?;
+            .map_err(|error| match error {
+                // Possibly a new key the auth-service could not be asked about.
+                VerifyError::UnknownKey(_) if self.keys.last_fetch_failed() => {
+                    TaskError::AuthUnavailable(format!(
+                        "{error}, and the auth-service is unreachable"
+                    ))
+                }
+                error => TaskError::Unauthenticated(error.to_string()),
+            })?;
         Caller::from_claims(claims)
     }
 }

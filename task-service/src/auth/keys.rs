@@ -37,10 +37,14 @@ pub struct KeyCache {
 
 struct Remote {
     client: AuthServiceClient<Channel>,
-    /// When the last unknown-`kid` fetch started; held across the fetch (single flight).
-    last_unknown_kid_fetch: Mutex<Option<Instant>>,
+    /// One fetch at a time, so an older answer never replaces a newer one.
+    fetching: Mutex<()>,
+    /// When the last unknown-`kid` fetch started; held until it ends (single flight).
+    last_unknown_kid_fetch: Arc<Mutex<Option<Instant>>>,
     min_interval: Duration,
     fetches: AtomicU64,
+    /// Whether the last fetch failed (the auth-service did not answer).
+    last_fetch_failed: AtomicBool,
 }
 
 impl KeyCache {
@@ -61,9 +65,11 @@ impl KeyCache {
             loaded: AtomicBool::new(false),
             remote: Some(Remote {
                 client: AuthServiceClient::new(channel),
-                last_unknown_kid_fetch: Mutex::new(None),
+                fetching: Mutex::new(()),
+                last_unknown_kid_fetch: Arc::new(Mutex::new(None)),
                 min_interval,
                 fetches: AtomicU64::new(0),
+                last_fetch_failed: AtomicBool::new(false),
             }),
         }
     }
@@ -78,6 +84,14 @@ impl KeyCache {
         self.loaded.load(Ordering::Acquire)
     }
 
+    /// Whether the last attempt to fetch keys failed: a token naming an unknown key may then
+    /// be valid, and the answer is "retry later" rather than "invalid token".
+    pub fn last_fetch_failed(&self) -> bool {
+        self.remote
+            .as_ref()
+            .is_some_and(|r| r.last_fetch_failed.load(Ordering::Acquire))
+    }
+
     /// How many GetSigningKeys calls were made (for tests and metrics).
     pub fn fetch_count(&self) -> u64 {
         self.remote
@@ -88,7 +102,16 @@ impl KeyCache {
     /// Fetches the keys from the auth-service and replaces the cache with them. Returns the
     /// suggested cache lifetime. Keys the auth-service no longer publishes stop verifying.
     async fn fetch(&self, remote: &Remote) -> Result<Duration, tonic::Status> {
+        let _one_at_a_time = remote.fetching.lock().await;
         remote.fetches.fetch_add(1, Ordering::Relaxed);
+        let result = self.fetch_and_store(remote).await;
+        remote
+            .last_fetch_failed
+            .store(result.is_err(), Ordering::Release);
+        result
+    }
+
+    async fn fetch_and_store(&self, remote: &Remote) -> Result<Duration, tonic::Status> {
         let mut request = tonic::Request::new(GetSigningKeysRequest {});
         request.set_timeout(FETCH_TIMEOUT);
         let response = remote
@@ -122,11 +145,14 @@ impl KeyCache {
     }
 
     /// Called when a token names `kid` and no cached key has it: fetches the keys unless
-    /// another request is already doing so (then waits for it) or one such fetch happened
-    /// less than the minimum interval ago. Never fails: the interceptor decides afterwards.
-    pub async fn refresh_for_unknown_kid(&self, kid: &str) {
+    /// another request is already doing so (then waits for it) or one such fetch started less
+    /// than the minimum interval ago. The fetch runs in its own task, so a caller that gives
+    /// up (cancels its RPC) cannot cut it short. Never fails: the interceptor decides after.
+    pub async fn refresh_for_unknown_kid(self: &Arc<Self>, kid: &str) {
         let Some(remote) = &self.remote else { return };
-        let mut last = remote.last_unknown_kid_fetch.lock().await;
+        let mut last = Arc::clone(&remote.last_unknown_kid_fetch)
+            .lock_owned()
+            .await;
         if self.current().contains(kid) {
             return;
         }
@@ -139,9 +165,16 @@ impl KeyCache {
         }
         *last = Some(Instant::now());
         tracing::info!(kid, "token names an unknown signing key: fetching keys");
-        if let Err(status) = self.fetch(remote).await {
-            tracing::warn!(code = ?status.code(), message = status.message(), "cannot fetch signing keys");
-        }
+        let cache = Arc::clone(self);
+        let fetch = tokio::spawn(async move {
+            // Held until the fetch ends, so concurrent callers wait for its answer.
+            let _last = last;
+            let Some(remote) = &cache.remote else { return };
+            if let Err(status) = cache.fetch(remote).await {
+                tracing::warn!(code = ?status.code(), message = status.message(), "cannot fetch signing keys");
+            }
+        });
+        let _ = fetch.await;
     }
 
     /// Keeps the keys fresh in the background: fetches at once, retrying with backoff until

@@ -171,3 +171,42 @@ async fn the_task_service_waits_for_an_auth_service_that_starts_later() {
     let user = User { token, ..early };
     assert_eq!(user.create("finally").await.title, "finally");
 }
+
+#[tokio::test]
+async fn tokens_verify_locally_while_the_auth_service_is_down_and_unknown_keys_answer_unavailable()
+{
+    let clock = ManualClock::new(Utc::now());
+    let auth = start_auth("127.0.0.1:0".parse().unwrap(), clock.clone(), |_| {}).await;
+    let (task, _keys) = start_task(auth.addr, clock.clone(), |_| {}).await;
+    wait_until_serving(task.addr, "todo.task.v1.TaskService").await;
+    let auth_client = AuthServiceClient::new(channel(auth.addr).await);
+    let alice = User {
+        token: sign_up(&auth_client, "alice@example.com")
+            .await
+            .access_token,
+        refresh_token: String::new(),
+        tasks: TaskServiceClient::new(channel(task.addr).await),
+    };
+    alice.create("before the outage").await;
+
+    drop(auth_client);
+    drop(auth);
+    // The auth-service drains and closes its listener.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(alice.list_all(0, None).await.len(), 1, "verified locally");
+
+    // A key this service has never seen might be a new one: "retry later", not "invalid".
+    let unknown = forge_ed25519(
+        &json!({"alg": "EdDSA", "kid": "ed25519-rotated-while-down"}),
+        &jwt_json(&alice.token, 1),
+    );
+    let caller = User {
+        token: unknown,
+        ..alice.clone()
+    };
+    assert_error(
+        caller.list(pb::ListTasksRequest::default()).await,
+        Code::Unavailable,
+        "AUTH_SERVICE_UNAVAILABLE",
+    );
+}
