@@ -1,0 +1,134 @@
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { AuthService, type TokenPair } from "./gen/todo/auth/v1/auth_pb";
+import { TaskService } from "./gen/todo/task/v1/task_pb";
+import type { Config } from "./config";
+
+/**
+ * Where tokens live, and why:
+ * - The access token (short-lived JWT) is kept in memory only: it never touches storage, so
+ *   nothing persists it beyond the page.
+ * - The refresh token is kept in `sessionStorage`: it survives a reload of this tab (so the
+ *   user stays signed in) but not closing the tab, and it is not shared with other tabs. The
+ *   services return it in the response body (there is no httpOnly cookie to use instead), so
+ *   script on this origin can read it either way; a strict Content-Security-Policy on the
+ *   static host is the defence against injected script.
+ * Every task call carries `authorization: Bearer <access token>`. When one fails with
+ * UNAUTHENTICATED, the session refreshes (one Refresh in flight at a time, shared by every
+ * waiting call) and the call is retried once. When the refresh token is refused too, the
+ * session is over and the app goes back to sign-in.
+ */
+const REFRESH_KEY = "todo.refreshToken";
+
+export type SessionListener = (signedIn: boolean, reason?: string) => void;
+
+export class Session {
+  readonly auth: Client<typeof AuthService>;
+  readonly tasks: Client<typeof TaskService>;
+  private accessToken: string | null = null;
+  private refreshing: Promise<string | null> | null = null;
+  private listeners = new Set<SessionListener>();
+
+  constructor(config: Config) {
+    this.auth = createClient(
+      AuthService,
+      createGrpcWebTransport({ baseUrl: config.authUrl, useBinaryFormat: true }),
+    );
+    this.tasks = createClient(
+      TaskService,
+      createGrpcWebTransport({
+        baseUrl: config.taskUrl,
+        useBinaryFormat: true,
+        interceptors: [this.bearer],
+      }),
+    );
+  }
+
+  /** Whether there is a session to use (an access token, or a refresh token to get one). */
+  get signedIn(): boolean {
+    return this.accessToken !== null || sessionStorage.getItem(REFRESH_KEY) !== null;
+  }
+
+  onChange(listener: SessionListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Starts a session with the tokens of SignUp / SignIn. */
+  start(tokens: TokenPair | undefined): void {
+    if (!tokens) throw new Error("the auth-service answered without tokens");
+    this.store(tokens);
+    this.emit(true);
+  }
+
+  /** Ends the session here and at the auth-service (revoking the refresh token). */
+  async signOut(): Promise<void> {
+    const refreshToken = sessionStorage.getItem(REFRESH_KEY);
+    this.clear();
+    this.emit(false);
+    if (refreshToken) {
+      // Best effort: the local session is gone whatever the answer.
+      await this.auth.signOut({ refreshToken }).catch(() => undefined);
+    }
+  }
+
+  private store(tokens: TokenPair): void {
+    this.accessToken = tokens.accessToken;
+    sessionStorage.setItem(REFRESH_KEY, tokens.refreshToken);
+  }
+
+  private clear(): void {
+    this.accessToken = null;
+    sessionStorage.removeItem(REFRESH_KEY);
+  }
+
+  private emit(signedIn: boolean, reason?: string): void {
+    for (const listener of this.listeners) listener(signedIn, reason);
+  }
+
+  /** A fresh access token, or null when the session is over. One Refresh at a time. */
+  private refresh(): Promise<string | null> {
+    this.refreshing ??= this.doRefresh().finally(() => {
+      this.refreshing = null;
+    });
+    return this.refreshing;
+  }
+
+  private async doRefresh(): Promise<string | null> {
+    const refreshToken = sessionStorage.getItem(REFRESH_KEY);
+    if (!refreshToken) return null;
+    try {
+      const { tokens } = await this.auth.refresh({ refreshToken });
+      if (!tokens) return null;
+      this.store(tokens);
+      return tokens.accessToken;
+    } catch (error) {
+      if (error instanceof ConnectError && error.code === Code.Unauthenticated) {
+        this.clear();
+        this.emit(false, "Your session has ended. Please sign in again.");
+        return null;
+      }
+      throw error; // e.g. the auth-service is unreachable: the session may still be fine
+    }
+  }
+
+  /** Adds the bearer token; on UNAUTHENTICATED refreshes once and retries once. */
+  private bearer: Interceptor = (next) => async (request) => {
+    const token = this.accessToken ?? (await this.refresh());
+    if (!token) throw new ConnectError("signed out", Code.Unauthenticated);
+    request.header.set("authorization", `Bearer ${token}`);
+    try {
+      return await next(request);
+    } catch (error) {
+      if (!(error instanceof ConnectError) || error.code !== Code.Unauthenticated) throw error;
+      // Another call may have refreshed already; otherwise refresh now.
+      const fresh =
+        this.accessToken !== null && this.accessToken !== token
+          ? this.accessToken
+          : await this.refresh();
+      if (!fresh) throw error;
+      request.header.set("authorization", `Bearer ${fresh}`);
+      return await next(request);
+    }
+  };
+}
