@@ -34,13 +34,15 @@ pub async fn fresh_database_url() -> String {
         .expect("create a test database")
 }
 
-/// Starts an auth-service on `addr` (port 0 for any) with `clock`.
+/// Starts an auth-service on `addr` (port 0 for any) with `clock`, on `database_url` (the
+/// two services may share one database, as in docker-compose.yml: their tables differ).
 pub async fn start_auth(
+    database_url: &str,
     addr: SocketAddr,
     clock: Arc<ManualClock>,
     configure: impl FnOnce(&mut AuthConfig),
 ) -> Running {
-    let mut config = AuthConfig::for_database(addr, &fresh_database_url().await);
+    let mut config = AuthConfig::for_database(addr, database_url);
     config.server.shutdown_drain_secs = 1;
     configure(&mut config);
     let app = auth_service::Application::build(config, clock)
@@ -55,15 +57,16 @@ pub async fn start_auth(
     }
 }
 
-/// Builds and starts a task-service fetching keys from `auth_addr`.
+/// Builds and starts a task-service on `database_url`, fetching keys from `auth_addr`.
 pub async fn start_task(
+    database_url: &str,
     auth_addr: SocketAddr,
     clock: Arc<ManualClock>,
     configure: impl FnOnce(&mut TaskConfig),
 ) -> (Running, Arc<KeyCache>) {
     let mut config = TaskConfig::for_database(
         "127.0.0.1:0".parse().unwrap(),
-        &fresh_database_url().await,
+        database_url,
         &format!("http://{auth_addr}"),
     );
     config.server.shutdown_drain_secs = 1;
@@ -124,13 +127,16 @@ impl TestStack {
         configure_task: impl FnOnce(&mut TaskConfig),
     ) -> Self {
         let clock = ManualClock::new(Utc::now());
+        let database_url = fresh_database_url().await;
         let auth = start_auth(
+            &database_url,
             "127.0.0.1:0".parse().unwrap(),
             clock.clone(),
             configure_auth,
         )
         .await;
-        let (task, keys) = start_task(auth.addr, clock.clone(), configure_task).await;
+        let (task, keys) =
+            start_task(&database_url, auth.addr, clock.clone(), configure_task).await;
         wait_until_serving(task.addr, "todo.task.v1.TaskService").await;
         let auth_client = AuthServiceClient::new(channel(auth.addr).await);
         let tasks = TaskServiceClient::new(channel(task.addr).await);

@@ -5,8 +5,8 @@
 use crate::{
     authentication::forge_ed25519,
     helpers::{
-        PASSWORD, TestStack, User, assert_error, channel, jwt_json, kid_of, sign_up, start_auth,
-        start_task, wait_until_serving,
+        PASSWORD, TestStack, User, assert_error, channel, fresh_database_url, jwt_json, kid_of,
+        sign_up, start_auth, start_task, wait_until_serving,
     },
 };
 use chrono::{TimeDelta, Utc};
@@ -43,11 +43,17 @@ async fn after_rotation_old_tokens_work_until_their_key_is_no_longer_published()
     let t0 = Utc::now();
     let auth_clock = ManualClock::new(t0);
     let task_clock = ManualClock::new(t0);
-    let auth = start_auth("127.0.0.1:0".parse().unwrap(), auth_clock.clone(), |c| {
-        c.tokens.key_rotation_secs = 60;
-    })
+    let database_url = fresh_database_url().await;
+    let auth = start_auth(
+        &database_url,
+        "127.0.0.1:0".parse().unwrap(),
+        auth_clock.clone(),
+        |c| {
+            c.tokens.key_rotation_secs = 60;
+        },
+    )
     .await;
-    let (task, _keys) = start_task(auth.addr, task_clock.clone(), |c| {
+    let (task, _keys) = start_task(&database_url, auth.addr, task_clock.clone(), |c| {
         c.key_refresh_min_interval_secs = 0;
     })
     .await;
@@ -139,7 +145,8 @@ async fn the_task_service_waits_for_an_auth_service_that_starts_later() {
     let auth_addr = reserved.local_addr().unwrap();
     drop(reserved);
 
-    let (task, keys) = start_task(auth_addr, clock.clone(), |_| {}).await;
+    let database_url = fresh_database_url().await;
+    let (task, keys) = start_task(&database_url, auth_addr, clock.clone(), |_| {}).await;
     let mut health = HealthClient::new(channel(task.addr).await);
     let status = health
         .check(HealthCheckRequest {
@@ -163,7 +170,7 @@ async fn the_task_service_waits_for_an_auth_service_that_starts_later() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(!keys.is_loaded());
 
-    let auth = start_auth(auth_addr, clock.clone(), |_| {}).await;
+    let auth = start_auth(&database_url, auth_addr, clock.clone(), |_| {}).await;
     wait_until_serving(task.addr, "todo.task.v1.TaskService").await;
     assert!(keys.is_loaded());
     let auth_client = AuthServiceClient::new(channel(auth.addr).await);
@@ -176,8 +183,15 @@ async fn the_task_service_waits_for_an_auth_service_that_starts_later() {
 async fn tokens_verify_locally_while_the_auth_service_is_down_and_unknown_keys_answer_unavailable()
 {
     let clock = ManualClock::new(Utc::now());
-    let auth = start_auth("127.0.0.1:0".parse().unwrap(), clock.clone(), |_| {}).await;
-    let (task, _keys) = start_task(auth.addr, clock.clone(), |_| {}).await;
+    let database_url = fresh_database_url().await;
+    let auth = start_auth(
+        &database_url,
+        "127.0.0.1:0".parse().unwrap(),
+        clock.clone(),
+        |_| {},
+    )
+    .await;
+    let (task, _keys) = start_task(&database_url, auth.addr, clock.clone(), |_| {}).await;
     wait_until_serving(task.addr, "todo.task.v1.TaskService").await;
     let auth_client = AuthServiceClient::new(channel(auth.addr).await);
     let alice = User {
