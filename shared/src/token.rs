@@ -136,18 +136,32 @@ pub fn token_kid(token: &str) -> Option<String> {
 /// Verifies access tokens for one issuer and audience.
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {
-    issuer: String,
-    audience: String,
     leeway_secs: i64,
+    /// Built once per algorithm: building a `Validation` allocates, and verification is on
+    /// every request's path.
+    hs256: Validation,
+    eddsa: Validation,
 }
 
 impl TokenVerifier {
     /// A verifier accepting tokens of `issuer` for `audience`, with `leeway_secs` of clock skew.
     pub fn new(issuer: impl Into<String>, audience: impl Into<String>, leeway_secs: u32) -> Self {
+        let (issuer, audience) = (issuer.into(), audience.into());
+        let validation = |algorithm| {
+            let mut validation = Validation::new(algorithm);
+            validation.algorithms = vec![algorithm];
+            validation.set_issuer(&[&issuer]);
+            validation.set_audience(&[&audience]);
+            validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+            // Time is checked by `check_time` against the injected `now`, not the system clock.
+            validation.validate_exp = false;
+            validation.validate_nbf = false;
+            validation
+        };
         Self {
-            issuer: issuer.into(),
-            audience: audience.into(),
             leeway_secs: i64::from(leeway_secs),
+            hs256: validation(Algorithm::HS256),
+            eddsa: validation(Algorithm::EdDSA),
         }
     }
 
@@ -167,17 +181,14 @@ impl TokenVerifier {
         if header.alg != key.algorithm {
             return Err(VerifyError::AlgorithmNotAllowed(header.alg));
         }
+        let validation = match key.algorithm {
+            Algorithm::HS256 => &self.hs256,
+            Algorithm::EdDSA => &self.eddsa,
+            // Key sets only ever hold the two kinds of key above.
+            other => return Err(VerifyError::AlgorithmNotAllowed(other)),
+        };
 
-        let mut validation = Validation::new(key.algorithm);
-        validation.algorithms = vec![key.algorithm];
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        // Time is checked below against the injected `now`, not the system clock.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-
-        let claims = decode::<AccessClaims>(token, &key.key, &validation)
+        let claims = decode::<AccessClaims>(token, &key.key, validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::Json(_)
                 | jsonwebtoken::errors::ErrorKind::Base64(_)
@@ -186,13 +197,20 @@ impl TokenVerifier {
                 other => VerifyError::Invalid(format!("{other:?}")),
             })?
             .claims;
+        self.check_time(claims.nbf, claims.exp, now)?;
+        Ok(claims)
+    }
 
-        if now > claims.exp.saturating_add(self.leeway_secs) {
+    /// Whether a token valid from `nbf` until `exp` may be used at `now` (all Unix seconds),
+    /// allowing this verifier's leeway. [`TokenVerifier::verify`] calls it; a cache of
+    /// verified tokens must call it again on every use.
+    pub fn check_time(&self, nbf: i64, exp: i64, now: i64) -> Result<(), VerifyError> {
+        if now > exp.saturating_add(self.leeway_secs) {
             return Err(VerifyError::Expired);
         }
-        if now < claims.nbf.saturating_sub(self.leeway_secs) {
+        if now < nbf.saturating_sub(self.leeway_secs) {
             return Err(VerifyError::NotYetValid);
         }
-        Ok(claims)
+        Ok(())
     }
 }

@@ -15,7 +15,7 @@ pub mod repo;
 pub mod service;
 
 use crate::{
-    auth::{Authenticate, Guarded, KeyCache, KeyRefresh, SessionCheck},
+    auth::{Authenticate, Guarded, KeyCache, KeyRefresh, SessionCheck, VerifiedTokens},
     config::{ConfigError, TaskConfig},
     page_token::PageTokens,
     service::TaskApi,
@@ -144,7 +144,12 @@ impl Application {
         let strict = Guarded::new(api, SessionCheck::new(config.strict_sessions, auth_channel));
         let authenticated = InterceptedService::new(
             strict,
-            Authenticate::new(Arc::clone(&keys), config.jwt.verifier(), clock),
+            Authenticate::new(
+                Arc::clone(&keys),
+                config.jwt.verifier(),
+                Arc::new(VerifiedTokens::new(config.verified_token_cache_size)),
+                clock,
+            ),
         );
         let service = Guarded::new(authenticated, KeyRefresh::new(Arc::clone(&keys)));
 

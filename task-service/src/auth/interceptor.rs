@@ -1,7 +1,7 @@
 //! The tonic interceptor: synchronous, so it only reads the key cache (never waits on the
 //! network) and verifies the token locally.
 
-use super::{Caller, KeyCache};
+use super::{Caller, KeyCache, Verified, VerifiedTokens};
 use crate::error::TaskError;
 use shared::{
     clock::SharedClock,
@@ -15,19 +15,30 @@ use tonic::{Request, Status, service::Interceptor};
 /// algorithm that key was made for, `exp`/`nbf` with leeway, `iss`, `aud`) and adds the
 /// [`Caller`] to the request's extensions. Every refusal is UNAUTHENTICATED with one
 /// generic message; the reason goes to the log.
+///
+/// Tokens that verified are remembered in `verified` (see [`VerifiedTokens`]): a repeated
+/// token skips the signature check, never the time check.
 #[derive(Clone)]
 pub struct Authenticate {
     keys: Arc<KeyCache>,
     verifier: Arc<TokenVerifier>,
+    verified: Arc<VerifiedTokens>,
     clock: SharedClock,
 }
 
 impl Authenticate {
-    /// An interceptor verifying with `keys` and `verifier` at the time `clock` tells.
-    pub fn new(keys: Arc<KeyCache>, verifier: TokenVerifier, clock: SharedClock) -> Self {
+    /// An interceptor verifying with `keys` and `verifier` at the time `clock` tells,
+    /// remembering verified tokens in `verified`.
+    pub fn new(
+        keys: Arc<KeyCache>,
+        verifier: TokenVerifier,
+        verified: Arc<VerifiedTokens>,
+        clock: SharedClock,
+    ) -> Self {
         Self {
             keys,
             verifier: Arc::new(verifier),
+            verified,
             clock,
         }
     }
@@ -41,9 +52,16 @@ impl Authenticate {
             ));
         }
         let keys = self.keys.current();
+        let now = self.clock.now().timestamp();
+        if let Some(Verified { caller, nbf, exp }) = self.verified.get(token, &keys) {
+            self.verifier
+                .check_time(nbf, exp, now)
+                .map_err(|error| TaskError::Unauthenticated(error.to_string()))?;
+            return Ok(caller);
+        }
         let claims = self
             .verifier
-            .verify(token, &keys, self.clock.now().timestamp())
+            .verify(token, &keys, now)
             .map_err(|error| match error {
                 // Possibly a new key the auth-service could not be asked about.
                 VerifyError::UnknownKey(_) if self.keys.last_fetch_failed() => {
@@ -53,7 +71,15 @@ impl Authenticate {
                 }
                 error => TaskError::Unauthenticated(error.to_string()),
             })?;
-        Caller::from_claims(claims)
+        let (nbf, exp) = (claims.nbf, claims.exp);
+        let caller = Caller::from_claims(claims)?;
+        let verified = Verified {
+            caller: caller.clone(),
+            nbf,
+            exp,
+        };
+        self.verified.insert(token, &keys, verified, now);
+        Ok(caller)
     }
 }
 

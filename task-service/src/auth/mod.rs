@@ -4,7 +4,8 @@
 //! 1. [`KeyRefresh`] (async tower layer): a token naming a signing key this replica has not
 //!    seen makes it fetch the auth-service's keys (single-flight, rate-limited).
 //! 2. [`Authenticate`] (tonic interceptor, synchronous): verifies the bearer JWT against the
-//!    cached keys and puts the [`Caller`] in the request extensions.
+//!    cached keys and puts the [`Caller`] in the request extensions; tokens it verified are
+//!    remembered ([`VerifiedTokens`]) so repeated calls skip the signature check.
 //! 3. [`SessionCheck`] (async tower layer, strict mode only): asks the auth-service's
 //!    Introspect whether the token's session is still live.
 //!
@@ -14,8 +15,10 @@ mod caller;
 mod guard;
 mod interceptor;
 mod keys;
+mod verified;
 
 pub use caller::Caller;
 pub use guard::{Guarded, KeyRefresh, SessionCheck};
 pub use interceptor::Authenticate;
 pub use keys::KeyCache;
+pub use verified::{Verified, VerifiedTokens};
