@@ -7,17 +7,22 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 
 /// Opens a pool to `url`.
 ///
-/// For a SQLite file the parent directory is created and the file too (`mode=rwc`); an
+/// For a SQLite file the parent directory is created and the file too (`mode=rwc`), and it
+/// runs in write-ahead-log mode with `synchronous = NORMAL`: readers no longer wait for a
+/// writer, and a commit appends to the log without waiting for the disk (an application
+/// crash loses nothing; a power cut may lose the last commits, never consistency). An
 /// in-memory SQLite database gets exactly one connection, since each connection would
 /// otherwise be its own empty database.
 pub async fn connect(url: &str, pool: &PoolArgs) -> Result<DatabaseConnection, DbErr> {
     let mut url = url.to_owned();
     let mut max_connections = pool.database_max_connections.max(1);
+    let mut sqlite_file = false;
     if let Some(rest) = url.strip_prefix("sqlite:") {
         let in_memory = rest.contains(":memory:") || rest.contains("mode=memory");
         if in_memory {
             max_connections = 1;
         } else {
+            sqlite_file = true;
             let path = rest
                 .trim_start_matches("//")
                 .split('?')
@@ -47,6 +52,14 @@ pub async fn connect(url: &str, pool: &PoolArgs) -> Result<DatabaseConnection, D
         .connect_timeout(Duration::from_secs(pool.database_acquire_timeout_secs))
         .acquire_timeout(Duration::from_secs(pool.database_acquire_timeout_secs))
         .sqlx_logging(false);
+    if sqlite_file {
+        use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+        options.map_sqlx_sqlite_opts(|sqlite| {
+            sqlite
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+        });
+    }
     Database::connect(options).await
 }
 
