@@ -15,7 +15,7 @@ pub mod repo;
 pub mod service;
 
 use crate::{
-    auth::{Authenticate, Guarded, KeyCache, KeyRefresh, SessionCheck, VerifiedTokens},
+    auth::{Guarded, KeyCache, SessionCheck, VerifiedTokens, authenticated},
     config::{ConfigError, TaskConfig},
     page_token::PageTokens,
     service::TaskApi,
@@ -29,7 +29,7 @@ use shared::{
 };
 use std::{future::Future, net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
-use tonic::{service::interceptor::InterceptedService, transport::Channel};
+use tonic::transport::Channel;
 
 /// The gRPC services this server reports health for.
 pub const SERVICE_NAMES: &[&str] = &["todo.task.v1.TaskService"];
@@ -141,21 +141,31 @@ impl Application {
         let _refresher = keys.spawn_refresher().map(AbortOnDrop);
         let api = TaskServiceServer::new(TaskApi::new(db.clone(), clock.clone(), page_tokens))
             .max_decoding_message_size(config.server.max_request_bytes);
-        let strict = Guarded::new(api, SessionCheck::new(config.strict_sessions, auth_channel));
-        let authenticated = InterceptedService::new(
-            strict,
-            Authenticate::new(
+        let verified = Arc::new(VerifiedTokens::new(config.verified_token_cache_size));
+        let verifier = config.jwt.verifier();
+        let server = GrpcServer::new(SERVICE_NAMES)?;
+        // Strict mode adds the Introspect layer; otherwise there is none to pass through.
+        let server = if config.strict_sessions {
+            let strict = Guarded::new(api, SessionCheck::new(auth_channel));
+            server.add_service(authenticated(
+                strict,
                 Arc::clone(&keys),
-                config.jwt.verifier(),
-                Arc::new(VerifiedTokens::new(config.verified_token_cache_size)),
+                verifier,
+                verified,
                 clock,
-            ),
-        );
-        let service = Guarded::new(authenticated, KeyRefresh::new(Arc::clone(&keys)));
+            ))
+        } else {
+            server.add_service(authenticated(
+                api,
+                Arc::clone(&keys),
+                verifier,
+                verified,
+                clock,
+            ))
+        };
 
         let ready_keys = Arc::clone(&keys);
-        let result = GrpcServer::new(SERVICE_NAMES)?
-            .add_service(service)
+        let result = server
             .ready_when(move || ready_keys.is_loaded())
             .watch_database(db.clone())
             .await

@@ -50,8 +50,13 @@ struct Remote {
 impl KeyCache {
     /// HS256 mode: the shared secret is the only key, loaded from the start.
     pub fn shared_secret(secret: &[u8]) -> Self {
+        Self::fixed(KeySet::shared_secret(secret))
+    }
+
+    /// A fixed set of keys, loaded from the start and never fetched (HS256 mode, benchmarks).
+    pub fn fixed(keys: KeySet) -> Self {
         Self {
-            keys: RwLock::new(Arc::new(KeySet::shared_secret(secret))),
+            keys: RwLock::new(Arc::new(keys)),
             loaded: AtomicBool::new(true),
             remote: None,
         }

@@ -6,7 +6,7 @@
 //! 2. [`Authenticate`] (tonic interceptor, synchronous): verifies the bearer JWT against the
 //!    cached keys and puts the [`Caller`] in the request extensions; tokens it verified are
 //!    remembered ([`VerifiedTokens`]) so repeated calls skip the signature check.
-//! 3. [`SessionCheck`] (async tower layer, strict mode only): asks the auth-service's
+//! 3. [`SessionCheck`] (async tower layer, only there in strict mode): asks the auth-service's
 //!    Introspect whether the token's session is still live.
 //!
 //! Health and reflection are not wrapped: they stay open.
@@ -22,3 +22,25 @@ pub use guard::{Guarded, KeyRefresh, SessionCheck};
 pub use interceptor::Authenticate;
 pub use keys::KeyCache;
 pub use verified::{Verified, VerifiedTokens};
+
+use shared::{clock::SharedClock, token::TokenVerifier};
+use std::sync::Arc;
+use tonic::service::interceptor::InterceptedService;
+
+/// A service behind the task-service's authentication: [`KeyRefresh`], then the
+/// [`Authenticate`] interceptor.
+pub type Authenticated<S> = Guarded<InterceptedService<S, Authenticate>, KeyRefresh>;
+
+/// `inner` behind [`KeyRefresh`] and [`Authenticate`], which share `verified`; this is how
+/// the task-service serves its API.
+pub fn authenticated<S>(
+    inner: S,
+    keys: Arc<KeyCache>,
+    verifier: TokenVerifier,
+    verified: Arc<VerifiedTokens>,
+    clock: SharedClock,
+) -> Authenticated<S> {
+    let refresh = KeyRefresh::new(Arc::clone(&keys), Arc::clone(&verified));
+    let interceptor = Authenticate::new(keys, verifier, verified, clock);
+    Guarded::new(InterceptedService::new(inner, interceptor), refresh)
+}

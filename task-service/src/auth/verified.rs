@@ -64,6 +64,19 @@ impl VerifiedTokens {
         }
     }
 
+    /// Whether `token` was verified with exactly `keys`.
+    pub fn contains(&self, token: &str, keys: &Arc<KeySet>) -> bool {
+        if self.capacity == 0 {
+            return false;
+        }
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .keys
+            .as_ref()
+            .is_some_and(|verified_with| Arc::ptr_eq(verified_with, keys))
+            && entries.tokens.contains_key(token)
+    }
+
     /// Remembers that `token` verified with `keys`. Entries of another key set are dropped;
     /// when full, expired entries go first (`now`, Unix seconds), then everything.
     pub fn insert(&self, token: &str, keys: &Arc<KeySet>, verified: Verified, now: i64) {
@@ -134,10 +147,13 @@ mod tests {
         let entry = verified(100);
         cache.insert("a.b.c", &keys, entry.clone(), 0);
         assert_eq!(cache.get("a.b.c", &keys), Some(entry));
+        assert!(cache.contains("a.b.c", &keys));
         assert_eq!(cache.get("a.b.d", &keys), None);
+        assert!(!cache.contains("a.b.d", &keys));
         // An equal but different set (a re-fetch) does not count: re-verify once.
         let refetched = Arc::new(KeySet::shared_secret(&[7; 32]));
         assert_eq!(cache.get("a.b.c", &refetched), None);
+        assert!(!cache.contains("a.b.c", &refetched));
         // Inserting under the new set forgets the old set's entries.
         cache.insert("x.y.z", &refetched, verified(100), 0);
         assert_eq!(cache.len(), 1);
