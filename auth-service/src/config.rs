@@ -111,10 +111,22 @@ pub struct PasswordArgs {
     #[arg(long, env = "ARGON2_PARALLELISM", default_value_t = argon2::Params::DEFAULT_P_COST)]
     pub argon2_parallelism: u32,
 
-    /// Most password hashes computed at once (default: the number of CPUs). Each takes
-    /// ARGON2_MEMORY_KIB of memory; further sign-ins wait their turn.
+    /// Most password hashes computed at once (default: one less than the number of CPUs, at
+    /// least one, so hashing never takes every core from the other RPCs). Each keeps
+    /// ARGON2_MEMORY_KIB of working memory once used; further sign-ins wait their turn.
     #[arg(long, env = "MAX_CONCURRENT_HASHES")]
     pub max_concurrent_hashes: Option<usize>,
+}
+
+impl PasswordArgs {
+    /// How many password hashes may run at once: `MAX_CONCURRENT_HASHES`, or one less than
+    /// the number of CPUs (at least one).
+    pub fn concurrent_hashes(&self) -> usize {
+        self.max_concurrent_hashes.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+            cpus.saturating_sub(1).max(1)
+        })
+    }
 }
 
 /// Sign-in throttling.

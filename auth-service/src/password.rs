@@ -62,9 +62,7 @@ impl PasswordHasher {
     pub fn new(args: &PasswordArgs) -> Result<Self, AuthError> {
         let params =
             params(args).map_err(|e| AuthError::internal(format!("argon2 parameters: {e}")))?;
-        let permits = args
-            .max_concurrent_hashes
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+        let permits = args.concurrent_hashes();
         let workspaces = Workspaces {
             permits: Arc::new(Semaphore::new(permits)),
             idle: Mutex::new(Vec::with_capacity(permits)),
@@ -81,11 +79,6 @@ impl PasswordHasher {
             workspaces: Arc::new(workspaces),
             dummy_hash: dummy_hash.into(),
         })
-    }
-
-    /// How many hashes may run at once.
-    pub fn max_concurrent(&self) -> usize {
-        self.workspaces.permits.available_permits()
     }
 
     /// A PHC string for `password`, with a new random salt.
