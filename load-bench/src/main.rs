@@ -1,0 +1,76 @@
+//! load-bench: starts the auth-service and the task-service in this process, on fresh
+//! databases, and measures them under load over gRPC. See BENCHMARKS.md at the repository
+//! root for the scenarios, the targets and the figures measured.
+
+mod cli;
+mod load;
+mod mixed;
+mod overhead;
+mod report;
+mod scale;
+mod scenarios;
+mod seed;
+mod stack;
+mod storm;
+mod system;
+mod workers;
+
+use crate::{
+    cli::{Args, Scenario},
+    report::{Machine, Report},
+};
+use clap::Parser;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    // Warnings and errors only (RUST_LOG overrides): the services' per-RPC info lines would
+    // otherwise be a large part of what is measured, and would bury the results.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match run(&args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("load-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args) -> anyhow::Result<()> {
+    if args.scenario == Scenario::ScaleClient {
+        return scale::client_main(args).await;
+    }
+    if args.concurrency == 0 || args.channels == 0 || args.duration.is_zero() {
+        anyhow::bail!("--concurrency, --channels and --duration must be greater than 0");
+    }
+    let mut report = Report {
+        scenario: args.scenario.name(),
+        signing: format!("{:?}", args.signing).to_lowercase(),
+        database: String::new(),
+        concurrency: args.concurrency,
+        channels: args.channels,
+        warmup_s: args.warmup.as_secs_f64(),
+        duration_s: args.duration.as_secs_f64(),
+        rounds: args.rounds.max(1),
+        machine: Machine::now(),
+        startup_memory: None,
+        phases: Vec::new(),
+        derived: Vec::new(),
+        notes: Vec::new(),
+    };
+    scenarios::run(args, &mut report).await?;
+    if args.json {
+        eprint!("{}", report.table());
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! `auth-overhead`: the same trivial call with and without the task-service's authentication.
+//!
+//! Three servers, built like the task-service's own (`GrpcServer`: tonic-web, CORS, the rpc
+//! span, limits), host [`Trivial`], a TaskService whose GetTask answers at once:
+//! - without authentication;
+//! - behind the task-service's real `KeyRefresh` layer and `Authenticate` interceptor, with
+//!   its verified-token cache, through the same `authenticated` function the task-service
+//!   uses;
+//! - the same with the cache off, so every call verifies the signature.
+//!
+//! Every call carries the same bearer token, so the only difference between phases is the
+//! authentication itself.
+
+use crate::stack::{Stack, wait_until_serving};
+use shared::{
+    clock::{SharedClock, SystemClock},
+    proto::todo::task::v1::{
+        self as pb,
+        task_service_server::{TaskService, TaskServiceServer},
+    },
+    server::GrpcServer,
+};
+use std::{net::SocketAddr, sync::Arc};
+use task_service::{
+    auth::{Caller, KeyCache, VerifiedTokens, authenticated},
+    config::TaskConfig,
+};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tonic::{Request, Response, Status};
+
+/// How the trivial server authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    /// Not at all.
+    None,
+    /// The task-service's interceptor, its verified-token cache holding this many tokens.
+    Interceptor { cache: usize },
+}
+
+/// Trivial servers running until dropped.
+pub struct TrivialServers {
+    /// Their addresses, in the order they were asked for.
+    pub addrs: Vec<SocketAddr>,
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+    _refresher: Option<JoinHandle<()>>,
+}
+
+impl Drop for TrivialServers {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for server in &self.servers {
+            server.abort();
+        }
+        if let Some(refresher) = &self._refresher {
+            refresher.abort();
+        }
+    }
+}
+
+/// A TaskService whose GetTask answers at once (with the caller's id when there is one, so
+/// the authenticated servers' answers show the interceptor ran); the rest is not served.
+#[derive(Debug, Clone, Copy)]
+pub struct Trivial;
+
+#[tonic::async_trait]
+impl TaskService for Trivial {
+    async fn get_task(
+        &self,
+        request: Request<pb::GetTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let owner = request.extensions().get::<Caller>().map(Caller::user_id);
+        Ok(Response::new(pb::Task {
+            id: request.into_inner().id,
+            title: owner.map(|id| id.to_string()).unwrap_or_default(),
+            ..Default::default()
+        }))
+    }
+
+    async fn create_task(
+        &self,
+        _: Request<pb::CreateTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        Err(Status::unimplemented("trivial server"))
+    }
+
+    async fn list_tasks(
+        &self,
+        _: Request<pb::ListTasksRequest>,
+    ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        Err(Status::unimplemented("trivial server"))
+    }
+
+    async fn update_task(
+        &self,
+        _: Request<pb::UpdateTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        Err(Status::unimplemented("trivial server"))
+    }
+
+    async fn delete_task(&self, _: Request<pb::DeleteTaskRequest>) -> Result<Response<()>, Status> {
+        Err(Status::unimplemented("trivial server"))
+    }
+
+    async fn toggle_task(
+        &self,
+        _: Request<pb::ToggleTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        Err(Status::unimplemented("trivial server"))
+    }
+}
+
+/// Starts one trivial server per entry of `kinds`, verifying tokens as the task-service of
+/// `stack` does (same signing mode and keys), and waits until each is up.
+pub async fn start(stack: &Stack, kinds: &[Authentication]) -> anyhow::Result<TrivialServers> {
+    let auth_url = format!("http://{}", stack.auth_addr);
+    let mut config =
+        TaskConfig::for_database(([127, 0, 0, 1], 0).into(), "sqlite::memory:", &auth_url);
+    config.jwt = stack.auth_config.tokens.jwt.clone();
+    let keys = Arc::new(match config.jwt.hs256_secret()? {
+        Some(secret) => KeyCache::shared_secret(secret),
+        None => {
+            let channel = crate::stack::endpoint(stack.auth_addr)?.connect().await?;
+            KeyCache::remote(channel, config.key_refresh_min_interval())
+        }
+    });
+    let refresher = keys.spawn_refresher();
+    for _ in 0..200 {
+        if keys.is_loaded() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    anyhow::ensure!(keys.is_loaded(), "the signing keys were never fetched");
+
+    let clock: SharedClock = Arc::new(SystemClock);
+    let (stop, stopped) = watch::channel(false);
+    let mut addrs = Vec::new();
+    let mut servers = Vec::new();
+    for kind in kinds {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        addrs.push(listener.local_addr()?);
+        let server = GrpcServer::new(task_service::SERVICE_NAMES)?;
+        let server = match *kind {
+            Authentication::None => server.add_service(TaskServiceServer::new(Trivial)),
+            Authentication::Interceptor { cache } => server.add_service(authenticated(
+                TaskServiceServer::new(Trivial),
+                Arc::clone(&keys),
+                config.jwt.verifier(),
+                Arc::new(VerifiedTokens::new(cache)),
+                clock.clone(),
+            )),
+        };
+        let args = config.server.clone();
+        let mut stopped = stopped.clone();
+        servers.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            if let Err(error) = server.serve(listener, &args, shutdown).await {
+                eprintln!("load-bench: trivial server failed: {error}");
+            }
+        }));
+    }
+    for addr in &addrs {
+        wait_until_serving(*addr, "todo.task.v1.TaskService").await?;
+    }
+    Ok(TrivialServers {
+        addrs,
+        stop,
+        servers,
+        _refresher: refresher,
+    })
+}

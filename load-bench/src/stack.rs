@@ -1,0 +1,373 @@
+//! Both services started in this process through their own `Application::build`/`run`, on
+//! fresh databases, with connected clients and a way to mint users' access tokens.
+
+use crate::{
+    cli::{Args, Signing},
+    system,
+};
+use anyhow::{Context, bail};
+use auth_service::{
+    config::{AuthConfig, SigningMode},
+    keys::Keys,
+    state::AuthState,
+    tokens::{Subject, TokenIssuer},
+};
+use chrono::Utc;
+use sea_orm::{ConnectionTrait, Database};
+use serde::Serialize;
+use shared::{
+    clock::{SharedClock, SystemClock},
+    config::Secret,
+};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use task_service::config::TaskConfig;
+use tokio::{sync::watch, task::JoinHandle};
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    transport::{Channel, Endpoint},
+};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use uuid::Uuid;
+
+/// A user of the task-service: an id and a bearer token signed by the auth-service's key.
+#[derive(Clone)]
+pub struct BenchUser {
+    pub id: Uuid,
+    pub bearer: MetadataValue<Ascii>,
+}
+
+/// Process memory while the services start, MiB.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct StartupMemory {
+    /// Before either service (the load generator's runtime only).
+    pub baseline_mib: f64,
+    /// After the auth-service started and reported SERVING.
+    pub with_auth_mib: f64,
+    /// After the task-service started too and reported SERVING.
+    pub with_both_mib: f64,
+}
+
+impl StartupMemory {
+    /// The auth-service's share: RSS growth while it started.
+    pub fn auth_mib(&self) -> f64 {
+        self.with_auth_mib - self.baseline_mib
+    }
+
+    /// The task-service's share.
+    pub fn task_mib(&self) -> f64 {
+        self.with_both_mib - self.with_auth_mib
+    }
+}
+
+/// What to change in the services' default configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// `THROTTLE_DISABLED`.
+    pub throttle_disabled: bool,
+}
+
+/// The running pair.
+pub struct Stack {
+    pub task_addr: SocketAddr,
+    pub auth_addr: SocketAddr,
+    pub auth_config: AuthConfig,
+    pub memory: StartupMemory,
+    /// A description of the databases, for the report.
+    pub database: String,
+    /// The task-service's database (for bulk seeding).
+    pub task_database_url: String,
+    auth_state: Arc<AuthState>,
+    issuer: TokenIssuer,
+    stop: watch::Sender<bool>,
+    auth: JoinHandle<Result<(), auth_service::StartError>>,
+    task: JoinHandle<Result<(), task_service::StartError>>,
+    databases: Databases,
+}
+
+impl Stack {
+    /// Creates the databases, starts the auth-service, then the task-service pointed at it,
+    /// and waits until both report SERVING (the task-service once it has the keys).
+    pub async fn start(args: &Args, options: Options) -> anyhow::Result<Self> {
+        let databases = Databases::create(args.database_url.as_deref()).await?;
+        let (stop, stopped) = watch::channel(false);
+        match start_services(args, options, &databases, stopped).await {
+            Ok(started) => Ok(Self {
+                task_addr: started.task_addr,
+                auth_addr: started.auth_addr,
+                memory: started.memory,
+                database: databases.description.clone(),
+                task_database_url: databases.task_url.clone(),
+                auth_config: started.auth_config,
+                auth_state: started.auth_state,
+                issuer: started.issuer,
+                stop,
+                auth: started.auth,
+                task: started.task,
+                databases,
+            }),
+            Err(error) => {
+                let _ = stop.send(true);
+                if let Err(cleanup) = databases.drop_all().await {
+                    eprintln!("load-bench: cleaning up the databases failed: {cleanup:#}");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// `n` users with access tokens signed by the auth-service's current key, through its
+    /// own [`TokenIssuer`] (what SignIn would return, without an argon2 hash per user).
+    pub async fn mint_users(&self, n: usize) -> anyhow::Result<Vec<BenchUser>> {
+        let now = Utc::now();
+        let keys: Arc<Keys> = self.auth_state.keys().current(now).await?;
+        let kid = keys.signing_kid().to_owned();
+        (0..n)
+            .map(|i| {
+                let id = Uuid::now_v7();
+                let email = format!("user{i}@load-bench.invalid");
+                let subject = Subject {
+                    user_id: id,
+                    email: &email,
+                    session_id: Uuid::now_v7(),
+                };
+                let token = self
+                    .issuer
+                    .sign(&keys, &kid, subject, Uuid::now_v7(), now)?;
+                let bearer = format!("Bearer {}", token.token).parse()?;
+                Ok(BenchUser { id, bearer })
+            })
+            .collect()
+    }
+
+    /// `n` client connections to the task-service.
+    pub async fn task_channels(&self, n: usize) -> anyhow::Result<Vec<Channel>> {
+        channels(self.task_addr, n).await
+    }
+
+    /// `n` client connections to the auth-service.
+    pub async fn auth_channels(&self, n: usize) -> anyhow::Result<Vec<Channel>> {
+        channels(self.auth_addr, n).await
+    }
+
+    /// Stops both services (task-service first) and drops the databases.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        let task = self.task.await;
+        let auth = self.auth.await;
+        let cleanup = self.databases.drop_all().await;
+        task??;
+        auth??;
+        cleanup
+    }
+}
+
+/// What [`start_services`] started.
+struct Started {
+    task_addr: SocketAddr,
+    auth_addr: SocketAddr,
+    auth_config: AuthConfig,
+    memory: StartupMemory,
+    auth_state: Arc<AuthState>,
+    issuer: TokenIssuer,
+    auth: JoinHandle<Result<(), auth_service::StartError>>,
+    task: JoinHandle<Result<(), task_service::StartError>>,
+}
+
+async fn start_services(
+    args: &Args,
+    options: Options,
+    databases: &Databases,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<Started> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let baseline = system::rss_kib();
+
+    let mut auth_config = AuthConfig::for_database(loopback(), &databases.auth_url);
+    let mut task_config = TaskConfig::for_database(loopback(), &databases.task_url, "");
+    for jwt in [&mut auth_config.tokens.jwt, &mut task_config.jwt] {
+        jwt.signing_algorithm = match args.signing {
+            Signing::Hs256 => SigningMode::Hs256,
+            Signing::Eddsa => SigningMode::EdDsa,
+        };
+        jwt.shared_secret = Some(databases.shared_secret.clone());
+    }
+    auth_config.throttle.throttle_disabled = options.throttle_disabled;
+    auth_config.server.shutdown_drain_secs = 1;
+    task_config.server.shutdown_drain_secs = 1;
+
+    let auth_app = auth_service::Application::build(auth_config.clone(), clock.clone())
+        .await
+        .context("auth-service did not start")?;
+    let auth_addr = auth_app.local_addr()?;
+    let auth_state = auth_app.state();
+    let auth = tokio::spawn(auth_app.run(when_told(stopped.clone())));
+    wait_until_serving(auth_addr, "todo.auth.v1.AuthService").await?;
+    let with_auth = system::rss_kib();
+
+    task_config.auth_service_url = format!("http://{auth_addr}");
+    let task_app = task_service::Application::build(task_config, clock)
+        .await
+        .context("task-service did not start")?;
+    let task_addr = task_app.local_addr()?;
+    let task = tokio::spawn(task_app.run(when_told(stopped)));
+    wait_until_serving(task_addr, "todo.task.v1.TaskService").await?;
+    let with_both = system::rss_kib();
+
+    let issuer = TokenIssuer::new(
+        auth_state.issuer_name(),
+        auth_state.audience_name(),
+        auth_config.tokens.access_ttl(),
+    );
+    Ok(Started {
+        task_addr,
+        auth_addr,
+        memory: StartupMemory {
+            baseline_mib: crate::load::mib(baseline),
+            with_auth_mib: crate::load::mib(with_auth),
+            with_both_mib: crate::load::mib(with_both),
+        },
+        auth_config,
+        auth_state,
+        issuer,
+        auth,
+        task,
+    })
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+async fn when_told(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// `n` eagerly connected HTTP/2 connections to `addr`.
+pub async fn channels(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        out.push(endpoint(addr)?.connect().await?);
+    }
+    Ok(out)
+}
+
+/// The client settings every connection uses.
+pub fn endpoint(addr: SocketAddr) -> anyhow::Result<Endpoint> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10)))
+}
+
+/// Waits until `addr` reports `service` SERVING (at most 30 s).
+pub async fn wait_until_serving(addr: SocketAddr, service: &str) -> anyhow::Result<()> {
+    let mut health = HealthClient::new(endpoint(addr)?.connect().await?);
+    for _ in 0..600 {
+        let request = HealthCheckRequest {
+            service: service.into(),
+        };
+        if let Ok(response) = health.check(request).await
+            && response.into_inner().status() == ServingStatus::Serving
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{service} at {addr} never reported SERVING")
+}
+
+/// The two services' databases.
+struct Databases {
+    auth_url: String,
+    task_url: String,
+    description: String,
+    shared_secret: Secret,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Directory(PathBuf),
+    Postgres {
+        admin_url: String,
+        names: Vec<String>,
+    },
+}
+
+impl Databases {
+    /// SQLite files in a new temporary directory, or two fresh PostgreSQL databases beside
+    /// the one `postgres_url` names.
+    async fn create(postgres_url: Option<&str>) -> anyhow::Result<Self> {
+        let shared_secret = Secret::new(random_hex(32)?);
+        let Some(base) = postgres_url else {
+            let dir = std::env::temp_dir().join(format!("load-bench-{}", Uuid::now_v7().simple()));
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let url = |file: &str| format!("sqlite://{}", dir.join(file).display());
+            return Ok(Self {
+                auth_url: url("auth.db"),
+                task_url: url("tasks.db"),
+                description: format!("SQLite files in {}", dir.display()),
+                shared_secret,
+                cleanup: Cleanup::Directory(dir),
+            });
+        };
+        if !(base.starts_with("postgres://") || base.starts_with("postgresql://")) {
+            bail!("--database-url must be postgres://user@host:port/database");
+        }
+        let (server, _) = base
+            .rsplit_once('/')
+            .context("--database-url needs a database path, e.g. /postgres")?;
+        let suffix = Uuid::now_v7().simple().to_string();
+        let names = vec![
+            format!("loadbench_auth_{suffix}"),
+            format!("loadbench_task_{suffix}"),
+        ];
+        let admin = Database::connect(base).await?;
+        for name in &names {
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await?;
+        }
+        admin.close().await?;
+        Ok(Self {
+            auth_url: format!("{server}/{}", names[0]),
+            task_url: format!("{server}/{}", names[1]),
+            description: format!(
+                "PostgreSQL: {} and {} at {}",
+                names[0],
+                names[1],
+                shared::db::redact_url(server)
+            ),
+            shared_secret,
+            cleanup: Cleanup::Postgres {
+                admin_url: base.to_owned(),
+                names,
+            },
+        })
+    }
+
+    async fn drop_all(self) -> anyhow::Result<()> {
+        match self.cleanup {
+            Cleanup::Directory(dir) => std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot remove {}", dir.display())),
+            Cleanup::Postgres { admin_url, names } => {
+                let admin = Database::connect(&admin_url).await?;
+                for name in &names {
+                    admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await?;
+                }
+                admin.close().await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `bytes` random bytes, hex.
+fn random_hex(bytes: usize) -> anyhow::Result<String> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}

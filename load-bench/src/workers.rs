@@ -1,0 +1,193 @@
+//! The calls the scenarios make. Each worker owns its client (a clone of one of the shared
+//! connections) and, where it needs them, its own users, so workers never race each other.
+
+use crate::{
+    load::{Outcome, Worker, expect_code},
+    stack::BenchUser,
+};
+use shared::proto::todo::{
+    auth::v1::{SignInRequest, auth_service_client::AuthServiceClient},
+    task::v1::{self as pb, task_service_client::TaskServiceClient},
+};
+use tonic::{Code, Request, transport::Channel};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+/// A small, fast, seedable generator (xorshift64*): enough to pick users and operations.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded with `seed` (any value).
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next value.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+/// `message` carrying `user`'s bearer token.
+pub fn authed<T>(message: T, user: &BenchUser) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", user.bearer.clone());
+    request
+}
+
+/// grpc.health.v1 Check of the task service: the floor (no token, no database).
+pub struct Health {
+    pub client: HealthClient<Channel>,
+}
+
+impl Worker for Health {
+    async fn call(&mut self) -> Outcome {
+        let request = HealthCheckRequest {
+            service: "todo.task.v1.TaskService".into(),
+        };
+        ("health", self.client.check(request).await.map(|_| ()))
+    }
+}
+
+/// GetTask of a trivial server (see `overhead`), carrying `user`'s token. An
+/// `authenticated` server must have found the caller (its answer names the user).
+pub struct GetTrivial {
+    pub client: TaskServiceClient<Channel>,
+    pub user: BenchUser,
+    pub authenticated: bool,
+}
+
+impl Worker for GetTrivial {
+    async fn call(&mut self) -> Outcome {
+        let request = authed(
+            pb::GetTaskRequest {
+                id: "0193a0c4-5b7e-7c3a-9d2e-4f6a8b0c1d2e".into(),
+            },
+            &self.user,
+        );
+        let result = self.client.get_task(request).await.and_then(|task| {
+            let named = task.get_ref().title == self.user.id.to_string();
+            if named == self.authenticated {
+                Ok(())
+            } else {
+                Err(tonic::Status::internal(
+                    "the answer does not show the interceptor ran",
+                ))
+            }
+        });
+        ("get_trivial", result)
+    }
+}
+
+/// GetTask with a valid token and a malformed id: the interceptor verifies the token, the
+/// handler runs and refuses the id (INVALID_ARGUMENT is expected) before any database work.
+pub struct GetAuthenticated {
+    pub client: TaskServiceClient<Channel>,
+    pub user: BenchUser,
+}
+
+impl Worker for GetAuthenticated {
+    async fn call(&mut self) -> Outcome {
+        let request = authed(
+            pb::GetTaskRequest {
+                id: "not-a-task-id".into(),
+            },
+            &self.user,
+        );
+        let result = self.client.get_task(request).await;
+        ("get_token", expect_code(result, Code::InvalidArgument))
+    }
+}
+
+/// ListTasks, page_size 20, each call the next page of a random one of its users (walking
+/// all their pages with page tokens, then starting over).
+pub struct ListPages {
+    pub client: TaskServiceClient<Channel>,
+    pub users: Vec<(BenchUser, String)>,
+    pub rng: Rng,
+}
+
+impl ListPages {
+    /// A walker over `users`.
+    pub fn new(client: TaskServiceClient<Channel>, users: Vec<BenchUser>, seed: u64) -> Self {
+        Self {
+            client,
+            users: users.into_iter().map(|u| (u, String::new())).collect(),
+            rng: Rng::new(seed),
+        }
+    }
+}
+
+impl Worker for ListPages {
+    async fn call(&mut self) -> Outcome {
+        let i = self.rng.below(self.users.len());
+        let (user, page_token) = &mut self.users[i];
+        let request = authed(
+            pb::ListTasksRequest {
+                page_size: 20,
+                page_token: std::mem::take(page_token),
+                completed: None,
+            },
+            user,
+        );
+        let result = self.client.list_tasks(request).await.map(|r| {
+            *page_token = r.into_inner().next_page_token;
+        });
+        ("list", result)
+    }
+}
+
+/// CreateTask for a random one of its users.
+pub struct Create {
+    pub client: TaskServiceClient<Channel>,
+    pub users: Vec<BenchUser>,
+    pub rng: Rng,
+    pub made: u64,
+}
+
+impl Worker for Create {
+    async fn call(&mut self) -> Outcome {
+        let user = &self.users[self.rng.below(self.users.len())];
+        self.made += 1;
+        let request = authed(
+            pb::CreateTaskRequest {
+                title: format!("load-bench task {}", self.made),
+                description: "made by load-bench create".into(),
+                request_id: String::new(),
+            },
+            user,
+        );
+        ("create", self.client.create_task(request).await.map(|_| ()))
+    }
+}
+
+/// SignIn with one of the accounts (all with the same password).
+pub struct SignIn {
+    pub client: AuthServiceClient<Channel>,
+    pub emails: Vec<String>,
+    pub password: String,
+    pub rng: Rng,
+}
+
+impl Worker for SignIn {
+    async fn call(&mut self) -> Outcome {
+        let email = self.emails[self.rng.below(self.emails.len())].clone();
+        let request = SignInRequest {
+            email,
+            password: self.password.clone(),
+        };
+        ("sign_in", self.client.sign_in(request).await.map(|_| ()))
+    }
+}
