@@ -1,4 +1,4 @@
-import type { ComponentProps } from "react";
+import type { ComponentProps, ReactNode } from "react";
 
 interface Common {
   id: string;
@@ -6,17 +6,12 @@ interface Common {
   error?: string;
 }
 
-/** A labelled input with its error message announced and linked (aria-describedby). */
-export function Field({ id, label, error, ...input }: Common & ComponentProps<"input">) {
+/** The label, the control and its error message, linked for assistive technology. */
+function Labelled({ id, label, error, children }: Common & { children: ReactNode }) {
   return (
     <div className="field">
       <label htmlFor={id}>{label}</label>
-      <input
-        id={id}
-        aria-invalid={error ? true : undefined}
-        aria-describedby={error ? `${id}-error` : undefined}
-        {...input}
-      />
+      {children}
       {error && (
         <p id={`${id}-error`} className="field-error">
           {error}
@@ -26,23 +21,29 @@ export function Field({ id, label, error, ...input }: Common & ComponentProps<"i
   );
 }
 
+/** What marks a control invalid and points it at its error message. */
+function errorAttributes(id: string, error?: string) {
+  return {
+    "aria-invalid": error ? true : undefined,
+    "aria-describedby": error ? `${id}-error` : undefined,
+  };
+}
+
+/** A labelled input with its error message announced and linked (aria-describedby). */
+export function Field({ id, label, error, ...input }: Common & ComponentProps<"input">) {
+  return (
+    <Labelled id={id} label={label} error={error}>
+      <input id={id} {...errorAttributes(id, error)} {...input} />
+    </Labelled>
+  );
+}
+
 /** A labelled multi-line field, like [`Field`]. */
 export function TextArea({ id, label, error, ...input }: Common & ComponentProps<"textarea">) {
   return (
-    <div className="field">
-      <label htmlFor={id}>{label}</label>
-      <textarea
-        id={id}
-        aria-invalid={error ? true : undefined}
-        aria-describedby={error ? `${id}-error` : undefined}
-        {...input}
-      />
-      {error && (
-        <p id={`${id}-error`} className="field-error">
-          {error}
-        </p>
-      )}
-    </div>
+    <Labelled id={id} label={label} error={error}>
+      <textarea id={id} {...errorAttributes(id, error)} {...input} />
+    </Labelled>
   );
 }
 
