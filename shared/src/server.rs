@@ -54,16 +54,8 @@ impl GrpcServer {
     /// describes `google.rpc` error details, so grpcurl can print them.
     pub fn new(service_names: &'static [&'static str]) -> Result<Self, ServeError> {
         let (reporter, health) = tonic_health::server::health_reporter();
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+        let reflection_v1 = reflection(service_names).build_v1()?;
+        let reflection_v1alpha = reflection(service_names).build_v1alpha()?;
         let routes = Routes::new(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
@@ -222,6 +214,25 @@ impl GrpcServer {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Reflection over every message this project's protos, health and `google.rpc` error details
+/// define, advertising only the services this server serves (the descriptor set also holds
+/// the other service's API, which it does not serve).
+fn reflection(service_names: &[&str]) -> tonic_reflection::server::Builder<'static> {
+    let builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET);
+    let own = [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ];
+    service_names
+        .iter()
+        .chain(own.iter())
+        .fold(builder, |builder, name| builder.with_service_name(*name))
 }
 
 /// A background task that is aborted when this handle is dropped.

@@ -56,6 +56,10 @@ async fn reflection_v1_lists_the_auth_service() {
         names.contains(&"grpc.health.v1.Health".to_owned()),
         "{names:?}"
     );
+    assert!(
+        !names.contains(&"todo.task.v1.TaskService".to_owned()),
+        "only the services this server serves are listed: {names:?}"
+    );
 }
 
 #[tokio::test]

@@ -200,6 +200,11 @@ async fn health_and_reflection_need_no_token() {
         names.contains(&"todo.task.v1.TaskService".to_owned()),
         "{names:?}"
     );
+    // Only what this server serves: grpcurl's `list` must not offer the auth-service here.
+    assert!(
+        !names.contains(&"todo.auth.v1.AuthService".to_owned()),
+        "{names:?}"
+    );
 }
 
 async fn hs256_stack() -> TestStack {
