@@ -387,6 +387,55 @@ mod tests {
         assert_eq!(stats.max_ms, 100.0);
     }
 
+    /// A call that takes a fixed time.
+    struct Takes(Duration);
+
+    impl Worker for Takes {
+        async fn call(&mut self) -> Outcome {
+            tokio::time::sleep(self.0).await;
+            ("op", Ok(()))
+        }
+    }
+
+    /// Latencies of a paced phase of one worker, in ms, sorted.
+    async fn paced(call: Duration, every: Duration, window: Duration) -> Vec<u32> {
+        let mut phase = Phase::start(Duration::ZERO, window);
+        phase.spawn_paced([Takes(call)], every);
+        let raw = phase.finish().await;
+        let mut ms: Vec<u32> = raw
+            .ops
+            .get("op")
+            .map(|op| op.latencies_us.iter().map(|us| us / 1000).collect())
+            .unwrap_or_default();
+        ms.sort_unstable();
+        ms
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paced_calls_start_on_schedule() {
+        let ms = paced(
+            Duration::from_millis(10),
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+        )
+        .await;
+        assert!((9..=10).contains(&ms.len()), "{ms:?}");
+        assert!(ms.iter().all(|&ms| ms == 10), "{ms:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_paced_call_counts_its_wait_from_when_it_was_due() {
+        // Due every 100 ms, each taking 300 ms: call k starts at 300k ms, was due at 100k ms,
+        // and ends at 300(k + 1) ms, so its latency is 300 + 200k ms.
+        let ms = paced(
+            Duration::from_millis(300),
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(ms, [300, 500, 700]);
+    }
+
     #[test]
     fn code_names_are_the_canonical_upper_snake_case() {
         assert_eq!(code_name(Code::NotFound), "NOT_FOUND");
