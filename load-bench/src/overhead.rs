@@ -18,14 +18,14 @@ use shared::{
         self as pb,
         task_service_server::{TaskService, TaskServiceServer},
     },
-    server::GrpcServer,
+    server::{AbortOnDrop, GrpcServer},
 };
 use std::{net::SocketAddr, sync::Arc};
 use task_service::{
     auth::{Caller, KeyCache, VerifiedTokens, authenticated},
     config::TaskConfig,
 };
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
 /// How the trivial server authenticates.
@@ -37,25 +37,12 @@ pub enum Authentication {
     Interceptor { cache: usize },
 }
 
-/// Trivial servers running until dropped.
+/// Trivial servers running until dropped (their tasks, and the key refresher's, are aborted).
 pub struct TrivialServers {
     /// Their addresses, in the order they were asked for.
     pub addrs: Vec<SocketAddr>,
-    stop: watch::Sender<bool>,
-    servers: Vec<JoinHandle<()>>,
-    _refresher: Option<JoinHandle<()>>,
-}
-
-impl Drop for TrivialServers {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        for server in &self.servers {
-            server.abort();
-        }
-        if let Some(refresher) = &self._refresher {
-            refresher.abort();
-        }
-    }
+    _servers: Vec<AbortOnDrop<()>>,
+    _refresher: Option<AbortOnDrop<()>>,
 }
 
 /// A TaskService whose GetTask answers at once (with the caller's id when there is one, so
@@ -124,7 +111,7 @@ pub async fn start(stack: &Stack, kinds: &[Authentication]) -> anyhow::Result<Tr
             KeyCache::remote(channel, config.key_refresh_min_interval())
         }
     });
-    let refresher = keys.spawn_refresher();
+    let refresher = keys.spawn_refresher().map(AbortOnDrop);
     for _ in 0..200 {
         if keys.is_loaded() {
             break;
@@ -134,7 +121,6 @@ pub async fn start(stack: &Stack, kinds: &[Authentication]) -> anyhow::Result<Tr
     anyhow::ensure!(keys.is_loaded(), "the signing keys were never fetched");
 
     let clock: SharedClock = Arc::new(SystemClock);
-    let (stop, stopped) = watch::channel(false);
     let mut addrs = Vec::new();
     let mut servers = Vec::new();
     for kind in kinds {
@@ -152,23 +138,20 @@ pub async fn start(stack: &Stack, kinds: &[Authentication]) -> anyhow::Result<Tr
             )),
         };
         let args = config.server.clone();
-        let mut stopped = stopped.clone();
-        servers.push(tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            };
+        // Served until aborted: no drain is needed for a benchmark fixture.
+        servers.push(AbortOnDrop(tokio::spawn(async move {
+            let shutdown = std::future::pending();
             if let Err(error) = server.serve(listener, &args, shutdown).await {
                 eprintln!("load-bench: trivial server failed: {error}");
             }
-        }));
+        })));
     }
     for addr in &addrs {
         wait_until_serving(*addr, "todo.task.v1.TaskService").await?;
     }
     Ok(TrivialServers {
         addrs,
-        stop,
-        servers,
+        _servers: servers,
         _refresher: refresher,
     })
 }
