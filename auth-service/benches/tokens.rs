@@ -29,10 +29,14 @@ fn issuer_and_keys(rt: &tokio::runtime::Runtime, mode: SigningMode) -> (TokenIss
     let t = &config.tokens;
     let issuer = TokenIssuer::new(&t.jwt.jwt_issuer, &t.jwt.jwt_audience, t.access_ttl());
     let keys = rt.block_on(async {
-        let db = shared::db::connect(&config.database_url, &config.pool)
-            .await
-            .unwrap();
-        AuthMigrator::up(&db, None).await.unwrap();
+        let db = shared::db::open(
+            "AUTH_DATABASE_URL",
+            &config.database_url,
+            &config.pool,
+            |db| async move { AuthMigrator::up(&db, None).await },
+        )
+        .await
+        .unwrap();
         KeyRing::load(db, t, Utc::now())
             .await
             .unwrap()

@@ -25,11 +25,12 @@ use crate::{
     state::AuthState,
 };
 use migrations::{AuthMigrator, MigratorTrait};
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::DatabaseConnection;
 use shared::{
     clock::SharedClock,
+    db::OpenError,
     proto::todo::auth::v1::auth_service_server::AuthServiceServer,
-    server::{GrpcServer, ServeError},
+    server::{BindError, GrpcServer, ServeError},
 };
 use std::{future::Future, net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
@@ -44,17 +45,14 @@ pub enum StartError {
     #[error("configuration: {0}")]
     Config(#[from] ConfigError),
     /// The database could not be opened or migrated.
-    #[error("database: {0}")]
-    Database(#[from] DbErr),
+    #[error(transparent)]
+    Database(#[from] OpenError),
     /// Keys or the password hasher could not be set up.
     #[error("start-up: {0}")]
     State(#[from] AuthError),
     /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
     /// The server failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -73,15 +71,15 @@ impl Application {
     /// the listener (port 0 picks a free port: see [`Application::local_addr`]).
     pub async fn build(config: AuthConfig, clock: SharedClock) -> Result<Self, StartError> {
         config.validate()?;
-        let db = shared::db::connect(&config.database_url, &config.pool).await?;
-        AuthMigrator::up(&db, None).await?;
+        let db = shared::db::open(
+            "AUTH_DATABASE_URL",
+            &config.database_url,
+            &config.pool,
+            |db| async move { AuthMigrator::up(&db, None).await },
+        )
+        .await?;
         let state = Arc::new(AuthState::new(&config, db.clone(), clock).await?);
-        let listener = TcpListener::bind(config.listen_addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.listen_addr,
-                source,
-            })?;
+        let listener = shared::server::bind("AUTH_LISTEN_ADDR", config.listen_addr).await?;
         let url = shared::db::redact_url(&config.database_url);
         if config.database_url.starts_with("sqlite:") {
             tracing::info!(database = %url, "using the embedded SQLite database (set AUTH_DATABASE_URL for PostgreSQL)");
@@ -122,7 +120,8 @@ impl Application {
             db,
             state,
         } = self;
-        tracing::info!(addr = %listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen_addr, source })?, "auth-service listening (gRPC + grpc-web)");
+        let addr = listener.local_addr().unwrap_or(config.listen_addr);
+        tracing::info!(%addr, "auth-service listening (gRPC + grpc-web)");
         let api = AuthServiceServer::new(AuthApi::new(Arc::clone(&state)))
             .max_decoding_message_size(config.server.max_request_bytes);
         let jwks_state = Arc::clone(&state);

@@ -38,7 +38,7 @@ pub async fn bulk(
         database_max_connections: 1,
         database_acquire_timeout_secs: 30,
     };
-    let db = shared::db::connect(url, &pool).await?;
+    let db = shared::db::connect("--database-url", url, &pool).await?;
     let columns = [
         "id",
         "owner_id",

@@ -51,7 +51,13 @@ pub enum Command {
 
 /// Runs `cli`: connects, migrates, and prints each migration's state.
 pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
-    let db = shared::db::connect(&cli.database_url, &cli.pool).await?;
+    // One connection: migrations run statement by statement, and a second connection could
+    // keep a half-migrated view of a SQLite schema.
+    let pool = shared::config::PoolArgs {
+        database_max_connections: 1,
+        ..cli.pool
+    };
+    let db = shared::db::connect("--database-url", &cli.database_url, &pool).await?;
     match cli.service {
         Service::Auth => run::<AuthMigrator>(&db, cli.command).await,
         Service::Task => run::<TaskMigrator>(&db, cli.command).await,

@@ -4,6 +4,7 @@
 use crate::config::LogFormat;
 use std::{
     future::Future,
+    io::IsTerminal,
     pin::Pin,
     task::{Context, Poll},
     time::Instant,
@@ -20,7 +21,12 @@ const DEFAULT_FILTER: &str = "info,sqlx=warn,sea_orm=warn,h2=warn,hyper=warn,tow
 pub fn init(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let builder = fmt().with_env_filter(filter).with_target(false);
+    // Colour only for a person at a terminal: never in a file or a pipe, nor with NO_COLOR.
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(colour);
     // An error here only means a subscriber is already installed.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -21,11 +21,12 @@ use crate::{
     service::TaskApi,
 };
 use migrations::{MigratorTrait, TaskMigrator};
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::DatabaseConnection;
 use shared::{
     clock::SharedClock,
+    db::OpenError,
     proto::todo::task::v1::task_service_server::TaskServiceServer,
-    server::{AbortOnDrop, GrpcServer, ServeError},
+    server::{AbortOnDrop, BindError, GrpcServer, ServeError},
 };
 use std::{future::Future, net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
@@ -41,17 +42,14 @@ pub enum StartError {
     #[error("configuration: {0}")]
     Config(#[from] ConfigError),
     /// The database could not be opened or migrated.
-    #[error("database: {0}")]
-    Database(#[from] DbErr),
+    #[error(transparent)]
+    Database(#[from] OpenError),
     /// Something else needed at start-up failed.
     #[error("start-up: {0}")]
     Setup(String),
     /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
     /// The server failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -89,14 +87,14 @@ impl Application {
         }
         .map_err(|e| StartError::Setup(format!("page-token key: {e}")))?;
 
-        let db = shared::db::connect(&config.database_url, &config.pool).await?;
-        TaskMigrator::up(&db, None).await?;
-        let listener = TcpListener::bind(config.listen_addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.listen_addr,
-                source,
-            })?;
+        let db = shared::db::open(
+            "TASK_DATABASE_URL",
+            &config.database_url,
+            &config.pool,
+            |db| async move { TaskMigrator::up(&db, None).await },
+        )
+        .await?;
+        let listener = shared::server::bind("TASK_LISTEN_ADDR", config.listen_addr).await?;
         let url = shared::db::redact_url(&config.database_url);
         tracing::info!(database = %url, "task database ready");
         Ok(Self {
@@ -131,10 +129,7 @@ impl Application {
             auth_channel,
             page_tokens,
         } = self;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen_addr,
-            source,
-        })?;
+        let addr = listener.local_addr().unwrap_or(config.listen_addr);
         tracing::info!(%addr, auth_service = %config.auth_service_url, strict_sessions = config.strict_sessions, "task-service listening (gRPC + grpc-web)");
 
         // Stopped when `run` returns or is dropped.

@@ -4,6 +4,7 @@
 
 mod authentication;
 mod concurrency;
+mod edges;
 mod helpers;
 mod isolation;
 mod keys;

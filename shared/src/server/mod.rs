@@ -2,14 +2,31 @@
 //! tonic-web) on one port, CORS, server reflection (v1 and v1alpha), `grpc.health.v1`, a span
 //! per RPC, request limits, and graceful shutdown with a bounded drain.
 
+mod cors;
+mod http1;
+mod limits;
+mod listener;
+mod reflection;
+mod signal;
+mod tasks;
+
+pub use limits::REQUEST_TOO_LARGE;
+pub use listener::{BindError, bind};
+pub use signal::shutdown_signal;
+pub use tasks::AbortOnDrop;
+
 use crate::{
     config::ServerArgs, db::ReadyCheck, proto::FILE_DESCRIPTOR_SET, telemetry::RpcTraceLayer,
 };
-use axum::{body::Body as AxumBody, response::IntoResponse, routing::get};
-use http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::{response::IntoResponse, routing::get};
+use cors::cors_layer;
+use http::{StatusCode, header};
+use http1::{GrpcWebOrHttpLayer, unknown_path};
+use limits::RequestSizeLayer;
+use reflection::{Catalog, Reflection};
 use sea_orm::DatabaseConnection;
 use std::{convert::Infallible, future::Future, time::Duration};
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::{net::TcpListener, sync::oneshot};
 use tonic::{
     server::NamedService,
     service::Routes,
@@ -17,7 +34,6 @@ use tonic::{
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tower::Service;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// How often the database is pinged for the health service.
 const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -30,7 +46,7 @@ pub enum ServeError {
     InvalidCorsOrigin(String),
     /// Reflection could not be built from the descriptor sets.
     #[error("cannot build server reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    Reflection(#[from] prost::DecodeError),
     /// The transport failed.
     #[error("server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -54,11 +70,10 @@ impl GrpcServer {
     /// describes `google.rpc` error details, so grpcurl can print them.
     pub fn new(service_names: &'static [&'static str]) -> Result<Self, ServeError> {
         let (reporter, health) = tonic_health::server::health_reporter();
-        let reflection_v1 = reflection(service_names).build_v1()?;
-        let reflection_v1alpha = reflection(service_names).build_v1alpha()?;
+        let reflection = Reflection::new(catalog(service_names)?);
         let routes = Routes::new(health)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
+            .add_service(reflection.v1())
+            .add_service(reflection.v1alpha());
         Ok(Self {
             routes,
             reporter,
@@ -177,6 +192,10 @@ impl GrpcServer {
             .layer(cors)
             .layer(GrpcWebOrHttpLayer)
             .layer(RpcTraceLayer)
+            .layer(RequestSizeLayer::new(
+                args.max_request_bytes,
+                error_domain(self.service_names),
+            ))
             .add_routes(
                 self.routes
                     .prepare()
@@ -216,188 +235,35 @@ impl GrpcServer {
     }
 }
 
-/// Reflection over every message this project's protos, health and `google.rpc` error details
-/// define, advertising only the services this server serves (the descriptor set also holds
-/// the other service's API, which it does not serve).
-fn reflection(service_names: &[&str]) -> tonic_reflection::server::Builder<'static> {
-    let builder = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET);
+/// Reflection over every message this project's protos, health, reflection and `google.rpc`
+/// error details define, listing only the services this server serves (the descriptor set also
+/// holds the other service's API, which it does not serve).
+fn catalog(service_names: &[&str]) -> Result<Catalog, prost::DecodeError> {
     let own = [
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     ];
-    service_names
-        .iter()
-        .chain(own.iter())
-        .fold(builder, |builder, name| builder.with_service_name(*name))
-}
-
-/// A background task that is aborted when this handle is dropped.
-#[derive(Debug)]
-pub struct AbortOnDrop<T>(pub JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Sends grpc-web and HTTP/2 requests through tonic-web's translation and lets plain
-/// HTTP/1.1 requests (e.g. `GET /.well-known/jwks.json`) reach the router untouched:
-/// tonic-web alone answers every non-grpc-web HTTP/1.1 request with 400.
-#[derive(Debug, Clone, Copy, Default)]
-struct GrpcWebOrHttpLayer;
-
-impl<S: Clone> tower::Layer<S> for GrpcWebOrHttpLayer {
-    type Service = GrpcWebOrHttp<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        GrpcWebOrHttp {
-            web: tonic_web::GrpcWebLayer::new().layer(inner.clone()),
-            plain: inner,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct GrpcWebOrHttp<S> {
-    web: tonic_web::GrpcWebService<S>,
-    plain: S,
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for GrpcWebOrHttp<S>
-where
-    S: Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ReqBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    ReqBody::Error: Into<BoxError> + std::fmt::Display,
-    ResBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError> + std::fmt::Display,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future =
-        std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(
-        &mut self,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        // Each call drives a clone to readiness itself (`oneshot`).
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        use tower::ServiceExt;
-        let is_grpc = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/grpc"));
-        if request.version() < http::Version::HTTP_2 && !is_grpc {
-            let plain = self.plain.clone();
-            Box::pin(async move {
-                let response = plain.oneshot(request.map(tonic::body::Body::new)).await?;
-                Ok(response.map(tonic::body::Body::new))
-            })
-        } else {
-            Box::pin(self.web.clone().oneshot(request))
-        }
-    }
-}
-
-/// Unknown paths: gRPC clients get UNIMPLEMENTED, anything else a 404.
-async fn unknown_path(request: http::Request<AxumBody>) -> axum::response::Response {
-    let is_grpc = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    if is_grpc {
-        let status =
-            tonic::Status::unimplemented(format!("unknown method {}", request.uri().path()));
-        status.into_http::<AxumBody>().into_response()
-    } else {
-        StatusCode::NOT_FOUND.into_response()
-    }
-}
-
-/// CORS for browsers calling over grpc-web.
-fn cors_layer(origins: &[String]) -> Result<CorsLayer, ServeError> {
-    let allow_origin = if origins.iter().any(|o| o.trim() == "*") {
-        AllowOrigin::any()
-    } else {
-        let values = origins
+    Catalog::new(
+        &[
+            FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_types::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ],
+        service_names
             .iter()
-            .map(|o| o.trim())
-            .filter(|o| !o.is_empty())
-            .map(|o| {
-                HeaderValue::from_str(o).map_err(|_| ServeError::InvalidCorsOrigin(o.to_owned()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        AllowOrigin::list(values)
-    };
-    Ok(CorsLayer::new()
-        .allow_origin(allow_origin)
-        .allow_methods([Method::POST, Method::GET, Method::OPTIONS])
-        .allow_headers(
-            [
-                "authorization",
-                "content-type",
-                "x-grpc-web",
-                "x-user-agent",
-                "grpc-timeout",
-            ]
-            .map(HeaderName::from_static),
-        )
-        .expose_headers(
-            ["grpc-status", "grpc-message", "grpc-status-details-bin"].map(HeaderName::from_static),
-        )
-        .max_age(Duration::from_secs(24 * 60 * 60)))
+            .chain(&own)
+            .map(|name| (*name).to_owned()),
+    )
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is called
-/// (inside the runtime), not when the future is first polled, so a signal that arrives while
-/// the server is still starting is not lost to the default action.
-pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let streams = [SignalKind::interrupt(), SignalKind::terminate()].map(|kind| {
-            signal(kind)
-                .inspect_err(|error| tracing::error!(%error, ?kind, "cannot listen for a signal"))
-                .ok()
-        });
-        async move {
-            let [interrupt, terminate] = streams;
-            let wait = |stream: Option<tokio::signal::unix::Signal>| async move {
-                match stream {
-                    Some(mut stream) => {
-                        stream.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                () = wait(interrupt) => {}
-                () = wait(terminate) => {}
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    }
+/// The `ErrorInfo` domain of errors the server itself answers: the package of its (first) API,
+/// e.g. `todo.task.v1` for `todo.task.v1.TaskService`.
+fn error_domain(service_names: &'static [&'static str]) -> &'static str {
+    service_names
+        .first()
+        .and_then(|name| name.rsplit_once('.'))
+        .map_or("grpc", |(package, _)| package)
 }
