@@ -17,7 +17,13 @@ pub use shared::config::SigningMode;
 )]
 pub struct AuthConfig {
     /// Address to listen on (gRPC and grpc-web on the same port).
-    #[arg(long, env = "AUTH_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "AUTH_LISTEN_ADDR",
+        value_name = "AUTH_LISTEN_ADDR",
+        default_value = "127.0.0.1:50051",
+        value_parser = shared::config::listen_addr
+    )]
     pub listen_addr: SocketAddr,
 
     /// Database URL: `sqlite://path/file.db` (created if missing) or `postgres://…`.

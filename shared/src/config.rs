@@ -6,6 +6,15 @@ use crate::token::{MIN_SHARED_SECRET_BYTES, TokenVerifier};
 use clap::{Args, ValueEnum};
 use std::time::Duration;
 
+/// Parses a listen address, with an error that shows what a valid one looks like.
+pub fn listen_addr(value: &str) -> Result<std::net::SocketAddr, String> {
+    value.trim().parse().map_err(|_| {
+        "expected HOST:PORT with an IP address, e.g. 127.0.0.1:50051 (this machine only), \
+         0.0.0.0:50051 (every interface) or [::1]:50051; port 0 picks any free port"
+            .to_owned()
+    })
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum LogFormat {

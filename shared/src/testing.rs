@@ -6,13 +6,20 @@ use sea_orm::{ConnectionTrait, Database, DbErr};
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
-/// A fresh, empty database URL for one test: in-memory SQLite, or, when `TEST_DATABASE_URL`
-/// is set (e.g. `postgres://postgres@127.0.0.1:5432/postgres`), a new PostgreSQL database
-/// named `<prefix>_<uuid>` beside it. CI drops those databases afterwards.
+/// A fresh, empty database URL for one test, chosen by `TEST_DATABASE_URL`:
+/// - unset: a new SQLite file in the temporary directory, as users run it (write-ahead log,
+///   several connections);
+/// - `sqlite::memory:`: in-memory SQLite (one connection);
+/// - a PostgreSQL URL (e.g. `postgres://postgres@127.0.0.1:5432/postgres`): a new database
+///   named `<prefix>_<uuid>` beside it. CI drops those databases afterwards.
 pub async fn fresh_database_url(prefix: &str) -> Result<String, DbErr> {
-    let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
-        return Ok("sqlite::memory:".to_owned());
-    };
+    let base = std::env::var("TEST_DATABASE_URL").unwrap_or_default();
+    if base.starts_with("sqlite::memory:") {
+        return Ok(base);
+    }
+    if !base.starts_with("postgres") {
+        return Ok(sqlite_file_url(prefix));
+    }
     let name = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
     let admin = Database::connect(&base).await?;
     admin
@@ -25,14 +32,21 @@ pub async fn fresh_database_url(prefix: &str) -> Result<String, DbErr> {
     Ok(format!("{server}/{name}"))
 }
 
-/// A fresh database that outlives one server, for restart tests: a SQLite file in the
-/// temporary directory, or a new PostgreSQL database as in [`fresh_database_url`].
+/// A fresh database that outlives one server, for restart tests: a SQLite file even when the
+/// tests otherwise run in memory, or a new PostgreSQL database as in [`fresh_database_url`].
 pub async fn persistent_database_url(prefix: &str) -> Result<String, DbErr> {
-    if std::env::var("TEST_DATABASE_URL").is_ok() {
-        return fresh_database_url(prefix).await;
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(base) if base.starts_with("postgres") => fresh_database_url(prefix).await,
+        _ => Ok(sqlite_file_url(prefix)),
     }
-    let path = std::env::temp_dir().join(format!("{prefix}-{}.db", uuid::Uuid::now_v7().simple()));
-    Ok(format!("sqlite://{}", path.display()))
+}
+
+/// A new SQLite file under `<temp>/todo-grpc-tests/` (the directory is made on connect).
+fn sqlite_file_url(prefix: &str) -> String {
+    let path = std::env::temp_dir()
+        .join("todo-grpc-tests")
+        .join(format!("{prefix}-{}.db", uuid::Uuid::now_v7().simple()));
+    format!("sqlite://{}", path.display())
 }
 
 /// `message` with `authorization: Bearer <token>` metadata.

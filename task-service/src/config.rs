@@ -14,7 +14,13 @@ use std::{net::SocketAddr, time::Duration};
 )]
 pub struct TaskConfig {
     /// Address to listen on (gRPC and grpc-web on the same port).
-    #[arg(long, env = "TASK_LISTEN_ADDR", default_value = "127.0.0.1:50052")]
+    #[arg(
+        long,
+        env = "TASK_LISTEN_ADDR",
+        value_name = "TASK_LISTEN_ADDR",
+        default_value = "127.0.0.1:50052",
+        value_parser = shared::config::listen_addr
+    )]
     pub listen_addr: SocketAddr,
 
     /// Database URL: `sqlite://path/file.db` (created if missing) or `postgres://…`.

@@ -1,5 +1,6 @@
 //! One process, both services: a user signs up at one and manages tasks at the other.
 
+use crate::binary::launch;
 use auth_service::config::AuthConfig;
 use shared::{
     clock::SystemClock,
@@ -9,12 +10,7 @@ use shared::{
     },
     testing::{channel, fresh_database_url, shutdown_on_drop, with_bearer},
 };
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-    sync::Arc,
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 use task_service::config::TaskConfig;
 use todo_stack::Stack;
 
@@ -84,30 +80,8 @@ async fn the_stack_serves_both_services_wired_together_and_stops_cleanly() {
 
 #[test]
 fn the_binary_prints_both_addresses_and_exits_cleanly_on_ctrl_c() {
-    let dir = std::env::temp_dir().join(format!("todo-stack-{}", uuid_like()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_todo-stack"))
-        .current_dir(&dir)
-        .env("AUTH_LISTEN_ADDR", "127.0.0.1:0")
-        .env("TASK_LISTEN_ADDR", "127.0.0.1:0")
-        .env_remove("AUTH_DATABASE_URL")
-        .env_remove("TASK_DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let mut banner = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        banner.push_str(&line);
-        banner.push('\n');
-        if line.contains("Ctrl-C stops both") {
-            break;
-        }
-    }
+    let launched = launch(&[]);
+    let banner = &launched.banner;
     assert!(
         banner.contains("auth-service  http://127.0.0.1:"),
         "{banner}"
@@ -117,19 +91,7 @@ fn the_binary_prints_both_addresses_and_exits_cleanly_on_ctrl_c() {
         "{banner}"
     );
     assert!(banner.contains("grpcurl -plaintext"), "{banner}");
-    assert!(dir.join("data/auth.db").exists() && dir.join("data/tasks.db").exists());
-
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "exit status {status:?}");
-    std::fs::remove_dir_all(&dir).ok();
-}
-
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{}-{nanos}", std::process::id())
+    let data = launched.dir.join("data");
+    assert!(data.join("auth.db").exists() && data.join("tasks.db").exists());
+    launched.interrupt_and_wait();
 }

@@ -2,5 +2,7 @@
 //! production compose file checked against what the services really read.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod binary;
 mod compose;
 mod launcher;
+mod startup_race;

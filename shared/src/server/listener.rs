@@ -40,3 +40,32 @@ pub async fn bind(setting: &'static str, addr: SocketAddr) -> Result<TcpListener
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::bind;
+
+    #[tokio::test]
+    async fn a_taken_port_names_the_setting_and_how_to_pick_another() {
+        let taken = bind("AUTH_LISTEN_ADDR", "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = taken.local_addr().unwrap();
+        let message = bind("AUTH_LISTEN_ADDR", addr)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with(&format!(
+                "cannot listen on {addr} (set by AUTH_LISTEN_ADDR): "
+            )),
+            "{message}"
+        );
+        assert!(
+            message.contains("AUTH_LISTEN_ADDR=127.0.0.1:0"),
+            "{message}"
+        );
+    }
+}
