@@ -1,36 +1,21 @@
 //! Sign-up, sign-in and the current user.
 
 use crate::{
-    domain::{DisplayName, Email, Password},
-    entity::user,
+    domain::Password,
     error::AuthError,
     password::Verified,
+    requests::{Credentials, NewAccount},
     sessions::TokenPair,
     state::AuthState,
+    store::users::{self, NewUser, User},
     throttle::AttemptKeys,
 };
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, SqlErr};
 use uuid::Uuid;
-
-/// A valid sign-up request.
-#[derive(Debug)]
-pub struct NewAccount {
-    pub email: Email,
-    pub password: Password,
-    pub display_name: DisplayName,
-}
-
-/// A valid sign-in request.
-#[derive(Debug)]
-pub struct Credentials {
-    pub email: Email,
-    pub password: Password,
-}
 
 /// A signed-in user and their tokens.
 #[derive(Debug)]
 pub struct SignedIn {
-    pub user: user::Model,
+    pub user: User,
     pub tokens: TokenPair,
 }
 
@@ -39,20 +24,15 @@ impl AuthState {
     pub async fn sign_up(&self, account: NewAccount) -> Result<SignedIn, AuthError> {
         let password_hash = self.hasher.hash(account.password).await?;
         let now = self.now();
-        let user = user::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            email: Set(account.email.as_str().to_owned()),
-            display_name: Set(account.display_name.as_str().to_owned()),
-            password_hash: Set(password_hash),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&self.db)
-        .await
-        .map_err(|e| match e.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(_)) => AuthError::EmailTaken,
-            _ => AuthError::from(e),
-        })?;
+        let new_user = NewUser {
+            email: account.email.as_str(),
+            display_name: account.display_name.as_str(),
+            password_hash,
+            now,
+        };
+        let user = users::insert(&self.db, new_user)
+            .await?
+            .ok_or(AuthError::EmailTaken)?;
         tracing::info!(target: "audit", event = "sign_up", user_id = %user.id, "account created");
         let tokens = self.start_session(&user, now).await?;
         Ok(SignedIn { user, tokens })
@@ -67,14 +47,14 @@ impl AuthState {
         let attempt = AttemptKeys::new(credentials.email.as_str(), client_address);
         self.throttle.check(&self.db, &attempt, self.now()).await?;
 
-        let user = user::Entity::find()
-            .filter(user::Column::Email.eq(credentials.email.as_str()))
-            .one(&self.db)
-            .await?;
-        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let stored = users::credentials(&self.db, credentials.email.as_str()).await?;
+        let (user, hash) = match stored {
+            Some(stored) => (Some(stored.user), Some(stored.password_hash)),
+            None => (None, None),
+        };
         let verified = self
             .hasher
-            .verify(credentials.password.clone(), stored)
+            .verify(credentials.password.clone(), hash)
             .await?;
         let now = self.now();
         let (user, needs_rehash) = match (user, verified) {
@@ -98,17 +78,10 @@ impl AuthState {
 
     /// Re-hashes with the configured parameters. A failure is logged, not fatal: the old
     /// hash still works and the upgrade is tried again next time.
-    async fn upgrade_hash(&self, user: &user::Model, password: Password) {
+    async fn upgrade_hash(&self, user: &User, password: Password) {
         let result = async {
             let hash = self.hasher.hash(password).await?;
-            user::ActiveModel {
-                id: Set(user.id),
-                password_hash: Set(hash),
-                updated_at: Set(self.now()),
-                ..Default::default()
-            }
-            .update(&self.db)
-            .await?;
+            users::set_password_hash(&self.db, user.id, hash, self.now()).await?;
             Ok::<_, AuthError>(())
         }
         .await;
@@ -123,12 +96,11 @@ impl AuthState {
     }
 
     /// The user behind a bearer access token of a live session.
-    pub async fn current_user(&self, bearer: Option<&str>) -> Result<user::Model, AuthError> {
+    pub async fn current_user(&self, bearer: Option<&str>) -> Result<User, AuthError> {
         let (claims, _) = self.authenticate(bearer).await?;
         let user_id = Uuid::parse_str(&claims.sub)
             .map_err(|_| AuthError::InvalidToken("sub is not a UUID".into()))?;
-        user::Entity::find_by_id(user_id)
-            .one(&self.db)
+        users::find(&self.db, user_id)
             .await?
             .ok_or_else(|| AuthError::InvalidToken("user no longer exists".into()))
     }

@@ -1,10 +1,13 @@
-//! The auth-service's one error type and its one mapping to `tonic::Status` (DESIGN.md's
-//! table). Internal causes go to the log with their whole chain; clients get a stable
-//! `ErrorInfo` reason and a message that leaks nothing.
+//! The auth-service's one error type. Its mapping to `tonic::Status` (code, stable reason,
+//! public message, log level per variant) is the README's error table; the boundary itself is
+//! `shared::error`, shared with the task-service.
 
 use sea_orm::DbErr;
-use shared::status::{FieldViolations, retry_after, with_reason};
-use std::time::Duration;
+use shared::{
+    error::{DatabaseError, Extra, INTERNAL, INTERNAL_MESSAGE, LogLevel, ServiceError, to_status},
+    status::FieldViolations,
+};
+use std::{borrow::Cow, time::Duration};
 use tonic::{Code, Status};
 
 /// `ErrorInfo.domain` of every auth-service error.
@@ -14,7 +17,7 @@ pub const ERROR_DOMAIN: &str = "todo.auth.v1";
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// Bad input, field by field.
-    #[error("invalid argument")]
+    #[error("invalid argument: {}", .0.summary())]
     InvalidArgument(FieldViolations),
     /// Sign-up with an email that already has an account.
     #[error("email already registered")]
@@ -31,9 +34,9 @@ pub enum AuthError {
     /// Too many failed sign-ins.
     #[error("sign-in throttled for {0:?}")]
     Throttled(Duration),
-    /// The database cannot be reached or the pool is exhausted.
-    #[error("database unavailable: {0}")]
-    Unavailable(DbErr),
+    /// The database failed (unavailable, or a bug).
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -48,72 +51,81 @@ impl AuthError {
 
 impl From<DbErr> for AuthError {
     fn from(error: DbErr) -> Self {
-        if shared::db::is_unavailable(&error) {
-            Self::Unavailable(error)
-        } else {
-            Self::Internal(format!("database: {error}"))
+        Self::Database(error.into())
+    }
+}
+
+impl ServiceError for AuthError {
+    const DOMAIN: &'static str = ERROR_DOMAIN;
+
+    fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::EmailTaken => Code::AlreadyExists,
+            Self::InvalidCredentials | Self::InvalidToken(_) | Self::InvalidRefreshToken(_) => {
+                Code::Unauthenticated
+            }
+            Self::Throttled(_) => Code::ResourceExhausted,
+            Self::Database(error) => error.code(),
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Self::EmailTaken => "EMAIL_ALREADY_REGISTERED",
+            Self::InvalidCredentials => "INVALID_CREDENTIALS",
+            Self::InvalidToken(_) => "INVALID_TOKEN",
+            Self::InvalidRefreshToken(_) => "INVALID_REFRESH_TOKEN",
+            Self::Throttled(_) => "TOO_MANY_ATTEMPTS",
+            Self::Database(error) => error.reason(),
+            Self::Internal(_) => INTERNAL,
+        }
+    }
+
+    fn public_message(&self) -> Cow<'static, str> {
+        match self {
+            Self::InvalidArgument(violations) => violations.summary().into(),
+            Self::EmailTaken => "an account with this email already exists".into(),
+            Self::InvalidCredentials => "invalid email or password".into(),
+            Self::InvalidToken(_) => "missing, invalid or expired access token".into(),
+            Self::InvalidRefreshToken(_) => {
+                "invalid or expired refresh token: sign in again".into()
+            }
+            Self::Throttled(delay) => format!(
+                "too many failed sign-in attempts: try again in {} s",
+                delay.as_secs().max(1)
+            )
+            .into(),
+            Self::Database(error) => error.public_message(),
+            Self::Internal(_) => INTERNAL_MESSAGE.into(),
+        }
+    }
+
+    fn log_level(&self) -> LogLevel {
+        match self {
+            Self::InvalidArgument(_)
+            | Self::EmailTaken
+            | Self::InvalidCredentials
+            | Self::Throttled(_) => LogLevel::None,
+            Self::InvalidToken(_) | Self::InvalidRefreshToken(_) => LogLevel::Info,
+            Self::Database(_) | Self::Internal(_) => LogLevel::Error,
+        }
+    }
+
+    fn extra(&self) -> Extra<'_> {
+        match self {
+            Self::InvalidArgument(violations) => Extra::BadRequest(violations),
+            Self::Throttled(delay) => Extra::RetryAfter(*delay),
+            _ => Extra::None,
         }
     }
 }
 
 impl From<AuthError> for Status {
     fn from(error: AuthError) -> Self {
-        let d = ERROR_DOMAIN;
-        match error {
-            AuthError::InvalidArgument(violations) => violations.into_status("INVALID_ARGUMENT", d),
-            AuthError::EmailTaken => with_reason(
-                Code::AlreadyExists,
-                "an account with this email already exists",
-                "EMAIL_ALREADY_REGISTERED",
-                d,
-            ),
-            AuthError::InvalidCredentials => with_reason(
-                Code::Unauthenticated,
-                "invalid email or password",
-                "INVALID_CREDENTIALS",
-                d,
-            ),
-            AuthError::InvalidToken(reason) => {
-                tracing::info!(%reason, "access token refused");
-                with_reason(
-                    Code::Unauthenticated,
-                    "missing, invalid or expired access token",
-                    "INVALID_TOKEN",
-                    d,
-                )
-            }
-            AuthError::InvalidRefreshToken(reason) => {
-                tracing::info!(%reason, "refresh token refused");
-                with_reason(
-                    Code::Unauthenticated,
-                    "invalid or expired refresh token: sign in again",
-                    "INVALID_REFRESH_TOKEN",
-                    d,
-                )
-            }
-            AuthError::Throttled(delay) => retry_after(
-                format!(
-                    "too many failed sign-in attempts: try again in {} s",
-                    delay.as_secs().max(1)
-                ),
-                "TOO_MANY_ATTEMPTS",
-                d,
-                delay,
-            ),
-            AuthError::Unavailable(cause) => {
-                tracing::error!(%cause, "database unavailable");
-                with_reason(
-                    Code::Unavailable,
-                    "service temporarily unavailable, retry later",
-                    "DATABASE_UNAVAILABLE",
-                    d,
-                )
-            }
-            AuthError::Internal(cause) => {
-                tracing::error!(%cause, "internal error");
-                with_reason(Code::Internal, "internal error", "INTERNAL", d)
-            }
-        }
+        to_status(&error)
     }
 }
 

@@ -5,14 +5,12 @@
 
 use crate::{
     config::{SigningMode, TokenArgs},
-    entity::signing_key,
     error::AuthError,
+    store::keys::{self as store, StoredKey},
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::DatabaseConnection;
 use shared::token::{KeySet, SHARED_SECRET_KID};
 use std::{collections::HashMap, sync::Arc};
 use tokio::sync::{Mutex, RwLock};
@@ -124,11 +122,7 @@ impl KeyRing {
         if self.mode == SigningMode::Hs256 {
             return Ok(Arc::clone(&*self.current.read().await));
         }
-        let rows = signing_key::Entity::find()
-            .filter(signing_key::Column::ExpireAt.gt(now))
-            .order_by_desc(signing_key::Column::CreatedAt)
-            .all(&self.db)
-            .await?;
+        let rows = store::unexpired(&self.db, now).await?;
         let keys = Arc::new(ed25519_keys(&rows, now));
         *self.current.write().await = Arc::clone(&keys);
         Ok(keys)
@@ -160,17 +154,16 @@ impl KeyRing {
         pkcs8.extend_from_slice(&seed);
         let retire_at = now + self.rotation;
         let kid = format!("ed25519-{}", uuid::Uuid::now_v7().simple());
-        signing_key::Entity::insert(signing_key::ActiveModel {
-            kid: Set(kid.clone()),
-            algorithm: Set("EdDSA".into()),
-            private_key: Set(pkcs8),
-            public_key: Set(public.to_vec()),
-            created_at: Set(now),
-            retire_at: Set(retire_at),
-            expire_at: Set(retire_at + self.verify_overlap),
-        })
-        .exec(&self.db)
-        .await?;
+        let key = StoredKey {
+            kid: kid.clone(),
+            algorithm: "EdDSA".into(),
+            private_key: pkcs8,
+            public_key: public.to_vec(),
+            created_at: now,
+            retire_at,
+            expire_at: retire_at + self.verify_overlap,
+        };
+        store::insert(&self.db, key).await?;
         tracing::info!(target: "audit", event = "signing_key_created", %kid, %retire_at, "new signing key");
         Ok(())
     }
@@ -192,7 +185,7 @@ fn shared_secret_keys(secret: &[u8]) -> Keys {
 }
 
 /// Builds a snapshot from unexpired rows, newest first.
-fn ed25519_keys(rows: &[signing_key::Model], now: DateTime<Utc>) -> Keys {
+fn ed25519_keys(rows: &[StoredKey], now: DateTime<Utc>) -> Keys {
     let mut verify = KeySet::new();
     let mut encoding = HashMap::new();
     let mut published = Vec::new();

@@ -8,13 +8,14 @@
 pub mod accounts;
 pub mod config;
 pub mod domain;
-pub mod entity;
 pub mod error;
 pub mod keys;
 pub mod password;
+mod requests;
 pub mod service;
 pub mod sessions;
 pub mod state;
+mod store;
 pub mod throttle;
 pub mod tokens;
 

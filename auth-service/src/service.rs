@@ -2,19 +2,18 @@
 //! method of [`AuthState`], and maps the result. No business logic lives here.
 
 use crate::{
-    accounts::{Credentials, NewAccount, SignedIn},
-    domain::{DisplayName, Email, Password},
-    entity::user,
-    error::AuthError,
+    accounts::SignedIn,
+    requests::{Credentials, Introspection, NewAccount, Presented, sign_out_refresh_token},
     sessions::TokenPair,
     state::AuthState,
+    store::users::User,
 };
 use shared::{
     proto::{
         timestamp,
         todo::auth::v1::{self as pb, auth_service_server::AuthService},
     },
-    status::{FieldViolations, bearer_token},
+    status::bearer_token,
 };
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -36,11 +35,7 @@ impl AuthApi {
     }
 }
 
-fn invalid(violations: FieldViolations) -> Status {
-    AuthError::InvalidArgument(violations).into()
-}
-
-fn user_pb(user: &user::Model) -> pb::User {
+fn user_pb(user: &User) -> pb::User {
     pb::User {
         id: user.id.to_string(),
         email: user.email.clone(),
@@ -84,23 +79,8 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::SignUpRequest>,
     ) -> Result<Response<pb::SignUpResponse>, Status> {
-        let req = request.into_inner();
-        let mut v = FieldViolations::new();
-        let email = Email::parse(&req.email, "email", &mut v);
-        let password = Password::parse_new(req.password, "password", &mut v);
-        let display_name = DisplayName::parse(req.display_name, "display_name", &mut v);
-        let (Some(email), Some(password), Some(display_name)) = (email, password, display_name)
-        else {
-            return Err(invalid(v));
-        };
-        let signed_in = self
-            .state
-            .sign_up(NewAccount {
-                email,
-                password,
-                display_name,
-            })
-            .await?;
+        let account = NewAccount::try_from(request.into_inner())?;
+        let signed_in = self.state.sign_up(account).await?;
         tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));
         let (user, tokens) = signed_in_pb(signed_in, self.state.now());
         Ok(Response::new(pb::SignUpResponse { user, tokens }))
@@ -112,17 +92,8 @@ impl AuthService for AuthApi {
         request: Request<pb::SignInRequest>,
     ) -> Result<Response<pb::SignInResponse>, Status> {
         let address = client_address(&request);
-        let req = request.into_inner();
-        let mut v = FieldViolations::new();
-        let email = Email::parse(&req.email, "email", &mut v);
-        let password = Password::parse_existing(req.password, "password", &mut v);
-        let (Some(email), Some(password)) = (email, password) else {
-            return Err(invalid(v));
-        };
-        let signed_in = self
-            .state
-            .sign_in(Credentials { email, password }, &address)
-            .await?;
+        let credentials = Credentials::try_from(request.into_inner())?;
+        let signed_in = self.state.sign_in(credentials, &address).await?;
         tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));
         let (user, tokens) = signed_in_pb(signed_in, self.state.now());
         Ok(Response::new(pb::SignInResponse { user, tokens }))
@@ -133,13 +104,8 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::RefreshRequest>,
     ) -> Result<Response<pb::RefreshResponse>, Status> {
-        let token = request.into_inner().refresh_token;
-        if token.trim().is_empty() {
-            let mut v = FieldViolations::new();
-            v.add("refresh_token", "is required");
-            return Err(invalid(v));
-        }
-        let pair = self.state.refresh(token.trim()).await?;
+        let token = Presented::try_from(request.into_inner())?;
+        let pair = self.state.refresh(token.expose()).await?;
         Ok(Response::new(pb::RefreshResponse {
             tokens: Some(tokens_pb(pair, self.state.now())),
         }))
@@ -151,10 +117,12 @@ impl AuthService for AuthApi {
         request: Request<pb::SignOutRequest>,
     ) -> Result<Response<pb::SignOutResponse>, Status> {
         let bearer = bearer_token(request.metadata()).map(str::to_owned);
-        let refresh_token = request.into_inner().refresh_token;
-        let refresh_token = Some(refresh_token.trim()).filter(|t| !t.is_empty());
+        let refresh_token = sign_out_refresh_token(request.into_inner());
         self.state
-            .sign_out(refresh_token, bearer.as_deref())
+            .sign_out(
+                refresh_token.as_ref().map(Presented::expose),
+                bearer.as_deref(),
+            )
             .await?;
         Ok(Response::new(pb::SignOutResponse {}))
     }
@@ -164,14 +132,12 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::IntrospectRequest>,
     ) -> Result<Response<pb::IntrospectResponse>, Status> {
-        let req = request.into_inner();
-        let token = req.token.trim();
-        if token.is_empty() {
-            let mut v = FieldViolations::new();
-            v.add("token", "is required");
-            return Err(invalid(v));
-        }
-        let answer = match self.state.introspect(token, &req.token_type_hint).await? {
+        let asked = Introspection::try_from(request.into_inner())?;
+        let answer = match self
+            .state
+            .introspect(asked.token.expose(), &asked.hint)
+            .await?
+        {
             None => pb::IntrospectResponse {
                 active: false,
                 ..Default::default()

@@ -8,16 +8,15 @@
 //! A spent token presented after the grace window revokes the whole session.
 
 use crate::{
-    entity::{refresh_token, session, user},
     error::AuthError,
     state::AuthState,
+    store::{
+        sessions::{self as store, Exchange, NewSession, Session},
+        users::User,
+    },
     tokens::{self, AccessToken, Subject},
 };
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
-    sea_query::Expr,
-};
 use shared::token::{AccessClaims, token_kid};
 use uuid::Uuid;
 
@@ -45,22 +44,18 @@ impl AuthState {
     /// Opens a session for `user` and issues its first pair.
     pub(crate) async fn start_session(
         &self,
-        user: &user::Model,
+        user: &User,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, AuthError> {
-        let session = session::Entity::insert(session::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            user_id: Set(user.id),
-            rotation_secret: Set(tokens::random_secret()?.to_vec()),
-            created_at: Set(now),
-            expires_at: Set(now + self.session_ttl),
-            last_used_at: Set(now),
-            revoked_at: Set(None),
-        })
-        .exec_with_returning(&self.db)
-        .await?;
         let refresh_token = tokens::new_refresh_token()?;
-        insert_refresh_token(&self.db, &refresh_token, session.id, now).await?;
+        let new = NewSession {
+            user_id: user.id,
+            rotation_secret: tokens::random_secret()?.to_vec(),
+            now,
+            expires_at: now + self.session_ttl,
+        };
+        let session =
+            store::create(&self.db, new, tokens::hash_refresh_token(&refresh_token)).await?;
         let keys = self.keys.current(now).await?;
         let subject = Subject {
             user_id: user.id,
@@ -81,14 +76,13 @@ impl AuthState {
     pub async fn refresh(&self, presented: &str) -> Result<TokenPair, AuthError> {
         let now = self.now();
         let hash = tokens::hash_refresh_token(presented);
-        let row = refresh_token::Entity::find_by_id(hash.clone())
-            .one(&self.db)
+        let token = store::refresh_token(&self.db, &hash)
             .await?
             .ok_or(AuthError::InvalidRefreshToken("unknown"))?;
-        let (session, user) = self.live_session(row.session_id, now).await?;
+        let (session, user) = self.live_session(token.session_id, now).await?;
 
-        let row = match row.spent_at {
-            Some(_) => row,
+        let spent = match token.spent {
+            Some(spent) => spent,
             None => match self.rotate(&hash, presented, &session, now).await? {
                 Some(kid) => {
                     return self
@@ -96,21 +90,16 @@ impl AuthState {
                         .await;
                 }
                 // Another refresh of the same token won the race: treat as a replay.
-                None => refresh_token::Entity::find_by_id(hash)
-                    .one(&self.db)
+                None => store::refresh_token(&self.db, &hash)
                     .await?
+                    .and_then(|token| token.spent)
                     .ok_or(AuthError::InvalidRefreshToken("unknown"))?,
             },
         };
 
-        let (Some(spent_at), Some(kid)) = (row.spent_at, row.spent_kid) else {
-            return Err(AuthError::internal(
-                "spent refresh token without spent_at/spent_kid",
-            ));
-        };
-        if now - spent_at <= self.refresh_grace {
+        if now - spent.at <= self.refresh_grace {
             return self
-                .successor_pair(presented, &session, &user, spent_at, &kid)
+                .successor_pair(presented, &session, &user, spent.at, &spent.kid)
                 .await;
         }
         self.revoke(session.id, now).await?;
@@ -127,33 +116,20 @@ impl AuthState {
         &self,
         hash: &str,
         presented: &str,
-        session: &session::Model,
+        session: &Session,
         now: DateTime<Utc>,
     ) -> Result<Option<String>, AuthError> {
         let keys = self.keys.current(now).await?;
         let kid = keys.signing_kid().to_owned();
-        let txn = self.db.begin().await?;
-        let spent = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::SpentAt, Expr::value(now))
-            .col_expr(refresh_token::Column::SpentKid, Expr::value(kid.clone()))
-            .filter(refresh_token::Column::TokenHash.eq(hash))
-            .filter(refresh_token::Column::SpentAt.is_null())
-            .exec(&txn)
-            .await?
-            .rows_affected;
-        if spent != 1 {
-            txn.rollback().await?;
-            return Ok(None);
-        }
         let successor = tokens::next_refresh_token(&session.rotation_secret, presented)?;
-        insert_refresh_token(&txn, &successor, session.id, now).await?;
-        session::Entity::update_many()
-            .col_expr(session::Column::LastUsedAt, Expr::value(now))
-            .filter(session::Column::Id.eq(session.id))
-            .exec(&txn)
-            .await?;
-        txn.commit().await?;
-        Ok(Some(kid))
+        let exchange = Exchange {
+            spent_hash: hash,
+            successor_hash: tokens::hash_refresh_token(&successor),
+            session_id: session.id,
+            kid: &kid,
+            now,
+        };
+        Ok(store::exchange(&self.db, exchange).await?.then_some(kid))
     }
 
     /// The pair issued when `presented` was spent at `spent_at` with key `kid`: the same
@@ -161,8 +137,8 @@ impl AuthState {
     async fn successor_pair(
         &self,
         presented: &str,
-        session: &session::Model,
-        user: &user::Model,
+        session: &Session,
+        user: &User,
         spent_at: DateTime<Utc>,
         kid: &str,
     ) -> Result<TokenPair, AuthError> {
@@ -187,14 +163,11 @@ impl AuthState {
         &self,
         id: Uuid,
         now: DateTime<Utc>,
-    ) -> Result<(session::Model, user::Model), AuthError> {
-        let (session, user) = session::Entity::find_by_id(id)
-            .find_also_related(user::Entity)
-            .one(&self.db)
+    ) -> Result<(Session, User), AuthError> {
+        let (session, user) = store::with_user(&self.db, id)
             .await?
             .ok_or(AuthError::InvalidRefreshToken("no session"))?;
-        let user = user.ok_or(AuthError::InvalidRefreshToken("no user"))?;
-        if session.revoked_at.is_some() || session.expires_at <= now {
+        if !session.is_live(now) {
             return Err(AuthError::InvalidRefreshToken("session ended"));
         }
         Ok((session, user))
@@ -203,13 +176,7 @@ impl AuthState {
     /// Ends a session; every token it issued stops working (access tokens at once wherever
     /// Introspect is consulted, otherwise when they expire).
     async fn revoke(&self, session_id: Uuid, now: DateTime<Utc>) -> Result<(), AuthError> {
-        session::Entity::update_many()
-            .col_expr(session::Column::RevokedAt, Expr::value(now))
-            .filter(session::Column::Id.eq(session_id))
-            .filter(session::Column::RevokedAt.is_null())
-            .exec(&self.db)
-            .await?;
-        Ok(())
+        Ok(store::revoke(&self.db, session_id, now).await?)
     }
 
     /// Signs out the session of `refresh_token` if given, else of the bearer access token.
@@ -221,11 +188,10 @@ impl AuthState {
         let now = self.now();
         let (session_id, user_id) = match refresh_token {
             Some(token) => {
-                let row = refresh_token::Entity::find_by_id(tokens::hash_refresh_token(token))
-                    .one(&self.db)
+                let token = store::refresh_token(&self.db, &tokens::hash_refresh_token(token))
                     .await?
                     .ok_or(AuthError::InvalidRefreshToken("unknown"))?;
-                let (session, user) = self.live_session(row.session_id, now).await?;
+                let (session, user) = self.live_session(token.session_id, now).await?;
                 (session.id, user.id)
             }
             None => {
@@ -242,7 +208,7 @@ impl AuthState {
     pub async fn authenticate(
         &self,
         bearer: Option<&str>,
-    ) -> Result<(AccessClaims, session::Model), AuthError> {
+    ) -> Result<(AccessClaims, Session), AuthError> {
         let token = bearer.ok_or_else(|| AuthError::InvalidToken("no bearer token".into()))?;
         let now = self.now();
         let keys = self.keys.for_kid(token_kid(token).as_deref(), now).await?;
@@ -252,10 +218,9 @@ impl AuthState {
             .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
         let session_id = Uuid::parse_str(&claims.sid)
             .map_err(|_| AuthError::InvalidToken("sid is not a UUID".into()))?;
-        let session = session::Entity::find_by_id(session_id)
-            .one(&self.db)
+        let session = store::find(&self.db, session_id)
             .await?
-            .filter(|s| s.revoked_at.is_none() && s.expires_at > now)
+            .filter(|s| s.is_live(now))
             .ok_or_else(|| AuthError::InvalidToken("session ended".into()))?;
         Ok((claims, session))
     }
@@ -295,22 +260,20 @@ impl AuthState {
 
     async fn introspect_refresh(&self, token: &str) -> Result<Option<ActiveToken>, AuthError> {
         let now = self.now();
-        let Some(row) = refresh_token::Entity::find_by_id(tokens::hash_refresh_token(token))
-            .one(&self.db)
-            .await?
-        else {
+        let hash = tokens::hash_refresh_token(token);
+        let Some(token) = store::refresh_token(&self.db, &hash).await? else {
             return Ok(None);
         };
-        if row.spent_at.is_some() {
+        if token.spent.is_some() {
             return Ok(None);
         }
-        match self.live_session(row.session_id, now).await {
+        match self.live_session(token.session_id, now).await {
             Ok((session, user)) => Ok(Some(ActiveToken {
                 user_id: user.id,
                 email: user.email,
                 session_id: session.id,
                 token_type: "refresh_token",
-                issued_at: row.created_at,
+                issued_at: token.created_at,
                 expires_at: session.expires_at,
                 jti: None,
             })),
@@ -318,22 +281,4 @@ impl AuthState {
             Err(other) => Err(other),
         }
     }
-}
-
-async fn insert_refresh_token(
-    db: &impl ConnectionTrait,
-    token: &str,
-    session_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<(), AuthError> {
-    refresh_token::Entity::insert(refresh_token::ActiveModel {
-        token_hash: Set(tokens::hash_refresh_token(token)),
-        session_id: Set(session_id),
-        created_at: Set(now),
-        spent_at: Set(None),
-        spent_kid: Set(None),
-    })
-    .exec(db)
-    .await?;
-    Ok(())
 }

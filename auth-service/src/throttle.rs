@@ -1,13 +1,9 @@
 //! Sign-in throttling kept in the database, so it holds across replicas: progressive delays
 //! per account after repeated failures, and a failure budget per client address and window.
 
-use crate::{config::ThrottleArgs, entity::sign_in_throttle as row, error::AuthError};
+use crate::{config::ThrottleArgs, error::AuthError, store::throttle as store};
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::{
-    ActiveValue::Set,
-    DatabaseConnection, EntityTrait,
-    sea_query::{Expr, OnConflict},
-};
+use sea_orm::DatabaseConnection;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -68,18 +64,9 @@ impl Throttle {
         if !self.enabled {
             return Ok(());
         }
-        let rows = row::Entity::find()
-            .filter(sea_orm::ColumnTrait::is_in(
-                &row::Column::Key,
-                [keys.account.clone(), keys.address.clone()],
-            ))
-            .all(db)
-            .await?;
-        let blocked_until = rows
-            .iter()
-            .filter_map(|r| r.blocked_until)
-            .filter(|until| *until > now)
-            .max();
+        let blocked_until = store::blocked_until(db, &[&keys.account, &keys.address])
+            .await?
+            .filter(|until| *until > now);
         match blocked_until {
             Some(until) => Err(AuthError::Throttled(to_duration(until - now))),
             None => Ok(()),
@@ -96,17 +83,17 @@ impl Throttle {
         if !self.enabled {
             return Ok(());
         }
-        let account = increment(db, &keys.account, now, ACCOUNT_WINDOW).await?;
-        if account.failures >= self.free_attempts {
-            let doublings = u32::try_from(account.failures - self.free_attempts)
+        let account = store::count_failure(db, &keys.account, now, ACCOUNT_WINDOW).await?;
+        if account.count >= self.free_attempts {
+            let doublings = u32::try_from(account.count - self.free_attempts)
                 .unwrap_or(0)
                 .min(20);
             let delay = (self.base_delay * 2_i32.saturating_pow(doublings)).min(self.max_delay);
-            set_blocked_until(db, &keys.account, now + delay).await?;
+            store::block(db, &keys.account, now + delay).await?;
         }
-        let address = increment(db, &keys.address, now, self.address_window).await?;
-        if address.failures >= self.address_max_failures {
-            set_blocked_until(
+        let address = store::count_failure(db, &keys.address, now, self.address_window).await?;
+        if address.count >= self.address_max_failures {
+            store::block(
                 db,
                 &keys.address,
                 address.window_start + self.address_window,
@@ -123,70 +110,14 @@ impl Throttle {
         keys: &AttemptKeys,
     ) -> Result<(), AuthError> {
         if self.enabled {
-            row::Entity::delete_by_id(keys.account.clone())
-                .exec(db)
-                .await?;
+            store::forget(db, &keys.account).await?;
         }
         Ok(())
     }
 }
 
-use sea_orm::{ColumnTrait, QueryFilter};
-
 /// How long an account's failures count before they are forgotten.
 const ACCOUNT_WINDOW: TimeDelta = TimeDelta::days(1);
-
-/// Adds one failure to `key` in a single statement (so concurrent failures are all counted),
-/// starting a new window when the current one began at or before `now - window`.
-async fn increment(
-    db: &DatabaseConnection,
-    key: &str,
-    now: DateTime<Utc>,
-    window: TimeDelta,
-) -> Result<row::Model, AuthError> {
-    use sea_orm::ExprTrait as _;
-    let stale = Expr::col((row::Entity, row::Column::WindowStart)).lte(now - window);
-    let failures = Expr::case(stale.clone(), 1)
-        .finally(Expr::col((row::Entity, row::Column::Failures)).add(1));
-    let window_start =
-        Expr::case(stale, now).finally(Expr::col((row::Entity, row::Column::WindowStart)));
-    let model = row::ActiveModel {
-        key: Set(key.to_owned()),
-        failures: Set(1),
-        window_start: Set(now),
-        blocked_until: Set(None),
-    };
-    let updated = row::Entity::insert(model)
-        .on_conflict(
-            OnConflict::column(row::Column::Key)
-                .value(row::Column::Failures, failures)
-                .value(row::Column::WindowStart, window_start)
-                .to_owned(),
-        )
-        .exec_with_returning(db)
-        .await?;
-    Ok(updated)
-}
-
-/// Moves `key`'s block to `until`, never earlier than it already is (a concurrent failure
-/// with a lower count must not shorten it).
-async fn set_blocked_until(
-    db: &DatabaseConnection,
-    key: &str,
-    until: DateTime<Utc>,
-) -> Result<(), AuthError> {
-    row::Entity::update_many()
-        .col_expr(row::Column::BlockedUntil, Expr::value(until))
-        .filter(row::Column::Key.eq(key))
-        .filter(
-            sea_orm::Condition::any()
-                .add(row::Column::BlockedUntil.is_null())
-                .add(row::Column::BlockedUntil.lt(until)),
-        )
-        .exec(db)
-        .await?;
-    Ok(())
-}
 
 /// Whole seconds, rounded up: a client that waits exactly this long is let through.
 fn to_duration(delta: TimeDelta) -> Duration {

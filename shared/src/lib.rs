@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod error;
 pub mod proto;
 pub mod server;
 pub mod status;

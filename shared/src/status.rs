@@ -1,28 +1,7 @@
-//! Building `tonic::Status` values with the rich error model (AIP-193): every error carries a
-//! `google.rpc.ErrorInfo` with a stable UPPER_SNAKE `reason`; INVALID_ARGUMENT also carries
-//! `google.rpc.BadRequest` field violations.
+//! Request-side helpers of the rich error model: the field violations a parse collects (sent
+//! as `google.rpc.BadRequest` by `crate::error`), and the bearer token of a request.
 
-use std::time::Duration;
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
-
-/// A status with an `ErrorInfo` of `reason` in `domain`.
-pub fn with_reason(code: Code, message: impl Into<String>, reason: &str, domain: &str) -> Status {
-    let details = ErrorDetails::with_error_info(reason, domain, std::collections::HashMap::new());
-    Status::with_error_details(code, message, details)
-}
-
-/// RESOURCE_EXHAUSTED with a `RetryInfo` telling the client when to try again.
-pub fn retry_after(
-    message: impl Into<String>,
-    reason: &str,
-    domain: &str,
-    delay: Duration,
-) -> Status {
-    let mut details = ErrorDetails::with_retry_info(Some(delay));
-    details.set_error_info(reason, domain, std::collections::HashMap::new());
-    Status::with_error_details(Code::ResourceExhausted, message, details)
-}
+use tonic_types::FieldViolation;
 
 /// Field violations collected while parsing a request.
 #[derive(Debug, Default, Clone)]
@@ -44,26 +23,27 @@ impl FieldViolations {
         self.0.is_empty()
     }
 
-    /// INVALID_ARGUMENT listing every violation, with `ErrorInfo` `reason` in `domain`.
-    pub fn into_status(self, reason: &str, domain: &str) -> Status {
-        let message = self
-            .0
+    /// The parsed `value` when nothing was recorded, else these violations (for the
+    /// service's INVALID_ARGUMENT error).
+    pub fn finish<T>(self, value: Option<T>) -> Result<T, Self> {
+        match value {
+            Some(value) if self.is_empty() => Ok(value),
+            _ => Err(self),
+        }
+    }
+
+    /// The violations, for a `google.rpc.BadRequest`.
+    pub fn to_vec(&self) -> Vec<FieldViolation> {
+        self.0.clone()
+    }
+
+    /// One line naming every violation, for the status message.
+    pub fn summary(&self) -> String {
+        self.0
             .iter()
             .map(|v| format!("{}: {}", v.field, v.description))
             .collect::<Vec<_>>()
-            .join("; ");
-        let mut details = ErrorDetails::with_bad_request(self.0);
-        details.set_error_info(reason, domain, std::collections::HashMap::new());
-        Status::with_error_details(Code::InvalidArgument, message, details)
-    }
-
-    /// `Ok(value)` when nothing was recorded, else the INVALID_ARGUMENT status.
-    pub fn finish<T>(self, value: T, reason: &str, domain: &str) -> Result<T, Status> {
-        if self.is_empty() {
-            Ok(value)
-        } else {
-            Err(self.into_status(reason, domain))
-        }
+            .join("; ")
     }
 }
 
@@ -88,22 +68,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn invalid_argument_carries_every_violation_and_a_reason() {
+    fn violations_are_kept_in_order_and_summed_up_in_one_line() {
         let mut violations = FieldViolations::new();
+        assert!(violations.is_empty());
         violations.add("email", "must be an email address");
         violations.add("password", "must be at least 8 characters");
-        let status = violations.into_status("INVALID_SIGN_UP", "auth.todo");
-        assert_eq!(status.code(), Code::InvalidArgument);
-        let details = status.get_error_details();
+        assert_eq!(violations.to_vec().len(), 2);
         assert_eq!(
-            details.bad_request().map(|b| b.field_violations.len()),
-            Some(2)
+            violations.summary(),
+            "email: must be an email address; password: must be at least 8 characters"
         );
-        assert_eq!(
-            details.error_info().map(|i| i.reason.as_str()),
-            Some("INVALID_SIGN_UP")
-        );
-        assert!(status.message().contains("email: must be an email address"));
     }
 
     #[test]

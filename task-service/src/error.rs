@@ -1,9 +1,13 @@
-//! The task-service's one error type and its one mapping to `tonic::Status` (DESIGN.md's
-//! table). Internal causes go to the log; clients get a stable `ErrorInfo` reason and a
-//! message that leaks nothing.
+//! The task-service's one error type. Its mapping to `tonic::Status` (code, stable reason,
+//! public message, log level per variant) is the README's error table; the boundary itself is
+//! `shared::error`, shared with the auth-service.
 
 use sea_orm::DbErr;
-use shared::status::{FieldViolations, with_reason};
+use shared::{
+    error::{DatabaseError, Extra, INTERNAL, INTERNAL_MESSAGE, LogLevel, ServiceError, to_status},
+    status::FieldViolations,
+};
+use std::borrow::Cow;
 use tonic::{Code, Status};
 
 /// `ErrorInfo.domain` of every task-service error.
@@ -16,7 +20,7 @@ pub const INVALID_TOKEN_MESSAGE: &str = "missing, invalid or expired access toke
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
     /// Bad input, field by field.
-    #[error("invalid argument")]
+    #[error("invalid argument: {}", .0.summary())]
     InvalidArgument(FieldViolations),
     /// No such task for this caller (it may exist for someone else: the answer is the same).
     #[error("task not found")]
@@ -31,79 +35,81 @@ pub enum TaskError {
     /// Tokens cannot be checked now: no keys yet, or (strict mode) the auth-service is down.
     #[error("auth-service unavailable: {0}")]
     AuthUnavailable(String),
-    /// The database cannot be reached or the pool is exhausted.
-    #[error("database unavailable: {0}")]
-    Unavailable(DbErr),
+    /// The database failed (unavailable, or a bug).
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-impl TaskError {
-    /// INVALID_ARGUMENT for a single field.
-    pub fn invalid(field: &str, description: impl Into<String>) -> Self {
-        let mut violations = FieldViolations::new();
-        violations.add(field, description);
-        Self::InvalidArgument(violations)
+impl From<DbErr> for TaskError {
+    fn from(error: DbErr) -> Self {
+        Self::Database(error.into())
     }
 }
 
-impl From<DbErr> for TaskError {
-    fn from(error: DbErr) -> Self {
-        if shared::db::is_unavailable(&error) {
-            Self::Unavailable(error)
-        } else {
-            Self::Internal(format!("database: {error}"))
+impl ServiceError for TaskError {
+    const DOMAIN: &'static str = ERROR_DOMAIN;
+
+    fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::NotFound => Code::NotFound,
+            Self::EtagMismatch => Code::Aborted,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::AuthUnavailable(_) => Code::Unavailable,
+            Self::Database(error) => error.code(),
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Self::NotFound => "TASK_NOT_FOUND",
+            Self::EtagMismatch => "ETAG_MISMATCH",
+            Self::Unauthenticated(_) => "INVALID_TOKEN",
+            Self::AuthUnavailable(_) => "AUTH_SERVICE_UNAVAILABLE",
+            Self::Database(error) => error.reason(),
+            Self::Internal(_) => INTERNAL,
+        }
+    }
+
+    fn public_message(&self) -> Cow<'static, str> {
+        match self {
+            Self::InvalidArgument(violations) => violations.summary().into(),
+            Self::NotFound => "task not found".into(),
+            Self::EtagMismatch => {
+                "the task has changed since this etag was read: get it again and retry".into()
+            }
+            Self::Unauthenticated(_) => INVALID_TOKEN_MESSAGE.into(),
+            Self::AuthUnavailable(_) => "cannot verify access tokens right now, retry later".into(),
+            Self::Database(error) => error.public_message(),
+            Self::Internal(_) => INTERNAL_MESSAGE.into(),
+        }
+    }
+
+    fn log_level(&self) -> LogLevel {
+        match self {
+            Self::InvalidArgument(_) | Self::NotFound | Self::EtagMismatch => LogLevel::None,
+            Self::Unauthenticated(_) => LogLevel::Info,
+            Self::AuthUnavailable(_) => LogLevel::Warn,
+            Self::Database(_) | Self::Internal(_) => LogLevel::Error,
+        }
+    }
+
+    fn extra(&self) -> Extra<'_> {
+        match self {
+            Self::InvalidArgument(violations) => Extra::BadRequest(violations),
+            _ => Extra::None,
         }
     }
 }
 
 impl From<TaskError> for Status {
     fn from(error: TaskError) -> Self {
-        let d = ERROR_DOMAIN;
-        match error {
-            TaskError::InvalidArgument(violations) => violations.into_status("INVALID_ARGUMENT", d),
-            TaskError::NotFound => {
-                with_reason(Code::NotFound, "task not found", "TASK_NOT_FOUND", d)
-            }
-            TaskError::EtagMismatch => with_reason(
-                Code::Aborted,
-                "the task has changed since this etag was read: get it again and retry",
-                "ETAG_MISMATCH",
-                d,
-            ),
-            TaskError::Unauthenticated(reason) => {
-                tracing::info!(%reason, "access token refused");
-                with_reason(
-                    Code::Unauthenticated,
-                    INVALID_TOKEN_MESSAGE,
-                    "INVALID_TOKEN",
-                    d,
-                )
-            }
-            TaskError::AuthUnavailable(cause) => {
-                tracing::warn!(%cause, "cannot check access tokens");
-                with_reason(
-                    Code::Unavailable,
-                    "cannot verify access tokens right now, retry later",
-                    "AUTH_SERVICE_UNAVAILABLE",
-                    d,
-                )
-            }
-            TaskError::Unavailable(cause) => {
-                tracing::error!(%cause, "database unavailable");
-                with_reason(
-                    Code::Unavailable,
-                    "service temporarily unavailable, retry later",
-                    "DATABASE_UNAVAILABLE",
-                    d,
-                )
-            }
-            TaskError::Internal(cause) => {
-                tracing::error!(%cause, "internal error");
-                with_reason(Code::Internal, "internal error", "INTERNAL", d)
-            }
-        }
+        to_status(&error)
     }
 }
 
@@ -116,7 +122,11 @@ mod tests {
     fn every_error_maps_to_its_documented_code_and_reason() {
         let cases = [
             (
-                TaskError::invalid("title", "is required"),
+                TaskError::InvalidArgument({
+                    let mut violations = FieldViolations::new();
+                    violations.add("title", "is required");
+                    violations
+                }),
                 Code::InvalidArgument,
                 "INVALID_ARGUMENT",
             ),

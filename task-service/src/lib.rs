@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod page_token;
 pub mod repo;
+mod requests;
 pub mod service;
 
 use crate::{

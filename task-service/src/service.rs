@@ -4,13 +4,11 @@
 
 use crate::{
     auth::Caller,
-    domain::{
-        CompletedFilter, Description, Etag, NewTask, PageSize, RequestId, TaskChanges, TaskId,
-        Title,
-    },
+    domain::{Etag, NewTask, TaskId},
     error::TaskError,
     page_token::PageTokens,
     repo::{Task, Tasks},
+    requests::{Deletion, ListQuery, Update},
 };
 use sea_orm::DatabaseConnection;
 use shared::{
@@ -19,7 +17,6 @@ use shared::{
         timestamp,
         todo::task::v1::{self as pb, task_service_server::TaskService},
     },
-    status::FieldViolations,
 };
 use tonic::{Request, Response, Status};
 use tracing::{Span, field::display, instrument};
@@ -51,10 +48,6 @@ impl TaskApi {
     }
 }
 
-fn invalid(violations: FieldViolations) -> Status {
-    TaskError::InvalidArgument(violations).into()
-}
-
 fn task_pb(task: Task) -> pb::Task {
     pb::Task {
         id: task.id.to_string(),
@@ -68,60 +61,10 @@ fn task_pb(task: Task) -> pb::Task {
     }
 }
 
-/// Parses `id` and records it on the span.
-fn task_id(raw: &str, field: &str, v: &mut FieldViolations) -> Option<TaskId> {
-    let id = TaskId::parse(raw, field, v)?;
-    Span::current().record("task_id", display(id));
-    Some(id)
-}
-
-/// The fields an UpdateTask writes: those named by the mask, or (no mask) every field set to
-/// a non-default value (AIP-134).
-fn task_changes(
-    task: pb::Task,
-    mask: Option<prost_types::FieldMask>,
-    v: &mut FieldViolations,
-) -> Option<TaskChanges> {
-    let (mut title, mut description, mut completed) = (false, false, false);
-    match mask {
-        None => {
-            title = !task.title.is_empty();
-            description = !task.description.is_empty();
-            completed = task.completed;
-        }
-        Some(mask) => {
-            for path in &mask.paths {
-                match path.trim() {
-                    "title" => title = true,
-                    "description" => description = true,
-                    "completed" => completed = true,
-                    "*" => (title, description, completed) = (true, true, true),
-                    other => v.add(
-                        "update_mask.paths",
-                        format!(
-                            "unknown field {other:?}: expected title, description, completed or *"
-                        ),
-                    ),
-                }
-            }
-        }
-    }
-    let changes = TaskChanges {
-        title: title
-            .then(|| Title::parse(&task.title, "task.title", v))
-            .flatten(),
-        description: description
-            .then(|| Description::parse(task.description, "task.description", v))
-            .flatten(),
-        completed: completed.then_some(task.completed),
-    };
-    if changes.is_empty() && v.is_empty() {
-        v.add(
-            "update_mask",
-            "names no field to change (title, description or completed)",
-        );
-    }
-    v.is_empty().then_some(changes)
+/// Records the task's id on the RPC's span.
+fn record<Id: std::fmt::Display>(id: Id) -> Id {
+    Span::current().record("task_id", display(&id));
+    id
 }
 
 #[tonic::async_trait]
@@ -132,22 +75,9 @@ impl TaskService for TaskApi {
         request: Request<pb::CreateTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
         let (_, tasks) = self.caller(&request)?;
-        let req = request.into_inner();
-        let mut v = FieldViolations::new();
-        let title = Title::parse(&req.title, "title", &mut v);
-        let description = Description::parse(req.description, "description", &mut v);
-        let request_id = RequestId::parse_optional(&req.request_id, "request_id", &mut v);
-        let (Some(title), Some(description), Some(request_id)) = (title, description, request_id)
-        else {
-            return Err(invalid(v));
-        };
-        let new = NewTask {
-            title,
-            description,
-            request_id,
-        };
+        let new = NewTask::try_from(request.into_inner())?;
         let task = tasks.create(new, self.clock.now()).await?;
-        Span::current().record("task_id", display(task.id));
+        record(&task.id);
         Ok(Response::new(task_pb(task)))
     }
 
@@ -157,10 +87,7 @@ impl TaskService for TaskApi {
         request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
         let (_, tasks) = self.caller(&request)?;
-        let mut v = FieldViolations::new();
-        let Some(id) = task_id(&request.get_ref().id, "id", &mut v) else {
-            return Err(invalid(v));
-        };
+        let id = record(TaskId::try_from(request.get_ref())?);
         Ok(Response::new(task_pb(tasks.get(id).await?)))
     }
 
@@ -170,32 +97,15 @@ impl TaskService for TaskApi {
         request: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
         let (caller, tasks) = self.caller(&request)?;
-        let req = request.into_inner();
-        let filter = CompletedFilter::from(req.completed);
-        let mut v = FieldViolations::new();
-        let size = PageSize::parse(req.page_size, "page_size", &mut v);
-        let after = if req.page_token.is_empty() {
-            None
-        } else {
-            match self
-                .page_tokens
-                .decode(&req.page_token, caller.user_id(), filter)
-            {
-                Ok(after) => Some(after),
-                Err(error) => {
-                    v.add("page_token", error.to_string());
-                    None
-                }
-            }
-        };
-        let Some(size) = size.filter(|_| v.is_empty()) else {
-            return Err(invalid(v));
-        };
-        Span::current().record("page_size", size.0);
-        let page = tasks.list(filter, after, size).await?;
+        let query = ListQuery::parse(request.get_ref(), caller.user_id(), &self.page_tokens)?;
+        Span::current().record("page_size", query.size.0);
+        let page = tasks.list(query.filter, query.after, query.size).await?;
         Span::current().record("count", page.tasks.len());
         let next_page_token = match page.tasks.last() {
-            Some(last) if page.more => self.page_tokens.encode(caller.user_id(), filter, last.id),
+            Some(last) if page.more => {
+                self.page_tokens
+                    .encode(caller.user_id(), query.filter, last.id)
+            }
             _ => String::new(),
         };
         Ok(Response::new(pb::ListTasksResponse {
@@ -210,19 +120,11 @@ impl TaskService for TaskApi {
         request: Request<pb::UpdateTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
         let (_, tasks) = self.caller(&request)?;
-        let req = request.into_inner();
-        let mut v = FieldViolations::new();
-        let Some(mut task) = req.task else {
-            v.add("task", "is required (with at least its id)");
-            return Err(invalid(v));
-        };
-        let id = task_id(&task.id, "task.id", &mut v);
-        let etag = Etag::parse_optional(&std::mem::take(&mut task.etag), "task.etag", &mut v);
-        let changes = task_changes(task, req.update_mask, &mut v);
-        let (Some(id), Some(etag), Some(changes)) = (id, etag, changes) else {
-            return Err(invalid(v));
-        };
-        let task = tasks.update(id, changes, etag, self.clock.now()).await?;
+        let update = Update::try_from(request.into_inner())?;
+        let id = record(update.id);
+        let task = tasks
+            .update(id, update.changes, update.etag, self.clock.now())
+            .await?;
         Ok(Response::new(task_pb(task)))
     }
 
@@ -232,14 +134,8 @@ impl TaskService for TaskApi {
         request: Request<pb::DeleteTaskRequest>,
     ) -> Result<Response<()>, Status> {
         let (_, tasks) = self.caller(&request)?;
-        let req = request.get_ref();
-        let mut v = FieldViolations::new();
-        let id = task_id(&req.id, "id", &mut v);
-        let etag = Etag::parse_optional(&req.etag, "etag", &mut v);
-        let (Some(id), Some(etag)) = (id, etag) else {
-            return Err(invalid(v));
-        };
-        tasks.delete(id, etag).await?;
+        let deletion = Deletion::try_from(request.get_ref())?;
+        tasks.delete(record(deletion.id), deletion.etag).await?;
         Ok(Response::new(()))
     }
 
@@ -249,10 +145,7 @@ impl TaskService for TaskApi {
         request: Request<pb::ToggleTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
         let (_, tasks) = self.caller(&request)?;
-        let mut v = FieldViolations::new();
-        let Some(id) = task_id(&request.get_ref().id, "id", &mut v) else {
-            return Err(invalid(v));
-        };
+        let id = record(TaskId::try_from(request.get_ref())?);
         Ok(Response::new(task_pb(
             tasks.toggle(id, self.clock.now()).await?,
         )))

@@ -1,0 +1,237 @@
+//! `sessions` and `refresh_tokens`: one session per sign-in, and every refresh token it was
+//! given, stored only as hashes.
+
+use super::{
+    entity::{refresh_token, session, user},
+    users::User,
+};
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, TransactionTrait, sea_query::Expr,
+};
+use uuid::Uuid;
+
+/// A session: what a sign-in opened and a sign-out (or reuse detection) revokes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// Derives each next refresh token from the current one. Never logged.
+    pub rotation_secret: Vec<u8>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl Session {
+    /// Neither revoked nor expired at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<session::Model> for Session {
+    fn from(row: session::Model) -> Self {
+        Self {
+            id: row.id,
+            user_id: row.user_id,
+            rotation_secret: row.rotation_secret,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+/// A stored refresh token (known by its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub session_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    /// When and with which signing key it was exchanged, once it has been.
+    pub spent: Option<Spent>,
+}
+
+/// The exchange of a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spent {
+    pub at: DateTime<Utc>,
+    /// The key that signed the access token issued with its successor.
+    pub kid: String,
+}
+
+impl TryFrom<refresh_token::Model> for RefreshToken {
+    type Error = DbErr;
+
+    fn try_from(row: refresh_token::Model) -> Result<Self, DbErr> {
+        let spent = match (row.spent_at, row.spent_kid) {
+            (None, _) => None,
+            (Some(at), Some(kid)) => Some(Spent { at, kid }),
+            (Some(_), None) => {
+                return Err(DbErr::Custom(
+                    "refresh token spent without the key of its successor".into(),
+                ));
+            }
+        };
+        Ok(Self {
+            session_id: row.session_id,
+            created_at: row.created_at,
+            spent,
+        })
+    }
+}
+
+/// What a new session is made of.
+pub struct NewSession {
+    pub user_id: Uuid,
+    pub rotation_secret: Vec<u8>,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Opens a session with its first refresh token (by hash).
+pub(crate) async fn create(
+    db: &DatabaseConnection,
+    new: NewSession,
+    refresh_token_hash: String,
+) -> Result<Session, DbErr> {
+    let row = session::Entity::insert(session::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(new.user_id),
+        rotation_secret: Set(new.rotation_secret),
+        created_at: Set(new.now),
+        expires_at: Set(new.expires_at),
+        last_used_at: Set(new.now),
+        revoked_at: Set(None),
+    })
+    .exec_with_returning(db)
+    .await?;
+    insert_refresh_token(db, refresh_token_hash, row.id, new.now).await?;
+    Ok(row.into())
+}
+
+/// The refresh token with this hash.
+pub(crate) async fn refresh_token(
+    db: &impl ConnectionTrait,
+    hash: &str,
+) -> Result<Option<RefreshToken>, DbErr> {
+    refresh_token::Entity::find_by_id(hash.to_owned())
+        .one(db)
+        .await?
+        .map(RefreshToken::try_from)
+        .transpose()
+}
+
+/// The session with this id.
+pub(crate) async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Session>, DbErr> {
+    Ok(session::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(Session::from))
+}
+
+/// The session with this id and its user, in one query.
+pub(crate) async fn with_user(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<(Session, User)>, DbErr> {
+    let found = session::Entity::find_by_id(id)
+        .find_also_related(user::Entity)
+        .one(db)
+        .await?;
+    Ok(match found {
+        Some((session, Some(user))) => Some((session.into(), user.into())),
+        _ => None,
+    })
+}
+
+/// Exchanging one refresh token for its successor.
+pub struct Exchange<'a> {
+    pub spent_hash: &'a str,
+    pub successor_hash: String,
+    pub session_id: Uuid,
+    /// The key that signs the access token issued with the successor.
+    pub kid: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// Marks the token spent, stores its successor and touches the session, atomically. `false`
+/// when the token was already spent (a concurrent exchange won), and then nothing changes.
+pub(crate) async fn exchange(
+    db: &DatabaseConnection,
+    exchange: Exchange<'_>,
+) -> Result<bool, DbErr> {
+    let txn = db.begin().await?;
+    let spent = refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::SpentAt, Expr::value(exchange.now))
+        .col_expr(
+            refresh_token::Column::SpentKid,
+            Expr::value(exchange.kid.to_owned()),
+        )
+        .filter(refresh_token::Column::TokenHash.eq(exchange.spent_hash))
+        .filter(refresh_token::Column::SpentAt.is_null())
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    if spent != 1 {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    insert_refresh_token(
+        &txn,
+        exchange.successor_hash,
+        exchange.session_id,
+        exchange.now,
+    )
+    .await?;
+    session::Entity::update_many()
+        .col_expr(session::Column::LastUsedAt, Expr::value(exchange.now))
+        .filter(session::Column::Id.eq(exchange.session_id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Revokes the session (if it is not already).
+pub(crate) async fn revoke(
+    db: &impl ConnectionTrait,
+    session_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(now))
+        .filter(session::Column::Id.eq(session_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+async fn insert_refresh_token(
+    db: &impl ConnectionTrait,
+    hash: String,
+    session_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    refresh_token::Entity::insert(refresh_token::ActiveModel {
+        token_hash: Set(hash),
+        session_id: Set(session_id),
+        created_at: Set(now),
+        spent_at: Set(None),
+        spent_kid: Set(None),
+    })
+    .exec(db)
+    .await?;
+    Ok(())
+}
