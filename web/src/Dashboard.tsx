@@ -1,7 +1,6 @@
-import { Code } from "@connectrpc/connect";
 import { useCallback, useEffect, useRef, useState, type FormEvent } from "react";
 import { Alert, Field, TextArea } from "./Field";
-import { describe, type Problem } from "./errors";
+import { describe, sessionProblem, type Problem } from "./errors";
 import type { Task } from "./gen/todo/task/v1/task_pb";
 import type { Session } from "./session";
 import { TaskItem } from "./TaskItem";
@@ -68,7 +67,7 @@ export function Dashboard({ session }: { session: Session }) {
   const remove = (id: string) => setTasks((shown) => shown.filter((t) => t.id !== id));
   const report = (error: unknown) => {
     const found = describe(error);
-    if (found.code !== Code.Unauthenticated) setProblem(found);
+    if (!sessionProblem(found)) setProblem(found);
   };
 
   return (
@@ -144,7 +143,7 @@ function NewTask({ session, onCreated }: { session: Session; onCreated: (task: T
       titleInput.current?.focus();
     } catch (error) {
       const found = describe(error);
-      if (found.code !== Code.Unauthenticated) setProblem(found);
+      if (!sessionProblem(found)) setProblem(found);
     } finally {
       setBusy(false);
     }

@@ -1,6 +1,5 @@
-import { Code } from "@connectrpc/connect";
 import { useState, type FormEvent } from "react";
-import { Field, TextArea } from "./Field";
+import { Alert, Field, TextArea } from "./Field";
 import { describe, type Problem } from "./errors";
 import type { Task } from "./gen/todo/task/v1/task_pb";
 import type { Session } from "./session";
@@ -21,11 +20,11 @@ export function TaskItem({ task, session, onChanged, onDeleted, onError }: Props
   const [problem, setProblem] = useState<Problem | null>(null);
   const [busy, setBusy] = useState(false);
 
-  /** After ABORTED (changed elsewhere) or NOT_FOUND (deleted elsewhere), show the truth. */
+  /** After ETAG_MISMATCH (changed elsewhere) or TASK_NOT_FOUND (deleted elsewhere), show the truth. */
   async function resync(error: unknown) {
-    const code = describe(error).code;
-    if (code === Code.NotFound) return onDeleted(task.id);
-    if (code === Code.Aborted) {
+    const { kind } = describe(error);
+    if (kind === "not-found") return onDeleted(task.id);
+    if (kind === "etag-mismatch") {
       try {
         onChanged(await session.tasks.getTask({ id: task.id }));
       } catch (again) {
@@ -77,7 +76,8 @@ export function TaskItem({ task, session, onChanged, onDeleted, onError }: Props
         onChanged(updated);
       } catch (error) {
         const found = describe(error);
-        if (found.code === Code.InvalidArgument) setProblem(found);
+        // The user can fix these here: keep the form open.
+        if (found.kind === "invalid-argument" || found.kind === "request-too-large") setProblem(found);
         else {
           setEditing(false);
           await resync(error);
@@ -107,6 +107,7 @@ export function TaskItem({ task, session, onChanged, onDeleted, onError }: Props
             onChange={(e) => setDescription(e.target.value)}
             error={problem?.fields.description}
           />
+          <Alert message={problem && !Object.keys(problem.fields).length ? problem.message : undefined} />
           <button type="submit" disabled={busy}>
             Save
           </button>

@@ -1,5 +1,6 @@
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { describe } from "./errors";
 import { AuthService, type TokenPair } from "./gen/todo/auth/v1/auth_pb";
 import { TaskService } from "./gen/todo/task/v1/task_pb";
 import type { Config } from "./config";
@@ -13,10 +14,11 @@ import type { Config } from "./config";
  *   services return it in the response body (there is no httpOnly cookie to use instead), so
  *   script on this origin can read it either way; a strict Content-Security-Policy on the
  *   static host is the defence against injected script.
- * Every task call carries `authorization: Bearer <access token>`. When one fails with
- * UNAUTHENTICATED, the session refreshes (one Refresh in flight at a time, shared by every
- * waiting call) and the call is retried once. When the refresh token is refused too, the
- * session is over and the app goes back to sign-in.
+ * Every task call carries `authorization: Bearer <access token>`. When one is refused with
+ * reason INVALID_TOKEN, the session refreshes (one Refresh in flight at a time, shared by every
+ * waiting call) and the call is retried once. When Refresh answers INVALID_REFRESH_TOKEN, the
+ * session is over and the app goes back to sign-in. (`describe` reads the reason; an
+ * UNAUTHENTICATED without `ErrorInfo`, e.g. from a proxy, falls back to "token-invalid".)
  */
 const REFRESH_KEY = "todo.refreshToken";
 
@@ -103,7 +105,10 @@ export class Session {
       this.store(tokens);
       return tokens.accessToken;
     } catch (error) {
-      if (error instanceof ConnectError && error.code === Code.Unauthenticated) {
+      const problem = describe(error);
+      // Refresh refuses with INVALID_REFRESH_TOKEN; any other UNAUTHENTICATED here (e.g. one
+      // without ErrorInfo, "token-invalid" by the code fallback) is about the refresh token too.
+      if (problem.kind === "refresh-token-invalid" || problem.kind === "token-invalid") {
         this.clear();
         this.emit(false, "Your session has ended. Please sign in again.");
         return null;
@@ -112,7 +117,7 @@ export class Session {
     }
   }
 
-  /** Adds the bearer token; on UNAUTHENTICATED refreshes once and retries once. */
+  /** Adds the bearer token; on INVALID_TOKEN refreshes once and retries once. */
   private bearer: Interceptor = (next) => async (request) => {
     const token = this.accessToken ?? (await this.refresh());
     if (!token) throw new ConnectError("signed out", Code.Unauthenticated);
@@ -120,7 +125,7 @@ export class Session {
     try {
       return await next(request);
     } catch (error) {
-      if (!(error instanceof ConnectError) || error.code !== Code.Unauthenticated) throw error;
+      if (describe(error).kind !== "token-invalid") throw error;
       // Another call may have refreshed already; otherwise refresh now.
       const fresh =
         this.accessToken !== null && this.accessToken !== token

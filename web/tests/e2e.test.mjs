@@ -21,6 +21,7 @@ const repo = resolve(web, "..");
 const dist = join(web, "dist");
 const artifacts = join(repo, "target", "web-e2e");
 const ACCESS_TOKEN_TTL_SECS = 3;
+const MAX_REQUEST_BYTES = 8192; // small enough for a description to go over it
 const PASSWORD = "correct horse battery staple";
 
 let stack, server, browser, origin, data;
@@ -67,6 +68,7 @@ function startStack(allowedOrigin) {
       TASK_DATABASE_URL: `sqlite://${data}/tasks.db`,
       CORS_ALLOWED_ORIGINS: allowedOrigin,
       ACCESS_TOKEN_TTL_SECS: String(ACCESS_TOKEN_TTL_SECS),
+      MAX_REQUEST_BYTES: String(MAX_REQUEST_BYTES),
       JWT_LEEWAY_SECS: "0",
       RUST_LOG: "warn",
     },
@@ -167,6 +169,13 @@ test("two users manage their own tasks and never see each other's", async () => 
   await titleError.waitFor();
   assert.match(await titleError.innerText(), /required/);
   assert.equal(await ada.getByLabel("New task").getAttribute("aria-invalid"), "true");
+
+  // A request over the size limit (RESOURCE_EXHAUSTED, reason REQUEST_TOO_LARGE) is not
+  // mistaken for throttling.
+  await ada.getByLabel("New task").fill("Too long");
+  await ada.getByLabel("Description (optional)").fill("x".repeat(MAX_REQUEST_BYTES + 100));
+  await ada.getByRole("button", { name: "Add task" }).click();
+  await ada.getByRole("alert").filter({ hasText: "That is too long to send." }).waitFor();
 
   await addTask(ada, "Buy milk", "two litres");
   await addTask(ada, "Call mum");
