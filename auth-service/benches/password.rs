@@ -10,7 +10,7 @@ use argon2::{Algorithm, Argon2, PasswordHasher as _, Version};
 use auth_service::{
     config::AuthConfig,
     domain::Password,
-    password::{PasswordHasher, Verified, params},
+    password::{PasswordHasher, Verified},
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use shared::status::FieldViolations;
@@ -24,7 +24,7 @@ fn password() -> Password {
 
 fn argon2id(c: &mut Criterion) {
     let config = AuthConfig::for_database("127.0.0.1:0".parse().unwrap(), "sqlite::memory:");
-    let params = params(&config.passwords).unwrap();
+    let params = config.passwords.argon2_params().unwrap();
     assert_eq!(
         (params.m_cost(), params.t_cost(), params.p_cost()),
         (19456, 2, 1),

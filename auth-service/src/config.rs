@@ -125,6 +125,16 @@ pub struct PasswordArgs {
 }
 
 impl PasswordArgs {
+    /// The argon2id parameters these settings describe.
+    pub fn argon2_params(&self) -> Result<argon2::Params, argon2::Error> {
+        argon2::Params::new(
+            self.argon2_memory_kib,
+            self.argon2_iterations,
+            self.argon2_parallelism,
+            None,
+        )
+    }
+
     /// How many password hashes may run at once: `MAX_CONCURRENT_HASHES`, or one less than
     /// the number of CPUs (at least one).
     pub fn concurrent_hashes(&self) -> usize {
@@ -211,17 +221,30 @@ impl AuthConfig {
                 "MAX_CONCURRENT_HASHES must be greater than 0".into(),
             ));
         }
-        crate::password::params(&self.passwords)
+        self.passwords
+            .argon2_params()
             .map_err(|e| ConfigError::OutOfRange(format!("invalid argon2 parameters: {e}")))?;
         Ok(())
     }
 
-    /// The configuration with every default, listening on `listen_addr`, using `database_url`;
-    /// for tests and the dev launcher.
+    /// The configuration with every default (none read from the environment), listening on
+    /// `listen_addr`, using `database_url`; for tests and benchmarks.
     pub fn for_database(listen_addr: SocketAddr, database_url: &str) -> Self {
-        let mut config = Self::parse_from(["auth-service"]);
+        let mut config = shared::config::defaults(env!("CARGO_PKG_NAME"))
+            .unwrap_or_else(|| Self::parse_from(["auth-service"]));
         config.listen_addr = listen_addr;
         config.database_url = database_url.to_owned();
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AuthConfig;
+
+    #[test]
+    fn every_default_parses_without_reading_the_environment() {
+        let config: Option<AuthConfig> = shared::config::defaults("auth-service");
+        assert!(config.is_some_and(|c| c.validate().is_ok()));
     }
 }

@@ -19,16 +19,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-/// The argon2id parameters `args` describe.
-pub fn params(args: &PasswordArgs) -> Result<Params, argon2::Error> {
-    Params::new(
-        args.argon2_memory_kib,
-        args.argon2_iterations,
-        args.argon2_parallelism,
-        None,
-    )
-}
-
 /// Outcome of checking a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verified {
@@ -60,8 +50,9 @@ struct Workspaces {
 impl PasswordHasher {
     /// A hasher with `args`' parameters; computes one hash now (the dummy).
     pub fn new(args: &PasswordArgs) -> Result<Self, AuthError> {
-        let params =
-            params(args).map_err(|e| AuthError::internal(format!("argon2 parameters: {e}")))?;
+        let params = args
+            .argon2_params()
+            .map_err(|e| AuthError::internal(format!("argon2 parameters: {e}")))?;
         let permits = args.concurrent_hashes();
         let workspaces = Workspaces {
             permits: Arc::new(Semaphore::new(permits)),
@@ -295,7 +286,7 @@ mod tests {
         let reference = Argon2::new(
             Algorithm::Argon2id,
             Version::V0x13,
-            params(&args(64, 2)).unwrap(),
+            args(64, 2).argon2_params().unwrap(),
         );
         assert!(
             reference
@@ -323,7 +314,7 @@ mod tests {
         let older = Argon2::new(
             Algorithm::Argon2id,
             Version::V0x13,
-            params(&args(256, 1)).unwrap(),
+            args(256, 1).argon2_params().unwrap(),
         )
         .hash_password(b"correct horse")
         .unwrap()

@@ -63,6 +63,11 @@ impl Stack {
         self.task_addr
     }
 
+    /// The task-service's verification-key cache (for tests and benchmarks).
+    pub fn task_keys(&self) -> std::sync::Arc<task_service::auth::KeyCache> {
+        self.task.keys()
+    }
+
     /// Serves both until `shutdown` completes (or one of them stops on its own), then shuts
     /// them down gracefully: the task-service first, since its in-flight RPCs may still need
     /// the auth-service (unknown-key fetches, Introspect in strict mode).

@@ -6,6 +6,16 @@ use crate::token::{MIN_SHARED_SECRET_BYTES, TokenVerifier};
 use clap::{Args, ValueEnum};
 use std::time::Duration;
 
+/// A configuration with every default and nothing from the process environment (tests and
+/// the launcher set what they need on the value), so a variable exported in a developer's
+/// shell cannot change a test. `None` when a default does not parse, a bug that the
+/// services' own tests catch.
+pub fn defaults<C: clap::Parser>(bin: &str) -> Option<C> {
+    let command = C::command().mut_args(|arg| arg.env(None));
+    let matches = command.try_get_matches_from([bin]).ok()?;
+    C::from_arg_matches(&matches).ok()
+}
+
 /// Parses a listen address, with an error that shows what a valid one looks like.
 pub fn listen_addr(value: &str) -> Result<std::net::SocketAddr, String> {
     value.trim().parse().map_err(|_| {

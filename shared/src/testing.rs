@@ -108,3 +108,10 @@ pub async fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
         .await
         .expect("the server accepts connections")
 }
+
+/// Segment `index` of a JWT (0 header, 1 claims), decoded as JSON.
+pub fn jwt_json(token: &str, index: usize) -> serde_json::Value {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let segment = token.split('.').nth(index).expect("a JWT segment");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).expect("base64url")).expect("JSON")
+}

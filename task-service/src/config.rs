@@ -98,15 +98,16 @@ impl TaskConfig {
         Ok(())
     }
 
-    /// The configuration with every default, listening on `listen_addr`, using
-    /// `database_url`, and fetching keys from the auth-service at `auth_service_url`; for
-    /// tests and the dev launcher.
+    /// The configuration with every default (none read from the environment), listening on
+    /// `listen_addr`, using `database_url`, and fetching keys from the auth-service at
+    /// `auth_service_url`; for tests and benchmarks.
     pub fn for_database(
         listen_addr: SocketAddr,
         database_url: &str,
         auth_service_url: &str,
     ) -> Self {
-        let mut config = Self::parse_from(["task-service"]);
+        let mut config = shared::config::defaults(env!("CARGO_PKG_NAME"))
+            .unwrap_or_else(|| Self::parse_from(["task-service"]));
         config.listen_addr = listen_addr;
         config.database_url = database_url.to_owned();
         config.auth_service_url = auth_service_url.to_owned();
@@ -116,5 +117,16 @@ impl TaskConfig {
     /// Minimum time between key fetches triggered by unknown `kid`s.
     pub fn key_refresh_min_interval(&self) -> Duration {
         Duration::from_secs(self.key_refresh_min_interval_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskConfig;
+
+    #[test]
+    fn every_default_parses_without_reading_the_environment() {
+        let config: Option<TaskConfig> = shared::config::defaults("task-service");
+        assert!(config.is_some_and(|c| c.validate().is_ok()));
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 
-pub use shared::testing::{assert_error, violated_fields, with_bearer};
+pub use shared::testing::{assert_error, jwt_json, violated_fields, with_bearer};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -198,11 +198,4 @@ impl TestApp {
 
 pub fn tokens(response: &pb::SignUpResponse) -> &pb::TokenPair {
     response.tokens.as_ref().expect("tokens")
-}
-
-/// Segment `index` of a JWT (0 header, 1 claims), decoded as JSON.
-pub fn jwt_json(token: &str, index: usize) -> serde_json::Value {
-    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-    let segment = token.split('.').nth(index).expect("a JWT segment");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).expect("base64url")).expect("JSON")
 }

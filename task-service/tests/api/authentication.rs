@@ -166,7 +166,7 @@ async fn health_and_reflection_need_no_token() {
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
     let stack = TestStack::spawn().await;
-    let mut health = HealthClient::new(channel(stack.task.addr).await);
+    let mut health = HealthClient::new(channel(stack.task_addr).await);
     let status = health
         .check(HealthCheckRequest {
             service: "todo.task.v1.TaskService".into(),
@@ -180,7 +180,7 @@ async fn health_and_reflection_need_no_token() {
         tonic_health::pb::health_check_response::ServingStatus::Serving
     );
 
-    let mut reflection = ServerReflectionClient::new(channel(stack.task.addr).await);
+    let mut reflection = ServerReflectionClient::new(channel(stack.task_addr).await);
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),

@@ -84,8 +84,8 @@ async fn ask(addr: SocketAddr, v1alpha: bool, requests: &[Option<String>]) -> Ve
 async fn both_reflection_versions_resolve_every_service_they_list_and_survive_unknown_symbols() {
     let stack = TestStack::spawn().await;
     for (addr, api) in [
-        (stack._auth.addr, "todo.auth.v1.AuthService"),
-        (stack.task.addr, "todo.task.v1.TaskService"),
+        (stack.auth_addr, "todo.auth.v1.AuthService"),
+        (stack.task_addr, "todo.task.v1.TaskService"),
     ] {
         for v1alpha in [false, true] {
             let [Answer::Services(listed)] = &ask(addr, v1alpha, &[None]).await[..] else {
@@ -174,8 +174,8 @@ async fn an_oversized_grpc_web_request_gets_the_same_answer_over_http1() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let stack = TestStack::spawn().await;
     for (addr, method) in [
-        (stack._auth.addr, "todo.auth.v1.AuthService/SignIn"),
-        (stack.task.addr, "todo.task.v1.TaskService/CreateTask"),
+        (stack.auth_addr, "todo.auth.v1.AuthService/SignIn"),
+        (stack.task_addr, "todo.task.v1.TaskService/CreateTask"),
     ] {
         let length: u32 = 70_000;
         let mut body = vec![0u8];

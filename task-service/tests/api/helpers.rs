@@ -18,7 +18,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-pub use shared::testing::{assert_error, violated_fields, with_bearer};
+pub use shared::testing::{assert_error, jwt_json, violated_fields, with_bearer};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -106,15 +106,16 @@ pub async fn wait_until_serving(addr: SocketAddr, service: &str) {
     panic!("{service:?} at {addr} never reported SERVING");
 }
 
-/// Both services, ready.
+/// Both services, ready: started together the way `todo-stack` starts them.
 pub struct TestStack {
-    /// Kept so the auth-service runs as long as the stack.
-    pub _auth: Running,
-    pub task: Running,
+    pub auth_addr: SocketAddr,
+    pub task_addr: SocketAddr,
     pub clock: Arc<ManualClock>,
     pub keys: Arc<KeyCache>,
     pub auth_client: AuthServiceClient<Channel>,
     pub tasks: TaskServiceClient<Channel>,
+    /// Stops both services when the stack is dropped.
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl TestStack {
@@ -128,25 +129,30 @@ impl TestStack {
     ) -> Self {
         let clock = ManualClock::new(Utc::now());
         let database_url = fresh_database_url().await;
-        let auth = start_auth(
-            &database_url,
-            "127.0.0.1:0".parse().unwrap(),
-            clock.clone(),
-            configure_auth,
-        )
-        .await;
-        let (task, keys) =
-            start_task(&database_url, auth.addr, clock.clone(), configure_task).await;
-        wait_until_serving(task.addr, "todo.task.v1.TaskService").await;
-        let auth_client = AuthServiceClient::new(channel(auth.addr).await);
-        let tasks = TaskServiceClient::new(channel(task.addr).await);
+        let any_port = "127.0.0.1:0".parse().unwrap();
+        let mut auth = AuthConfig::for_database(any_port, &database_url);
+        auth.server.shutdown_drain_secs = 1;
+        configure_auth(&mut auth);
+        // The stack points the task-service at its own auth-service.
+        let mut task = TaskConfig::for_database(any_port, &database_url, "http://unused");
+        task.server.shutdown_drain_secs = 1;
+        configure_task(&mut task);
+        let stack = todo_stack::Stack::build(auth, task, clock.clone())
+            .await
+            .expect("both services start");
+        let (auth_addr, task_addr, keys) =
+            (stack.auth_addr(), stack.task_addr(), stack.task_keys());
+        let (stop, stopped) = shared::testing::shutdown_on_drop();
+        tokio::spawn(stack.run(stopped));
+        wait_until_serving(task_addr, "todo.task.v1.TaskService").await;
         Self {
-            _auth: auth,
-            task,
+            auth_addr,
+            task_addr,
             clock,
             keys,
-            auth_client,
-            tasks,
+            auth_client: AuthServiceClient::new(channel(auth_addr).await),
+            tasks: TaskServiceClient::new(channel(task_addr).await),
+            _stop: stop,
         }
     }
 
@@ -192,13 +198,6 @@ pub async fn sign_up(auth: &AuthServiceClient<Channel>, email: &str) -> auth_pb:
         .into_inner()
         .tokens
         .expect("tokens")
-}
-
-/// Segment `index` of a JWT (0 header, 1 claims), decoded as JSON.
-pub fn jwt_json(token: &str, index: usize) -> serde_json::Value {
-    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-    let segment = token.split('.').nth(index).expect("a JWT segment");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).expect("base64url")).expect("JSON")
 }
 
 /// The `kid` a JWT's header names.
