@@ -187,9 +187,14 @@ impl TestApp {
 
     /// A raw HTTP/1.1 request to the server's port; returns the whole response text.
     pub async fn http(&self, request: &str) -> String {
+        self.http_bytes(request.as_bytes()).await
+    }
+
+    /// [`TestApp::http`] for a request with a binary body.
+    pub async fn http_bytes(&self, request: &[u8]) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.write_all(request).await.unwrap();
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.unwrap();
         String::from_utf8_lossy(&response).into_owned()

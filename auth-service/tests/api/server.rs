@@ -158,3 +158,82 @@ async fn on_shutdown_health_turns_not_serving_and_the_server_stops_within_the_dr
             .is_ok()
     );
 }
+
+/// A SignIn request as a web page could make a visitor's browser send it without a CORS
+/// preflight: a "simple" POST with another content type, from a foreign origin.
+fn cross_site_sign_in(content_type: &str, password: &str) -> Vec<u8> {
+    use prost::Message;
+    let message = shared::proto::todo::auth::v1::SignInRequest {
+        email: "ada@example.com".into(),
+        password: password.into(),
+    }
+    .encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(&message);
+    let mut request = format!(
+        "POST /todo.auth.v1.AuthService/SignIn HTTP/1.1\r\nHost: test\r\n\
+         Origin: https://evil.example\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    request
+}
+
+#[tokio::test]
+async fn simple_cross_site_requests_never_reach_a_method_and_charge_nothing() {
+    // One free attempt: a single counted failure would block the account.
+    let app = TestApp::spawn_with(|c| c.throttle.throttle_free_attempts = 1).await;
+    app.sign_up("ada@example.com").await;
+    for content_type in [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        for _ in 0..3 {
+            let response = app
+                .http_bytes(&cross_site_sign_in(content_type, "wrong password"))
+                .await;
+            assert!(
+                response.starts_with("HTTP/1.1 415"),
+                "{content_type}: {response}"
+            );
+            // No gRPC answer at all: nothing ran.
+            assert!(
+                !response.to_lowercase().contains("\r\ngrpc-status:"),
+                "{response}"
+            );
+        }
+    }
+    // Nothing was counted: the right password still signs in at once.
+    app.sign_in("ada@example.com", PASSWORD).await.unwrap();
+}
+
+#[tokio::test]
+async fn only_gets_of_the_plain_documents_are_served_over_plain_http() {
+    let app = TestApp::spawn().await;
+    let request = |method: &str, path: &str| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let jwks = "/.well-known/jwks.json";
+    let sign_in = "/todo.auth.v1.AuthService/SignIn";
+    for (method, path, status) in [
+        ("GET", jwks, "200"),
+        ("HEAD", jwks, "200"),
+        ("POST", jwks, "405"),
+        ("GET", sign_in, "404"),
+        ("PUT", sign_in, "405"),
+        ("GET", "/", "404"),
+    ] {
+        let response = app.http(&request(method, path)).await;
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {status}")),
+            "{method} {path}: {response}"
+        );
+    }
+}

@@ -1,16 +1,31 @@
-//! The HTTP/1.1 side of the one-port server: grpc-web goes through tonic-web's translation,
-//! anything else reaches the plain router (e.g. the JWKS document).
+//! What may reach the services on the one port. Only gRPC requests (`application/grpc`,
+//! `application/grpc+proto`, grpc-web and grpc-web-text, any HTTP version) reach a gRPC
+//! method; grpc-web goes through tonic-web's translation. A browser sends `text/plain`,
+//! `application/x-www-form-urlencoded` and `multipart/form-data` POSTs cross-site without a
+//! CORS preflight, so anything else is refused here before any service runs: 415 for a body
+//! of another type, 405 for another method, 404 for a path that is not one of the plain
+//! HTTP documents (`GET`/`HEAD` of e.g. `/.well-known/jwks.json`), which alone reach the
+//! plain router.
 
 use axum::{body::Body as AxumBody, response::IntoResponse};
-use http::{StatusCode, header};
-use std::future::Future;
+use http::{Method, StatusCode, header};
+use std::{future::Future, sync::Arc};
 use tower::Service;
 
-/// Sends grpc-web and HTTP/2 requests through tonic-web's translation and lets plain
-/// HTTP/1.1 requests (e.g. `GET /.well-known/jwks.json`) reach the router untouched:
-/// tonic-web alone answers every non-grpc-web HTTP/1.1 request with 400.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct GrpcWebOrHttpLayer;
+/// Routes each request as described in the module docs; `plain_paths` are the plain HTTP
+/// documents (served for GET and HEAD only).
+#[derive(Debug, Clone, Default)]
+pub(super) struct GrpcWebOrHttpLayer {
+    plain_paths: Arc<[String]>,
+}
+
+impl GrpcWebOrHttpLayer {
+    pub(super) fn new(plain_paths: Vec<String>) -> Self {
+        Self {
+            plain_paths: plain_paths.into(),
+        }
+    }
+}
 
 impl<S: Clone> tower::Layer<S> for GrpcWebOrHttpLayer {
     type Service = GrpcWebOrHttp<S>;
@@ -19,6 +34,7 @@ impl<S: Clone> tower::Layer<S> for GrpcWebOrHttpLayer {
         GrpcWebOrHttp {
             web: tonic_web::GrpcWebLayer::new().layer(inner.clone()),
             plain: inner,
+            plain_paths: Arc::clone(&self.plain_paths),
         }
     }
 }
@@ -27,6 +43,37 @@ impl<S: Clone> tower::Layer<S> for GrpcWebOrHttpLayer {
 pub(super) struct GrpcWebOrHttp<S> {
     web: tonic_web::GrpcWebService<S>,
     plain: S,
+    plain_paths: Arc<[String]>,
+}
+
+/// Whether a request claims to be gRPC (native, grpc-web or grpc-web-text).
+pub(super) fn is_grpc<B>(request: &http::Request<B>) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// The answer to a request that is neither gRPC nor a plain document's GET/HEAD.
+fn refusal(method: &Method, is_plain_path: bool) -> http::Response<tonic::body::Body> {
+    let (status, allow) = if is_plain_path {
+        (StatusCode::METHOD_NOT_ALLOWED, Some("GET, HEAD"))
+    } else if *method == Method::GET || *method == Method::HEAD {
+        (StatusCode::NOT_FOUND, None)
+    } else if *method == Method::POST {
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, None)
+    } else {
+        (StatusCode::METHOD_NOT_ALLOWED, Some("POST"))
+    };
+    let mut response = http::Response::new(tonic::body::Body::empty());
+    *response.status_mut() = status;
+    if let Some(allow) = allow {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, http::HeaderValue::from_static(allow));
+    }
+    response
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -59,31 +106,26 @@ where
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         use tower::ServiceExt;
-        let is_grpc = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/grpc"));
-        if request.version() < http::Version::HTTP_2 && !is_grpc {
+        if is_grpc(&request) {
+            return Box::pin(self.web.clone().oneshot(request));
+        }
+        let method = request.method();
+        let is_plain_path = self.plain_paths.iter().any(|p| p == request.uri().path());
+        if is_plain_path && (method == Method::GET || method == Method::HEAD) {
             let plain = self.plain.clone();
-            Box::pin(async move {
+            return Box::pin(async move {
                 let response = plain.oneshot(request.map(tonic::body::Body::new)).await?;
                 Ok(response.map(tonic::body::Body::new))
-            })
-        } else {
-            Box::pin(self.web.clone().oneshot(request))
+            });
         }
+        let refused = refusal(method, is_plain_path);
+        Box::pin(std::future::ready(Ok(refused)))
     }
 }
 
 /// Unknown paths: gRPC clients get UNIMPLEMENTED, anything else a 404.
 pub(super) async fn unknown_path(request: http::Request<AxumBody>) -> axum::response::Response {
-    let is_grpc = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    if is_grpc {
+    if is_grpc(&request) {
         let status =
             tonic::Status::unimplemented(format!("unknown method {}", request.uri().path()));
         status.into_http::<AxumBody>().into_response()

@@ -62,6 +62,8 @@ pub struct GrpcServer {
     service_names: &'static [&'static str],
     ready: Option<ReadyCheck>,
     watched_database: Option<DatabaseConnection>,
+    /// The plain HTTP documents (`add_json_get`): the only non-gRPC requests served.
+    plain_paths: Vec<String>,
 }
 
 impl GrpcServer {
@@ -80,6 +82,7 @@ impl GrpcServer {
             service_names,
             ready: None,
             watched_database: None,
+            plain_paths: Vec::new(),
         })
     }
 
@@ -128,6 +131,7 @@ impl GrpcServer {
                 }
             }
         };
+        self.plain_paths.push(path.to_owned());
         let router = std::mem::take(self.routes.axum_router_mut());
         *self.routes.axum_router_mut() = router.route(path, get(handler));
         self
@@ -190,7 +194,7 @@ impl GrpcServer {
             .timeout(args.request_timeout())
             .max_concurrent_streams(args.max_concurrent_streams)
             .layer(cors)
-            .layer(GrpcWebOrHttpLayer)
+            .layer(GrpcWebOrHttpLayer::new(self.plain_paths))
             .layer(RpcTraceLayer)
             .layer(RequestSizeLayer::new(
                 args.max_request_bytes,
