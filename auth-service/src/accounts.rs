@@ -44,8 +44,8 @@ impl AuthState {
         credentials: Credentials,
         client_address: &str,
     ) -> Result<SignedIn, AuthError> {
-        let attempt = AttemptKeys::new(credentials.email.as_str(), client_address);
-        self.throttle.check(&self.db, &attempt, self.now()).await?;
+        let keys = AttemptKeys::new(credentials.email.as_str(), client_address);
+        let attempt = self.throttle.admit(&self.db, keys, self.now()).await?;
 
         let stored = users::credentials(&self.db, credentials.email.as_str()).await?;
         let (user, hash) = match stored {
@@ -61,13 +61,11 @@ impl AuthState {
             (Some(user), Verified::Yes { needs_rehash }) => (user, needs_rehash),
             _ => {
                 tracing::info!(target: "audit", event = "sign_in_failed", client = %client_address, "sign-in failed");
-                self.throttle
-                    .record_failure(&self.db, &attempt, now)
-                    .await?;
+                self.throttle.failed(&self.db, attempt).await?;
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        self.throttle.record_success(&self.db, &attempt).await?;
+        self.throttle.succeeded(&self.db, attempt).await?;
         if needs_rehash {
             self.upgrade_hash(&user, credentials.password).await;
         }

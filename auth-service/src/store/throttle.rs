@@ -5,7 +5,8 @@ use super::entity::sign_in_throttle as row;
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, ExprTrait, QueryFilter,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, ExprTrait, FromQueryResult,
+    QueryFilter, QueryTrait,
     sea_query::{Expr, OnConflict},
 };
 
@@ -28,43 +29,78 @@ pub(crate) async fn blocked_until(
     Ok(rows.into_iter().filter_map(|r| r.blocked_until).max())
 }
 
-/// Adds one failure to `key` in a single statement (so concurrent failures are all counted),
-/// starting a new window when the current one began at or before `now - window`.
-pub(crate) async fn count_failure(
+/// Charges one attempt to `key` before its password is checked, in one statement, unless the
+/// key is blocked at `now` (then `None`, and nothing changes). A window that began at or before
+/// `now - window` starts over. The charge that brings the count to `threshold` blocks the key
+/// until `block_until` in the same statement, so of any number of concurrent attempts exactly
+/// those under the threshold, and the one reaching it, get through.
+pub(crate) async fn charge(
     db: &impl ConnectionTrait,
     key: &str,
     now: DateTime<Utc>,
     window: TimeDelta,
-) -> Result<Failures, DbErr> {
-    let stale = Expr::col((row::Entity, row::Column::WindowStart)).lte(now - window);
-    let failures = Expr::case(stale.clone(), 1)
-        .finally(Expr::col((row::Entity, row::Column::Failures)).add(1));
-    let window_start =
-        Expr::case(stale, now).finally(Expr::col((row::Entity, row::Column::WindowStart)));
-    let model = row::ActiveModel {
+    threshold: i32,
+    block_until: DateTime<Utc>,
+) -> Result<Option<Failures>, DbErr> {
+    let col = |c: row::Column| Expr::col((row::Entity, c));
+    let stale = col(row::Column::WindowStart).lte(now - window);
+    let count = Expr::case(stale.clone(), 1).finally(col(row::Column::Failures).add(1));
+    let window_start = Expr::case(stale, now).finally(col(row::Column::WindowStart));
+    let blocked = Expr::case(count.clone().gte(threshold), block_until)
+        .finally(col(row::Column::BlockedUntil));
+    let not_blocked = Condition::any()
+        .add(col(row::Column::BlockedUntil).is_null())
+        .add(col(row::Column::BlockedUntil).lte(now));
+    let first = row::ActiveModel {
         key: Set(key.to_owned()),
         failures: Set(1),
         window_start: Set(now),
-        blocked_until: Set(None),
+        blocked_until: Set((1 >= threshold).then_some(block_until)),
     };
-    let updated = row::Entity::insert(model)
+    let mut insert = row::Entity::insert(first)
         .on_conflict(
             OnConflict::column(row::Column::Key)
-                .value(row::Column::Failures, failures)
+                .value(row::Column::Failures, count)
                 .value(row::Column::WindowStart, window_start)
+                .value(row::Column::BlockedUntil, blocked)
+                .action_and_where(not_blocked.into())
                 .to_owned(),
         )
-        .exec_with_returning(db)
-        .await?;
-    Ok(Failures {
-        count: updated.failures,
-        window_start: updated.window_start,
-    })
+        .into_query();
+    insert.returning_all();
+    let Some(charged) = db.query_one(&insert).await? else {
+        return Ok(None);
+    };
+    let charged = row::Model::from_query_result(&charged, "")?;
+    Ok(Some(Failures {
+        count: charged.failures,
+        window_start: charged.window_start,
+    }))
 }
 
-/// Moves `key`'s block to `until`, never earlier than it already is (a concurrent failure
-/// with a lower count must not shorten it).
-pub(crate) async fn block(
+/// Gives back an attempt charged to `key` (it succeeded), lifting the block that charge
+/// set, if it set `block_until`.
+pub(crate) async fn refund(
+    db: &impl ConnectionTrait,
+    key: &str,
+    block_until: Option<DateTime<Utc>>,
+) -> Result<(), DbErr> {
+    let col = |c: row::Column| Expr::col((row::Entity, c));
+    let mut update = row::Entity::update_many()
+        .col_expr(row::Column::Failures, col(row::Column::Failures).sub(1))
+        .filter(row::Column::Key.eq(key))
+        .filter(row::Column::Failures.gt(0));
+    if let Some(until) = block_until {
+        let lifted = Expr::case(col(row::Column::BlockedUntil).eq(until), Expr::null())
+            .finally(col(row::Column::BlockedUntil));
+        update = update.col_expr(row::Column::BlockedUntil, lifted.into());
+    }
+    update.exec(db).await?;
+    Ok(())
+}
+
+/// Sets `key`'s block to exactly `until` (replacing the provisional block of a charge).
+pub(crate) async fn block_exactly(
     db: &impl ConnectionTrait,
     key: &str,
     until: DateTime<Utc>,
@@ -72,11 +108,6 @@ pub(crate) async fn block(
     row::Entity::update_many()
         .col_expr(row::Column::BlockedUntil, Expr::value(until))
         .filter(row::Column::Key.eq(key))
-        .filter(
-            Condition::any()
-                .add(row::Column::BlockedUntil.is_null())
-                .add(row::Column::BlockedUntil.lt(until)),
-        )
         .exec(db)
         .await?;
     Ok(())

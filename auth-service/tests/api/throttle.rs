@@ -86,32 +86,66 @@ async fn throttling_can_be_turned_off() {
     assert!(app.sign_in("ada@example.com", PASSWORD).await.is_ok());
 }
 
-#[tokio::test]
-async fn a_burst_of_concurrent_failures_is_counted_in_full() {
-    // All ten hashes run at once, so the ten failures are recorded at the same moment.
-    let app = TestApp::spawn_with(|c| c.passwords.max_concurrent_hashes = Some(10)).await;
-    app.sign_up("ada@example.com").await;
+/// Sends `count` concurrent sign-ins with a wrong password, for `email(i)`; returns how many
+/// were checked (UNAUTHENTICATED) and how many refused before any hashing (RESOURCE_EXHAUSTED).
+async fn burst(app: &TestApp, count: usize, email: impl Fn(usize) -> String) -> (usize, usize) {
     let mut burst = tokio::task::JoinSet::new();
-    for _ in 0..10 {
+    for i in 0..count {
         let mut client = app.client.clone();
         let request = SignInRequest {
-            email: "ada@example.com".into(),
+            email: email(i),
             password: "wrong password".into(),
         };
         burst.spawn(async move { client.sign_in(request).await });
     }
+    let (mut checked, mut refused) = (0, 0);
     while let Some(result) = burst.join_next().await {
-        assert_eq!(result.unwrap().unwrap_err().code(), Code::Unauthenticated);
+        match result.unwrap().unwrap_err().code() {
+            Code::Unauthenticated => checked += 1,
+            Code::ResourceExhausted => refused += 1,
+            other => panic!("unexpected {other:?}"),
+        }
     }
+    (checked, refused)
+}
+
+#[tokio::test]
+async fn a_burst_of_300_concurrent_guesses_gets_only_the_free_attempts_checked() {
+    // Ten hashes at once, so many guesses are in flight together.
+    let app = TestApp::spawn_with(|c| c.passwords.max_concurrent_hashes = Some(10)).await;
+    app.sign_up("ada@example.com").await;
+    let (checked, refused) = burst(&app, 300, |_| "ada@example.com".into()).await;
+    assert_eq!((checked, refused), (5, 295), "5 free attempts");
     let status = assert_error(
         app.sign_in("ada@example.com", PASSWORD).await,
         Code::ResourceExhausted,
         "TOO_MANY_ATTEMPTS",
     );
-    let retry = retry_delay(&status).unwrap();
-    assert_eq!(
-        retry,
-        Duration::from_secs(64),
-        "10 failures: 2 s doubled 5 times"
-    );
+    assert_eq!(retry_delay(&status), Some(Duration::from_secs(2)));
+    app.advance(2);
+    app.sign_in("ada@example.com", PASSWORD)
+        .await
+        .expect("the owner signs in once the delay is over");
+}
+
+#[tokio::test]
+async fn a_burst_across_accounts_gets_only_the_address_budget_checked() {
+    let app = TestApp::spawn_with(|c| {
+        c.passwords.max_concurrent_hashes = Some(10);
+        c.throttle.throttle_address_max_failures = 20;
+    })
+    .await;
+    let (checked, refused) = burst(&app, 100, |i| format!("user{i}@example.com")).await;
+    assert_eq!((checked, refused), (20, 80));
+}
+
+#[tokio::test]
+async fn successful_sign_ins_do_not_use_up_the_address_budget() {
+    let app = TestApp::spawn_with(|c| c.throttle.throttle_address_max_failures = 3).await;
+    app.sign_up("ada@example.com").await;
+    for _ in 0..10 {
+        app.sign_in("ada@example.com", PASSWORD).await.unwrap();
+    }
+    let _ = app.sign_in("ada@example.com", "wrong password").await;
+    app.sign_in("ada@example.com", PASSWORD).await.unwrap();
 }
