@@ -161,7 +161,7 @@ impl FairPermits {
         // Whether it was granted, timed out, or (impossible while we live) lost its sender,
         // the queue under the lock has the last word.
         let _ = tokio::time::timeout(limits.max_wait, granted).await;
-        if !place.settle() && false {
+        if place.settle() {
             Ok(self.permit())
         } else {
             Err(busy)

@@ -11,7 +11,7 @@ use crate::{
     error::AuthError,
     state::AuthState,
     store::{
-        sessions::{self as store, Exchange, NewSession, Session},
+        sessions::{self as store, Exchange, Exchanged, NewSession, Session},
         users::User,
     },
     tokens::{self, AccessToken, Subject},
@@ -129,7 +129,11 @@ impl AuthState {
             kid: &kid,
             now,
         };
-        Ok(store::exchange(&self.db, exchange).await?.then_some(kid))
+        match store::exchange(&self.db, exchange).await? {
+            Exchanged::Done => Ok(Some(kid)),
+            Exchanged::AlreadySpent => Ok(None),
+            Exchanged::SessionEnded => Err(AuthError::InvalidRefreshToken("session ended")),
+        }
     }
 
     /// The pair issued when `presented` was spent at `spent_at` with key `kid`: the same

@@ -165,13 +165,37 @@ pub struct Exchange<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// Marks the token spent, stores its successor and touches the session, atomically. `false`
-/// when the token was already spent (a concurrent exchange won), and then nothing changes.
+/// How an [`exchange`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchanged {
+    /// The token is spent and its successor stored.
+    Done,
+    /// A concurrent exchange spent it first; nothing changed.
+    AlreadySpent,
+    /// The session was revoked (e.g. a sign-out that won the race); nothing changed.
+    SessionEnded,
+}
+
+/// Touches the session (only while it is not revoked), marks the token spent and stores its
+/// successor, atomically. The session row is updated first, so a concurrent sign-out either
+/// waits for this exchange or makes it see the revocation: never both a sign-out and a
+/// successor that works after it.
 pub(crate) async fn exchange(
     db: &DatabaseConnection,
     exchange: Exchange<'_>,
-) -> Result<bool, DbErr> {
+) -> Result<Exchanged, DbErr> {
     let txn = db.begin().await?;
+    let live = session::Entity::update_many()
+        .col_expr(session::Column::LastUsedAt, Expr::value(exchange.now))
+        .filter(session::Column::Id.eq(exchange.session_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    if live != 1 {
+        txn.rollback().await?;
+        return Ok(Exchanged::SessionEnded);
+    }
     let spent = refresh_token::Entity::update_many()
         .col_expr(refresh_token::Column::SpentAt, Expr::value(exchange.now))
         .col_expr(
@@ -185,7 +209,7 @@ pub(crate) async fn exchange(
         .rows_affected;
     if spent != 1 {
         txn.rollback().await?;
-        return Ok(false);
+        return Ok(Exchanged::AlreadySpent);
     }
     insert_refresh_token(
         &txn,
@@ -194,13 +218,8 @@ pub(crate) async fn exchange(
         exchange.now,
     )
     .await?;
-    session::Entity::update_many()
-        .col_expr(session::Column::LastUsedAt, Expr::value(exchange.now))
-        .filter(session::Column::Id.eq(exchange.session_id))
-        .exec(&txn)
-        .await?;
     txn.commit().await?;
-    Ok(true)
+    Ok(Exchanged::Done)
 }
 
 /// Revokes the session (if it is not already).

@@ -186,3 +186,37 @@ async fn introspect_says_inactive_for_garbage_and_refuses_an_empty_token() {
         "INVALID_ARGUMENT",
     );
 }
+
+#[tokio::test]
+async fn a_refresh_racing_a_sign_out_never_leaves_a_usable_refresh_token() {
+    let app = TestApp::spawn().await;
+    app.sign_up("ada@example.com").await;
+    let mut refreshed_first = 0;
+    for round in 0..100 {
+        let signed_in = app.sign_in("ada@example.com", PASSWORD).await.unwrap();
+        let pair = signed_in.tokens.unwrap();
+        let sign_out = {
+            let mut client = app.client.clone();
+            let request = SignOutRequest {
+                refresh_token: pair.refresh_token.clone(),
+            };
+            tokio::spawn(async move { client.sign_out(request).await })
+        };
+        let refreshed = app.refresh(&pair.refresh_token).await;
+        sign_out.await.unwrap().unwrap();
+        let Ok(new_pair) = refreshed else { continue };
+        refreshed_first += 1;
+        // The refresh won the race, and the sign-out then ended the whole session.
+        let status = app.refresh(&new_pair.refresh_token).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "round {round}");
+        assert!(
+            !app.introspect(&new_pair.access_token).await.active,
+            "round {round}"
+        );
+        assert!(
+            !app.introspect(&new_pair.refresh_token).await.active,
+            "round {round}"
+        );
+    }
+    println!("{refreshed_first} of 100 refreshes finished before their sign-out");
+}
