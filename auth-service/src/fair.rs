@@ -575,10 +575,12 @@ mod tests {
         assert_ne!(ClientKey::unknown(), ip("::"));
     }
 
-    #[test]
-    fn waiting_for_a_permit_can_move_between_threads() {
-        fn assert_send<T: Send>(_: &T) {}
+    #[tokio::test]
+    async fn waiting_for_and_holding_a_permit_can_move_between_threads() {
+        fn assert_send<T: Send + 'static>(_: &T) {}
         let permits = FairPermits::new(1, limits(1, 1, LONG));
-        assert_send(&permits.acquire(ClientKey::unknown()));
+        let acquire = async move { permits.acquire(ClientKey::unknown()).await };
+        assert_send(&acquire);
+        assert_send(&acquire.await.unwrap());
     }
 }

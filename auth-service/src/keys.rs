@@ -66,8 +66,26 @@ pub struct KeyRing {
     /// How long a retired key still verifies: the access-token lifetime plus leeway.
     verify_overlap: TimeDelta,
     current: RwLock<Arc<Keys>>,
-    rotating: Mutex<()>,
+    /// Held by the one caller reloading or rotating at a time.
+    rotating: Mutex<Reloads>,
 }
+
+/// When the key ring last reloaded, and why.
+#[derive(Debug, Default)]
+struct Reloads {
+    /// The last reload of any kind (rotation, a token naming an unknown key, a stale snapshot).
+    any: Option<DateTime<Utc>>,
+    /// The last reload caused by a token naming a key this replica does not know.
+    unknown_kid: Option<DateTime<Utc>>,
+}
+
+/// Fewest seconds between reloads caused by tokens naming unknown keys: a flood of forged
+/// `kid`s costs at most one database read per interval.
+const UNKNOWN_KID_RELOAD_INTERVAL: TimeDelta = TimeDelta::seconds(10);
+
+/// How old a snapshot may be when the public keys are published (GetSigningKeys, JWKS): new
+/// keys of other replicas appear within this time, and publishing costs no database read.
+const PUBLISHED_MAX_AGE: TimeDelta = TimeDelta::seconds(60);
 
 impl KeyRing {
     /// Loads the keys, generating the first one if there is none (EdDSA mode).
@@ -96,7 +114,7 @@ impl KeyRing {
             rotation: args.key_rotation(),
             verify_overlap: args.access_ttl() + args.leeway(),
             current: RwLock::new(Arc::new(initial)),
-            rotating: Mutex::new(()),
+            rotating: Mutex::new(Reloads::default()),
         };
         ring.current(now).await?;
         Ok(ring)
@@ -108,38 +126,67 @@ impl KeyRing {
         if keys.retire_at.is_none_or(|retire_at| now < retire_at) {
             return Ok(keys);
         }
-        let _rotating = self.rotating.lock().await;
-        let keys = self.reload(now).await?;
+        let mut reloads = self.rotating.lock().await;
+        let keys = self.reload_locked(&mut reloads, now).await?;
         if keys.retire_at.is_none_or(|retire_at| now < retire_at) {
             return Ok(keys);
         }
         self.create_key(now).await?;
-        self.reload(now).await
+        self.reload_locked(&mut reloads, now).await
     }
 
-    /// Re-reads the keys from the database (another replica may have rotated).
-    pub async fn reload(&self, now: DateTime<Utc>) -> Result<Arc<Keys>, AuthError> {
+    /// Re-reads the keys from the database (another replica may have rotated). Call with
+    /// the reload lock held.
+    async fn reload_locked(
+        &self,
+        reloads: &mut Reloads,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Keys>, AuthError> {
         if self.mode == SigningMode::Hs256 {
             return Ok(Arc::clone(&*self.current.read().await));
         }
         let rows = store::unexpired(&self.db, now).await?;
         let keys = Arc::new(ed25519_keys(&rows, now));
         *self.current.write().await = Arc::clone(&keys);
+        reloads.any = Some(now);
         Ok(keys)
     }
 
-    /// The keys, reloaded first if none has this `kid`.
+    /// The keys, reloaded first if none has this `kid` (another replica may have made it) and
+    /// no unknown `kid` caused a reload in the last [`UNKNOWN_KID_RELOAD_INTERVAL`]. One
+    /// caller reloads; the others wait for it and use its result.
     pub async fn for_kid(
         &self,
         kid: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Arc<Keys>, AuthError> {
         let keys = self.current(now).await?;
-        match kid {
-            Some(kid) if !keys.verify.contains(kid) && self.mode == SigningMode::EdDsa => {
-                self.reload(now).await
-            }
-            _ => Ok(keys),
+        let Some(kid) = kid.filter(|kid| !keys.verify.contains(kid)) else {
+            return Ok(keys);
+        };
+        if self.mode == SigningMode::Hs256 {
+            return Ok(keys);
+        }
+        let mut reloads = self.rotating.lock().await;
+        let keys = Arc::clone(&*self.current.read().await);
+        let recent = reloads
+            .unknown_kid
+            .is_some_and(|at| now - at < UNKNOWN_KID_RELOAD_INTERVAL);
+        if keys.verify.contains(kid) || recent {
+            return Ok(keys);
+        }
+        reloads.unknown_kid = Some(now);
+        self.reload_locked(&mut reloads, now).await
+    }
+
+    /// The keys to publish: the cached snapshot, reloaded when older than
+    /// [`PUBLISHED_MAX_AGE`] so every replica soon publishes every replica's keys.
+    pub async fn published(&self, now: DateTime<Utc>) -> Result<Arc<Keys>, AuthError> {
+        let keys = self.current(now).await?;
+        let mut reloads = self.rotating.lock().await;
+        match reloads.any {
+            Some(at) if now - at < PUBLISHED_MAX_AGE => Ok(keys),
+            _ => self.reload_locked(&mut reloads, now).await,
         }
     }
 
@@ -215,5 +262,105 @@ fn ed25519_keys(rows: &[StoredKey], now: DateTime<Utc>) -> Keys {
         encoding,
         verify,
         published,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::config::AuthConfig;
+    use migrations::{AuthMigrator, MigratorTrait};
+
+    /// A key ring on a fresh in-memory database, and the database (to play another replica).
+    async fn ring(now: DateTime<Utc>) -> (KeyRing, DatabaseConnection) {
+        let config = AuthConfig::for_database("127.0.0.1:0".parse().unwrap(), "sqlite::memory:");
+        let db = shared::db::open(
+            "AUTH_DATABASE_URL",
+            "sqlite::memory:",
+            &config.pool,
+            |db| async move { AuthMigrator::up(&db, None).await },
+        )
+        .await
+        .unwrap();
+        let ring = KeyRing::load(db.clone(), &config.tokens, now)
+            .await
+            .unwrap();
+        (ring, db)
+    }
+
+    /// A key another replica made at `now`.
+    async fn other_replicas_key(db: &DatabaseConnection, now: DateTime<Utc>) -> String {
+        let kid = format!("ed25519-other-{}", uuid::Uuid::now_v7().simple());
+        let mut pkcs8 = ED25519_PKCS8_PREFIX.to_vec();
+        pkcs8.extend_from_slice(&[7u8; 32]);
+        let public = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
+            .verifying_key()
+            .to_bytes();
+        let key = StoredKey {
+            kid: kid.clone(),
+            algorithm: "EdDSA".into(),
+            private_key: pkcs8,
+            public_key: public.to_vec(),
+            created_at: now,
+            retire_at: now + TimeDelta::days(7),
+            expire_at: now + TimeDelta::days(8),
+        };
+        store::insert(db, key).await.unwrap();
+        kid
+    }
+
+    #[tokio::test]
+    async fn unknown_kids_reload_the_keys_at_most_once_per_interval() {
+        let now = Utc::now();
+        let (ring, db) = ring(now).await;
+        let second = other_replicas_key(&db, now).await;
+        let keys = ring.for_kid(Some(&second), now).await.unwrap();
+        assert!(
+            keys.verify.contains(&second),
+            "the first unknown kid reloads"
+        );
+
+        let third = other_replicas_key(&db, now).await;
+        for forged in ["forged-1", "forged-2", third.as_str()] {
+            let keys = ring
+                .for_kid(Some(forged), now + TimeDelta::seconds(1))
+                .await
+                .unwrap();
+            assert!(
+                !keys.verify.contains(&third),
+                "no reload within the interval"
+            );
+        }
+        let later = now + UNKNOWN_KID_RELOAD_INTERVAL + TimeDelta::seconds(1);
+        let keys = ring.for_kid(Some(&third), later).await.unwrap();
+        assert!(
+            keys.verify.contains(&third),
+            "a reload once the interval is over"
+        );
+    }
+
+    #[tokio::test]
+    async fn published_keys_come_from_a_snapshot_at_most_a_minute_old() {
+        let now = Utc::now();
+        let (ring, db) = ring(now).await;
+        let other = other_replicas_key(&db, now).await;
+        let kids = |keys: Arc<Keys>| {
+            keys.published
+                .iter()
+                .map(|k| k.kid.clone())
+                .collect::<Vec<_>>()
+        };
+        let soon = ring.published(now + TimeDelta::seconds(30)).await.unwrap();
+        assert!(
+            !kids(soon).contains(&other),
+            "no database read within a minute"
+        );
+        let later = ring.published(now + PUBLISHED_MAX_AGE).await.unwrap();
+        assert!(
+            kids(later).contains(&other),
+            "a fresh snapshot after a minute"
+        );
     }
 }

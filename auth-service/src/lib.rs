@@ -131,10 +131,14 @@ impl Application {
         let jwks_state = Arc::clone(&state);
         GrpcServer::new(SERVICE_NAMES)?
             .add_service(api)
-            .add_json_get("/.well-known/jwks.json", move || {
-                let state = Arc::clone(&jwks_state);
-                async move { state.jwks_json().await.map_err(|e| e.to_string()) }
-            })
+            .add_json_get(
+                "/.well-known/jwks.json",
+                service::KEYS_CACHE_SECONDS,
+                move || {
+                    let state = Arc::clone(&jwks_state);
+                    async move { state.jwks_json().await.map_err(|e| e.to_string()) }
+                },
+            )
             .watch_database(db.clone())
             .await
             .serve(listener, &config.server, shutdown)

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-/// Suggested cache lifetime of GetSigningKeys answers.
-const KEYS_CACHE_SECONDS: i64 = 300;
+/// Suggested cache lifetime of GetSigningKeys answers and of the JWKS document.
+pub(crate) const KEYS_CACHE_SECONDS: u32 = 300;
 
 /// Implements `todo.auth.v1.AuthService`.
 #[derive(Clone)]
@@ -190,7 +190,7 @@ impl AuthService for AuthApi {
             .collect();
         Ok(Response::new(pb::GetSigningKeysResponse {
             keys,
-            cache_seconds: KEYS_CACHE_SECONDS,
+            cache_seconds: KEYS_CACHE_SECONDS.into(),
         }))
     }
 }

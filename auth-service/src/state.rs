@@ -65,12 +65,11 @@ impl AuthState {
         self.issuer.audience()
     }
 
-    /// The public keys other services may verify with, freshly read so every replica
-    /// publishes every replica's keys. Empty in HS256 mode: a shared secret is never published.
+    /// The public keys other services may verify with, from a snapshot at most a minute old,
+    /// so every replica soon publishes every replica's keys and publishing costs no database
+    /// read. Empty in HS256 mode: a shared secret is never published.
     pub async fn published_keys(&self) -> Result<Vec<crate::keys::PublicKey>, AuthError> {
-        let now = self.now();
-        self.keys.current(now).await?;
-        Ok(self.keys.reload(now).await?.published.clone())
+        Ok(self.keys.published(self.now()).await?.published.clone())
     }
 
     /// The public keys as a JWKS document (RFC 7517, OKP keys per RFC 8037).

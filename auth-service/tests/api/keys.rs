@@ -94,6 +94,12 @@ async fn the_jwks_document_lets_a_standard_jwt_library_verify_our_tokens() {
             .to_lowercase()
             .contains("content-type: application/json")
     );
+    assert!(
+        response
+            .to_lowercase()
+            .contains("cache-control: public, max-age=300"),
+        "{response}"
+    );
     let body = response.split("\r\n\r\n").nth(1).unwrap();
     // The body may be chunked: take the JSON object.
     let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];

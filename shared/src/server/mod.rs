@@ -103,20 +103,26 @@ impl GrpcServer {
         self
     }
 
-    /// Serves `GET path` with a JSON body made by `body` (e.g. a JWKS document).
+    /// Serves `GET path` (and HEAD) with a JSON body made by `body` (e.g. a JWKS document),
+    /// cacheable by clients and proxies for `cache_seconds`.
     #[must_use]
-    pub fn add_json_get<F, Fut>(mut self, path: &str, body: F) -> Self
+    pub fn add_json_get<F, Fut>(mut self, path: &str, cache_seconds: u32, body: F) -> Self
     where
         F: Fn() -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<String, String>> + Send + 'static,
     {
+        let cache_control = format!("public, max-age={cache_seconds}");
         let handler = move || {
             let body = body.clone();
+            let cache_control = cache_control.clone();
             async move {
                 match body().await {
                     Ok(json) => (
                         StatusCode::OK,
-                        [(header::CONTENT_TYPE, "application/json")],
+                        [
+                            (header::CONTENT_TYPE, "application/json".to_owned()),
+                            (header::CACHE_CONTROL, cache_control),
+                        ],
                         json,
                     ),
                     Err(error) => {
@@ -124,7 +130,10 @@ impl GrpcServer {
                         let json = r#"{"error":"internal"}"#.to_owned();
                         (
                             StatusCode::INTERNAL_SERVER_ERROR,
-                            [(header::CONTENT_TYPE, "application/json")],
+                            [
+                                (header::CONTENT_TYPE, "application/json".to_owned()),
+                                (header::CACHE_CONTROL, "no-store".to_owned()),
+                            ],
                             json,
                         )
                     }
