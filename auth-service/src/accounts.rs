@@ -3,6 +3,7 @@
 use crate::{
     domain::Password,
     error::AuthError,
+    fair::ClientKey,
     password::Verified,
     requests::{Credentials, NewAccount},
     sessions::TokenPair,
@@ -20,9 +21,13 @@ pub struct SignedIn {
 }
 
 impl AuthState {
-    /// Creates the account and signs it in.
-    pub async fn sign_up(&self, account: NewAccount) -> Result<SignedIn, AuthError> {
-        let password_hash = self.hasher.hash(account.password).await?;
+    /// Creates the account and signs it in; `client` waits its turn for a hash.
+    pub async fn sign_up(
+        &self,
+        account: NewAccount,
+        client: ClientKey,
+    ) -> Result<SignedIn, AuthError> {
+        let password_hash = self.hasher.hash_as(client, account.password).await?;
         let now = self.now();
         let new_user = NewUser {
             email: account.email.as_str(),
@@ -42,9 +47,9 @@ impl AuthState {
     pub async fn sign_in(
         &self,
         credentials: Credentials,
-        client_address: &str,
+        client: ClientKey,
     ) -> Result<SignedIn, AuthError> {
-        let keys = AttemptKeys::new(credentials.email.as_str(), client_address);
+        let keys = AttemptKeys::new(credentials.email.as_str(), client);
         let attempt = self.throttle.admit(&self.db, keys, self.now()).await?;
 
         let stored = users::credentials(&self.db, credentials.email.as_str()).await?;
@@ -54,20 +59,20 @@ impl AuthState {
         };
         let verified = self
             .hasher
-            .verify(credentials.password.clone(), hash)
+            .verify_as(client, credentials.password.clone(), hash)
             .await?;
         let now = self.now();
         let (user, needs_rehash) = match (user, verified) {
             (Some(user), Verified::Yes { needs_rehash }) => (user, needs_rehash),
             _ => {
-                tracing::info!(target: "audit", event = "sign_in_failed", client = %client_address, "sign-in failed");
+                tracing::info!(target: "audit", event = "sign_in_failed", %client, "sign-in failed");
                 self.throttle.failed(&self.db, attempt).await?;
                 return Err(AuthError::InvalidCredentials);
             }
         };
         self.throttle.succeeded(&self.db, attempt).await?;
         if needs_rehash {
-            self.upgrade_hash(&user, credentials.password).await;
+            self.upgrade_hash(&user, credentials.password, client).await;
         }
         tracing::info!(target: "audit", event = "sign_in", user_id = %user.id, "signed in");
         let tokens = self.start_session(&user, now).await?;
@@ -76,9 +81,9 @@ impl AuthState {
 
     /// Re-hashes with the configured parameters. A failure is logged, not fatal: the old
     /// hash still works and the upgrade is tried again next time.
-    async fn upgrade_hash(&self, user: &User, password: Password) {
+    async fn upgrade_hash(&self, user: &User, password: Password, client: ClientKey) {
         let result = async {
-            let hash = self.hasher.hash(password).await?;
+            let hash = self.hasher.hash_as(client, password).await?;
             users::set_password_hash(&self.db, user.id, hash, self.now()).await?;
             Ok::<_, AuthError>(())
         }

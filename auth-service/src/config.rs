@@ -122,9 +122,32 @@ pub struct PasswordArgs {
     /// ARGON2_MEMORY_KIB of working memory once used; further sign-ins wait their turn.
     #[arg(long, env = "MAX_CONCURRENT_HASHES")]
     pub max_concurrent_hashes: Option<usize>,
+
+    /// Most sign-ups/sign-ins one client address (IPv6: its /64) may have waiting for a hash;
+    /// more are refused at once (RESOURCE_EXHAUSTED with RetryInfo). Waiting clients are
+    /// served in turn, so one client's flood cannot starve the others.
+    #[arg(long, env = "HASH_QUEUE_PER_CLIENT", default_value_t = 4)]
+    pub hash_queue_per_client: usize,
+
+    /// Most sign-ups/sign-ins waiting for a hash in all; more are refused at once.
+    #[arg(long, env = "HASH_QUEUE_MAX", default_value_t = 256)]
+    pub hash_queue_max: usize,
+
+    /// Longest a sign-up/sign-in waits for a hash before it is refused, in milliseconds.
+    #[arg(long, env = "HASH_QUEUE_MAX_WAIT_MS", default_value_t = 5000)]
+    pub hash_queue_max_wait_ms: u64,
 }
 
 impl PasswordArgs {
+    /// The bounds of the queue for hash permits.
+    pub fn queue_limits(&self) -> crate::fair::QueueLimits {
+        crate::fair::QueueLimits {
+            per_client: self.hash_queue_per_client,
+            total: self.hash_queue_max,
+            max_wait: std::time::Duration::from_millis(self.hash_queue_max_wait_ms),
+        }
+    }
+
     /// The argon2id parameters these settings describe.
     pub fn argon2_params(&self) -> Result<argon2::Params, argon2::Error> {
         argon2::Params::new(

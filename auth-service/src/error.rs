@@ -34,6 +34,10 @@ pub enum AuthError {
     /// Too many failed sign-ins.
     #[error("sign-in throttled for {0:?}")]
     Throttled(Duration),
+    /// The client has too many sign-ups/sign-ins waiting for a password hash, or waited too
+    /// long for one.
+    #[error("password hashing busy: retry after {0:?}")]
+    Busy(Duration),
     /// The database failed (unavailable, or a bug).
     #[error(transparent)]
     Database(#[from] DatabaseError),
@@ -65,7 +69,7 @@ impl ServiceError for AuthError {
             Self::InvalidCredentials | Self::InvalidToken(_) | Self::InvalidRefreshToken(_) => {
                 Code::Unauthenticated
             }
-            Self::Throttled(_) => Code::ResourceExhausted,
+            Self::Throttled(_) | Self::Busy(_) => Code::ResourceExhausted,
             Self::Database(error) => error.code(),
             Self::Internal(_) => Code::Internal,
         }
@@ -79,6 +83,7 @@ impl ServiceError for AuthError {
             Self::InvalidToken(_) => "INVALID_TOKEN",
             Self::InvalidRefreshToken(_) => "INVALID_REFRESH_TOKEN",
             Self::Throttled(_) => "TOO_MANY_ATTEMPTS",
+            Self::Busy(_) => "TOO_MANY_REQUESTS",
             Self::Database(error) => error.reason(),
             Self::Internal(_) => INTERNAL,
         }
@@ -98,6 +103,11 @@ impl ServiceError for AuthError {
                 delay.as_secs().max(1)
             )
             .into(),
+            Self::Busy(delay) => format!(
+                "too many sign-ins in progress: try again in {} s",
+                delay.as_secs().max(1)
+            )
+            .into(),
             Self::Database(error) => error.public_message(),
             Self::Internal(_) => INTERNAL_MESSAGE.into(),
         }
@@ -108,7 +118,8 @@ impl ServiceError for AuthError {
             Self::InvalidArgument(_)
             | Self::EmailTaken
             | Self::InvalidCredentials
-            | Self::Throttled(_) => LogLevel::None,
+            | Self::Throttled(_)
+            | Self::Busy(_) => LogLevel::None,
             Self::InvalidToken(_) | Self::InvalidRefreshToken(_) => LogLevel::Info,
             Self::Database(_) | Self::Internal(_) => LogLevel::Error,
         }
@@ -117,7 +128,7 @@ impl ServiceError for AuthError {
     fn extra(&self) -> Extra<'_> {
         match self {
             Self::InvalidArgument(violations) => Extra::BadRequest(violations),
-            Self::Throttled(delay) => Extra::RetryAfter(*delay),
+            Self::Throttled(delay) | Self::Busy(delay) => Extra::RetryAfter(*delay),
             _ => Extra::None,
         }
     }
@@ -176,6 +187,11 @@ mod tests {
                 AuthError::Throttled(Duration::from_secs(4)),
                 Code::ResourceExhausted,
                 "TOO_MANY_ATTEMPTS",
+            ),
+            (
+                AuthError::Busy(Duration::from_secs(5)),
+                Code::ResourceExhausted,
+                "TOO_MANY_REQUESTS",
             ),
             (
                 AuthError::from(DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout)),

@@ -10,7 +10,6 @@ pub mod config;
 pub mod domain;
 pub mod error;
 // Wired into `password` next; until then nothing outside its tests uses it.
-#[allow(dead_code)]
 mod fair;
 pub mod keys;
 pub mod password;

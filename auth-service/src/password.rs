@@ -7,7 +7,12 @@
 //! (Freeing such blocks made glibc raise its mmap threshold and keep later ones on its heaps:
 //! the process grew by ~17 MiB per sign-up, to 740 MiB in a sign-in storm.)
 
-use crate::{config::PasswordArgs, domain::Password, error::AuthError};
+use crate::{
+    config::PasswordArgs,
+    domain::Password,
+    error::AuthError,
+    fair::{ClientKey, FairPermits},
+};
 use argon2::{
     Algorithm, Argon2, Block, Params, PasswordHash, Version,
     password_hash::{
@@ -16,7 +21,6 @@ use argon2::{
     },
 };
 use std::sync::{Arc, Mutex, PoisonError};
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 /// Outcome of checking a password.
@@ -32,14 +36,15 @@ pub enum Verified {
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
+    /// Hash permits, shared fairly between client addresses, with a bounded wait.
+    permits: FairPermits,
     workspaces: Arc<Workspaces>,
     /// Verified against when the account does not exist, so both cases cost the same.
     dummy_hash: Arc<str>,
 }
 
-/// Hash permits and the working memory that goes with them.
+/// The working memory of the hash permits.
 struct Workspaces {
-    permits: Arc<Semaphore>,
     /// Memory of permits not in use (at most one per permit; fewer until first used).
     idle: Mutex<Vec<Vec<Block>>>,
     /// How many blocks a workspace keeps between hashes: the configured m_cost. Verifying an
@@ -55,7 +60,6 @@ impl PasswordHasher {
             .map_err(|e| AuthError::internal(format!("argon2 parameters: {e}")))?;
         let permits = args.concurrent_hashes();
         let workspaces = Workspaces {
-            permits: Arc::new(Semaphore::new(permits)),
             idle: Mutex::new(Vec::with_capacity(permits)),
             blocks: params.block_count(),
         };
@@ -67,6 +71,7 @@ impl PasswordHasher {
         )?;
         Ok(Self {
             params,
+            permits: FairPermits::new(permits, args.queue_limits()),
             workspaces: Arc::new(workspaces),
             dummy_hash: dummy_hash.into(),
         })
@@ -74,9 +79,21 @@ impl PasswordHasher {
 
     /// A PHC string for `password`, with a new random salt.
     pub async fn hash(&self, password: Password) -> Result<String, AuthError> {
+        self.hash_as(ClientKey::unknown(), password).await
+    }
+
+    /// [`PasswordHasher::hash`] for a request of `client`, who waits its turn among the
+    /// clients waiting for a permit.
+    pub async fn hash_as(
+        &self,
+        client: ClientKey,
+        password: Password,
+    ) -> Result<String, AuthError> {
         let params = self.params.clone();
-        self.run(move |memory| hash_phc(memory, &params, password.as_bytes()))
-            .await
+        self.run(client, move |memory| {
+            hash_phc(memory, &params, password.as_bytes())
+        })
+        .await
     }
 
     /// Checks `password` against `stored` (a PHC string), or against the dummy hash when there
@@ -86,10 +103,21 @@ impl PasswordHasher {
         password: Password,
         stored: Option<String>,
     ) -> Result<Verified, AuthError> {
+        self.verify_as(ClientKey::unknown(), password, stored).await
+    }
+
+    /// [`PasswordHasher::verify`] for a request of `client`, who waits its turn among the
+    /// clients waiting for a permit.
+    pub async fn verify_as(
+        &self,
+        client: ClientKey,
+        password: Password,
+        stored: Option<String>,
+    ) -> Result<Verified, AuthError> {
         let exists = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy_hash.to_string());
         let params = self.params.clone();
-        self.run(move |memory| {
+        self.run(client, move |memory| {
             let Ok(parsed) = PasswordHash::new(&stored) else {
                 tracing::error!("stored password hash is not a valid PHC string");
                 return Ok(Verified::No);
@@ -110,16 +138,18 @@ impl PasswordHasher {
     }
 
     /// Runs `work` with a permit's memory on the blocking pool, inside the caller's span, once
-    /// a permit is free.
+    /// `client`'s turn for a permit comes; `Busy` when its queue is full or the wait too long.
     async fn run<T: Send + 'static>(
         &self,
+        client: ClientKey,
         work: impl FnOnce(&mut Vec<Block>) -> Result<T, AuthError> + Send + 'static,
     ) -> Result<T, AuthError> {
         let workspaces = Arc::clone(&self.workspaces);
-        let permit = Arc::clone(&workspaces.permits)
-            .acquire_owned()
+        let permit = self
+            .permits
+            .acquire(client)
             .await
-            .map_err(|_| AuthError::internal("password hasher closed"))?;
+            .map_err(|busy| AuthError::Busy(busy.retry_after))?;
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -253,6 +283,9 @@ mod tests {
             argon2_iterations: 1,
             argon2_parallelism: 1,
             max_concurrent_hashes: Some(permits),
+            hash_queue_per_client: 64,
+            hash_queue_max: 256,
+            hash_queue_max_wait_ms: 30_000,
         }
     }
 

@@ -3,6 +3,7 @@
 
 use crate::{
     accounts::SignedIn,
+    fair::ClientKey,
     requests::{Credentials, Introspection, NewAccount, Presented, sign_out_refresh_token},
     sessions::TokenPair,
     state::AuthState,
@@ -65,11 +66,11 @@ fn signed_in_pb(
     )
 }
 
-/// The client's address, for per-address throttling.
-fn client_address<T>(request: &Request<T>) -> String {
+/// The client's address (the TCP peer), for throttling and fair hashing.
+fn client_address<T>(request: &Request<T>) -> ClientKey {
     request
         .remote_addr()
-        .map_or_else(|| "unknown".to_owned(), |addr| addr.ip().to_string())
+        .map_or_else(ClientKey::unknown, |addr| ClientKey::from_ip(addr.ip()))
 }
 
 #[tonic::async_trait]
@@ -79,8 +80,9 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::SignUpRequest>,
     ) -> Result<Response<pb::SignUpResponse>, Status> {
+        let client = client_address(&request);
         let account = NewAccount::try_from(request.into_inner())?;
-        let signed_in = self.state.sign_up(account).await?;
+        let signed_in = self.state.sign_up(account, client).await?;
         tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));
         let (user, tokens) = signed_in_pb(signed_in, self.state.now());
         Ok(Response::new(pb::SignUpResponse { user, tokens }))
@@ -93,7 +95,7 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::SignInResponse>, Status> {
         let address = client_address(&request);
         let credentials = Credentials::try_from(request.into_inner())?;
-        let signed_in = self.state.sign_in(credentials, &address).await?;
+        let signed_in = self.state.sign_in(credentials, address).await?;
         tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));
         let (user, tokens) = signed_in_pb(signed_in, self.state.now());
         Ok(Response::new(pb::SignInResponse { user, tokens }))

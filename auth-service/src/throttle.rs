@@ -6,7 +6,7 @@
 //! burst gets the free attempts verified and the rest refused at once. A success gives the
 //! address its charge back and resets the account.
 
-use crate::{config::ThrottleArgs, error::AuthError, store::throttle as store};
+use crate::{config::ThrottleArgs, error::AuthError, fair::ClientKey, store::throttle as store};
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::DatabaseConnection;
 use sha2::{Digest, Sha256};
@@ -31,16 +31,17 @@ pub struct AttemptKeys {
 }
 
 impl AttemptKeys {
-    /// Keys for `email` (normalized) from `address`. The email is hashed so the table holds
-    /// no addresses of people who may not even have an account.
-    pub fn new(email: &str, address: &str) -> Self {
+    /// Keys for `email` (normalized) from `client` (an IPv4 address, or an IPv6 /64: one
+    /// machine's addresses share a budget). The email is hashed so the table holds no
+    /// addresses of people who may not even have an account.
+    pub fn new(email: &str, client: ClientKey) -> Self {
         let digest: String = Sha256::digest(email.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         Self {
             account: format!("account:{digest}"),
-            address: format!("ip:{address}"),
+            address: format!("ip:{client}"),
         }
     }
 }

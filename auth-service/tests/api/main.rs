@@ -1,8 +1,9 @@
-//! auth-service behaviour over real gRPC, against in-memory SQLite by default and a fresh
-//! PostgreSQL database per test when `TEST_DATABASE_URL` is set.
+//! auth-service behaviour over real gRPC, against a new SQLite file per test by default and a
+//! fresh PostgreSQL database per test when `TEST_DATABASE_URL` is set.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
+mod flood;
 mod helpers;
 mod keys;
 mod refresh;

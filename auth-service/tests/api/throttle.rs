@@ -132,6 +132,8 @@ async fn a_burst_of_300_concurrent_guesses_gets_only_the_free_attempts_checked()
 async fn a_burst_across_accounts_gets_only_the_address_budget_checked() {
     let app = TestApp::spawn_with(|c| {
         c.passwords.max_concurrent_hashes = Some(10);
+        // Room for every admitted attempt in the hashing queue: this is about the throttle.
+        c.passwords.hash_queue_per_client = 100;
         c.throttle.throttle_address_max_failures = 20;
     })
     .await;

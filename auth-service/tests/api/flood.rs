@@ -1,0 +1,91 @@
+//! One client address flooding the password hashing, an honest client at another address:
+//! hashing is shared in turn between addresses, and the flood's excess is refused at once.
+
+use crate::helpers::*;
+use shared::proto::todo::auth::v1::{
+    SignInRequest, SignUpRequest, auth_service_client::AuthServiceClient,
+};
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+use tonic::{Code, transport::Channel};
+
+/// A channel to `addr` whose connections come from `from` (e.g. 127.0.0.2).
+async fn channel_from(from: &'static str, addr: SocketAddr) -> Channel {
+    let connector = tower::service_fn(move |_: http::Uri| async move {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(from.parse().map_err(std::io::Error::other)?)?;
+        let stream = socket.connect(addr).await?;
+        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+    });
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_with_connector(connector)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_address_is_refused_early_and_another_address_still_signs_in() {
+    let app = TestApp::spawn_with(|c| {
+        c.passwords.max_concurrent_hashes = Some(1);
+        c.throttle.throttle_disabled = true;
+    })
+    .await;
+    app.sign_up("ada@example.com").await;
+    app.sign_up("victim@example.com").await;
+
+    // The attacker: 64 streams re-registering a taken email (a hash each, nothing written).
+    let attacker = AuthServiceClient::new(channel_from("127.0.0.1:0", app.addr).await);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut streams = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let (mut client, stop) = (attacker.clone(), stop.clone());
+        streams.spawn(async move {
+            let (mut busy, mut other) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let request = SignUpRequest {
+                    email: "ada@example.com".into(),
+                    password: PASSWORD.into(),
+                    display_name: None,
+                };
+                match client.sign_up(request).await {
+                    Err(s) if s.code() == Code::ResourceExhausted => busy += 1,
+                    _ => other += 1,
+                }
+            }
+            (busy, other)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The honest user, from another address, signs in ten times during the flood.
+    let mut honest = AuthServiceClient::new(channel_from("127.0.0.2:0", app.addr).await);
+    let mut latencies = Vec::new();
+    for _ in 0..10 {
+        let started = Instant::now();
+        honest
+            .sign_in(SignInRequest {
+                email: "victim@example.com".into(),
+                password: PASSWORD.into(),
+            })
+            .await
+            .expect("the honest client is never refused");
+        latencies.push(started.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut busy, mut hashed) = (0, 0);
+    while let Some(result) = streams.join_next().await {
+        let (b, o) = result.unwrap();
+        busy += b;
+        hashed += o;
+    }
+    latencies.sort();
+    println!(
+        "honest sign-in during the flood: median {:?}, max {:?}; flood: {hashed} hashed, {busy} refused",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+    assert!(busy > 0, "the flood's excess is refused at once");
+}
