@@ -194,6 +194,12 @@ pub struct ThrottleArgs {
     /// The per-address window, in seconds.
     #[arg(long, env = "THROTTLE_ADDRESS_WINDOW_SECS", default_value_t = 15 * 60)]
     pub throttle_address_window_secs: u32,
+
+    /// Failed sign-ins per account per day, from all addresses together, after which the
+    /// account is closed for THROTTLE_MAX_DELAY_SECS to every address except those it signed
+    /// in from in the last 30 days (so guessing from elsewhere cannot lock the owner out).
+    #[arg(long, env = "THROTTLE_ACCOUNT_MAX_FAILURES", default_value_t = 50)]
+    pub throttle_account_max_failures: u32,
 }
 
 /// A configuration that cannot work.
@@ -227,6 +233,10 @@ impl AuthConfig {
             (
                 "THROTTLE_ADDRESS_WINDOW_SECS",
                 self.throttle.throttle_address_window_secs,
+            ),
+            (
+                "THROTTLE_ACCOUNT_MAX_FAILURES",
+                self.throttle.throttle_account_max_failures,
             ),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {

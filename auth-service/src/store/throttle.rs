@@ -118,3 +118,35 @@ pub(crate) async fn forget(db: &impl ConnectionTrait, key: &str) -> Result<(), D
     row::Entity::delete_by_id(key.to_owned()).exec(db).await?;
     Ok(())
 }
+
+/// When `key` was last remembered (see [`remember`]), if it was.
+pub(crate) async fn remembered(
+    db: &impl ConnectionTrait,
+    key: &str,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
+    let row = row::Entity::find_by_id(key.to_owned()).one(db).await?;
+    Ok(row.map(|r| r.window_start))
+}
+
+/// Remembers `key` as seen at `now` (a row with no failures and no block).
+pub(crate) async fn remember(
+    db: &impl ConnectionTrait,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let model = row::ActiveModel {
+        key: Set(key.to_owned()),
+        failures: Set(0),
+        window_start: Set(now),
+        blocked_until: Set(None),
+    };
+    row::Entity::insert(model)
+        .on_conflict(
+            OnConflict::column(row::Column::Key)
+                .update_column(row::Column::WindowStart)
+                .to_owned(),
+        )
+        .exec(db)
+        .await?;
+    Ok(())
+}

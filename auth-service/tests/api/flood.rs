@@ -5,26 +5,8 @@ use crate::helpers::*;
 use shared::proto::todo::auth::v1::{
     SignInRequest, SignUpRequest, auth_service_client::AuthServiceClient,
 };
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
-use tonic::{Code, transport::Channel};
-
-/// A channel to `addr` whose connections come from `from` (e.g. 127.0.0.2).
-async fn channel_from(from: &'static str, addr: SocketAddr) -> Channel {
-    let connector = tower::service_fn(move |_: http::Uri| async move {
-        let socket = tokio::net::TcpSocket::new_v4()?;
-        socket.bind(from.parse().map_err(std::io::Error::other)?)?;
-        let stream = socket.connect(addr).await?;
-        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-    });
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_with_connector(connector)
-        .await
-        .unwrap()
-}
+use std::time::{Duration, Instant};
+use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_from_one_address_is_refused_early_and_another_address_still_signs_in() {

@@ -204,3 +204,23 @@ impl TestApp {
 pub fn tokens(response: &pb::SignUpResponse) -> &pb::TokenPair {
     response.tokens.as_ref().expect("tokens")
 }
+
+/// A channel to `addr` whose connections come from `from` (e.g. 127.0.0.2).
+pub async fn channel_from(from: &'static str, addr: std::net::SocketAddr) -> Channel {
+    let connector = tower::service_fn(move |_: http::Uri| async move {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(from.parse().map_err(std::io::Error::other)?)?;
+        let stream = socket.connect(addr).await?;
+        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+    });
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_with_connector(connector)
+        .await
+        .unwrap()
+}
+
+/// A client of `app` whose connections come from `from` (e.g. `127.0.0.2:0`).
+pub async fn client_from(from: &'static str, app: &TestApp) -> AuthServiceClient<Channel> {
+    AuthServiceClient::new(channel_from(from, app.addr).await)
+}

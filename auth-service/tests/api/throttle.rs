@@ -1,5 +1,5 @@
 use crate::helpers::*;
-use shared::proto::todo::auth::v1::SignInRequest;
+use shared::proto::todo::auth::v1::{SignInRequest, auth_service_client::AuthServiceClient};
 use std::time::Duration;
 use tonic::Code;
 
@@ -150,4 +150,61 @@ async fn successful_sign_ins_do_not_use_up_the_address_budget() {
     }
     let _ = app.sign_in("ada@example.com", "wrong password").await;
     app.sign_in("ada@example.com", PASSWORD).await.unwrap();
+}
+
+async fn sign_in_from(
+    client: &mut AuthServiceClient<tonic::transport::Channel>,
+    password: &str,
+) -> Code {
+    let request = SignInRequest {
+        email: "ada@example.com".into(),
+        password: password.into(),
+    };
+    match client.sign_in(request).await {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+#[tokio::test]
+async fn guesses_from_elsewhere_do_not_lock_the_owner_out_of_their_own_address() {
+    let app = TestApp::spawn().await;
+    app.sign_up("ada@example.com").await;
+    let mut attacker = client_from("127.0.0.2:0", &app).await;
+    for _ in 0..10 {
+        sign_in_from(&mut attacker, "wrong password").await;
+    }
+    assert_eq!(
+        sign_in_from(&mut attacker, PASSWORD).await,
+        Code::ResourceExhausted,
+        "the guessing address is delayed"
+    );
+    let mut owner = client_from("127.0.0.1:0", &app).await;
+    assert_eq!(sign_in_from(&mut owner, PASSWORD).await, Code::Ok);
+}
+
+#[tokio::test]
+async fn the_account_ceiling_stops_distributed_guessing_but_not_a_known_address() {
+    let app = TestApp::spawn_with(|c| c.throttle.throttle_account_max_failures = 3).await;
+    app.sign_up("ada@example.com").await;
+    let mut owner = client_from("127.0.0.1:0", &app).await;
+    assert_eq!(sign_in_from(&mut owner, PASSWORD).await, Code::Ok);
+    // Three guesses from two other addresses reach the account's ceiling...
+    let first = client_from("127.0.0.2:0", &app).await;
+    let second = client_from("127.0.0.3:0", &app).await;
+    for client in [first.clone(), second.clone(), first.clone()] {
+        let mut client = client;
+        assert_eq!(
+            sign_in_from(&mut client, "wrong password").await,
+            Code::Unauthenticated
+        );
+    }
+    // ...so any other address is refused, even with the right password...
+    let mut third = client_from("127.0.0.4:0", &app).await;
+    assert_eq!(
+        sign_in_from(&mut third, PASSWORD).await,
+        Code::ResourceExhausted
+    );
+    // ...but the owner's usual address still signs in.
+    assert_eq!(sign_in_from(&mut owner, PASSWORD).await, Code::Ok);
 }
