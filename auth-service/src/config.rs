@@ -200,6 +200,12 @@ pub struct ThrottleArgs {
     /// in from in the last 30 days (so guessing from elsewhere cannot lock the owner out).
     #[arg(long, env = "THROTTLE_ACCOUNT_MAX_FAILURES", default_value_t = 50)]
     pub throttle_account_max_failures: u32,
+
+    /// Reverse proxies (comma-separated CIDRs, e.g. 10.0.0.0/8,fd00::/8) whose `Forwarded` /
+    /// `X-Forwarded-For` headers say who the client is. Empty: the TCP peer is the client,
+    /// and forwarding headers are ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<crate::client::Cidr>,
 }
 
 /// A configuration that cannot work.

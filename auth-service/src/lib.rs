@@ -6,6 +6,7 @@
 //! tests, the dev launcher and the benchmarks all start the server this way.
 
 pub mod accounts;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;

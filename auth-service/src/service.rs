@@ -34,6 +34,14 @@ impl AuthApi {
     pub fn new(state: Arc<AuthState>) -> Self {
         Self { state }
     }
+
+    /// Who sent `request`, for throttling and fair hashing: the TCP peer, or what a trusted
+    /// proxy forwarded for.
+    fn client<T>(&self, request: &Request<T>) -> ClientKey {
+        self.state
+            .proxies
+            .client(request.remote_addr(), request.metadata())
+    }
 }
 
 fn user_pb(user: &User) -> pb::User {
@@ -66,13 +74,6 @@ fn signed_in_pb(
     )
 }
 
-/// The client's address (the TCP peer), for throttling and fair hashing.
-fn client_address<T>(request: &Request<T>) -> ClientKey {
-    request
-        .remote_addr()
-        .map_or_else(ClientKey::unknown, |addr| ClientKey::from_ip(addr.ip()))
-}
-
 #[tonic::async_trait]
 impl AuthService for AuthApi {
     #[instrument(name = "SignUp", skip_all, fields(user_id))]
@@ -80,7 +81,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::SignUpRequest>,
     ) -> Result<Response<pb::SignUpResponse>, Status> {
-        let client = client_address(&request);
+        let client = self.client(&request);
         let account = NewAccount::try_from(request.into_inner())?;
         let signed_in = self.state.sign_up(account, client).await?;
         tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));
@@ -93,7 +94,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::SignInRequest>,
     ) -> Result<Response<pb::SignInResponse>, Status> {
-        let address = client_address(&request);
+        let address = self.client(&request);
         let credentials = Credentials::try_from(request.into_inner())?;
         let signed_in = self.state.sign_in(credentials, address).await?;
         tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));

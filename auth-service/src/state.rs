@@ -1,8 +1,8 @@
 //! Everything an RPC needs, built once at start-up and shared.
 
 use crate::{
-    config::AuthConfig, error::AuthError, keys::KeyRing, password::PasswordHasher,
-    throttle::Throttle, tokens::TokenIssuer,
+    client::TrustedProxies, config::AuthConfig, error::AuthError, keys::KeyRing,
+    password::PasswordHasher, throttle::Throttle, tokens::TokenIssuer,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::DatabaseConnection;
@@ -18,6 +18,7 @@ pub struct AuthState {
     pub(crate) verifier: TokenVerifier,
     pub(crate) hasher: PasswordHasher,
     pub(crate) throttle: Throttle,
+    pub(crate) proxies: TrustedProxies,
     pub(crate) session_ttl: TimeDelta,
     pub(crate) refresh_grace: TimeDelta,
 }
@@ -37,6 +38,7 @@ impl AuthState {
             verifier: t.jwt.verifier(),
             hasher: PasswordHasher::new(&config.passwords)?,
             throttle: Throttle::new(&config.throttle),
+            proxies: TrustedProxies::new(config.throttle.trusted_proxies.clone()),
             session_ttl: t.session_ttl(),
             refresh_grace: t.refresh_grace(),
             db,

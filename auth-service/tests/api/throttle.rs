@@ -208,3 +208,61 @@ async fn the_account_ceiling_stops_distributed_guessing_but_not_a_known_address(
     // ...but the owner's usual address still signs in.
     assert_eq!(sign_in_from(&mut owner, PASSWORD).await, Code::Ok);
 }
+
+/// A wrong-password sign-in for `email` claiming to be forwarded for `forwarded_for`.
+async fn forwarded_sign_in(app: &TestApp, email: &str, forwarded_for: &str) -> Code {
+    let mut request = tonic::Request::new(SignInRequest {
+        email: email.into(),
+        password: "wrong password".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-forwarded-for", forwarded_for.parse().unwrap());
+    match app.client.clone().sign_in(request).await {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
+    let app = TestApp::spawn_with(|c| c.throttle.throttle_address_max_failures = 2).await;
+    assert_eq!(
+        forwarded_sign_in(&app, "a@example.com", "198.51.100.1").await,
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        forwarded_sign_in(&app, "b@example.com", "198.51.100.2").await,
+        Code::Unauthenticated
+    );
+    // A new claimed address buys no new budget: the peer's is used up.
+    assert_eq!(
+        forwarded_sign_in(&app, "c@example.com", "198.51.100.3").await,
+        Code::ResourceExhausted
+    );
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_is_believed_about_whom_it_forwards_for() {
+    let app = TestApp::spawn_with(|c| {
+        c.throttle.throttle_address_max_failures = 2;
+        c.throttle.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    for email in ["a@example.com", "b@example.com"] {
+        assert_eq!(
+            forwarded_sign_in(&app, email, "198.51.100.1").await,
+            Code::Unauthenticated
+        );
+    }
+    assert_eq!(
+        forwarded_sign_in(&app, "c@example.com", "198.51.100.1").await,
+        Code::ResourceExhausted,
+        "that client's budget is used up"
+    );
+    assert_eq!(
+        forwarded_sign_in(&app, "c@example.com", "198.51.100.2").await,
+        Code::Unauthenticated,
+        "another client behind the same proxy has its own"
+    );
+}
