@@ -15,6 +15,7 @@ mod fair;
 pub mod keys;
 pub mod password;
 mod requests;
+pub mod retention;
 pub mod service;
 pub mod sessions;
 pub mod state;
@@ -34,7 +35,7 @@ use shared::{
     clock::SharedClock,
     db::OpenError,
     proto::todo::auth::v1::auth_service_server::AuthServiceServer,
-    server::{BindError, GrpcServer, ServeError},
+    server::{AbortOnDrop, BindError, GrpcServer, ServeError},
 };
 use std::{future::Future, net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
@@ -129,6 +130,8 @@ impl Application {
         let api = AuthServiceServer::new(AuthApi::new(Arc::clone(&state)))
             .max_decoding_message_size(config.server.max_request_bytes);
         let jwks_state = Arc::clone(&state);
+        // Stopped when `run` returns.
+        let _sweeper = AbortOnDrop(retention::spawn_sweeper(Arc::clone(&state)));
         GrpcServer::new(SERVICE_NAMES)?
             .add_service(api)
             .add_json_get(

@@ -254,3 +254,29 @@ async fn insert_refresh_token(
     .await?;
     Ok(())
 }
+
+/// Deletes up to `limit` sessions that expired before `expired_before` or were revoked before
+/// `revoked_before`, with their refresh tokens (the foreign key cascades); returns how many.
+pub(crate) async fn delete_ended(
+    db: &impl ConnectionTrait,
+    expired_before: DateTime<Utc>,
+    revoked_before: DateTime<Utc>,
+    limit: u64,
+) -> Result<u64, DbErr> {
+    use sea_orm::sea_query::Query;
+    let ended = Query::select()
+        .column(session::Column::Id)
+        .from(session::Entity)
+        .cond_where(
+            sea_orm::Condition::any()
+                .add(session::Column::ExpiresAt.lt(expired_before))
+                .add(session::Column::RevokedAt.lt(revoked_before)),
+        )
+        .limit(limit)
+        .to_owned();
+    let deleted = session::Entity::delete_many()
+        .filter(session::Column::Id.in_subquery(ended))
+        .exec(db)
+        .await?;
+    Ok(deleted.rows_affected)
+}

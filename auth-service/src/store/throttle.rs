@@ -150,3 +150,43 @@ pub(crate) async fn remember(
         .await?;
     Ok(())
 }
+
+/// Deletes up to `limit` rows of keys that are not blocked at `now` and whose window began
+/// before `before` (keys starting with `prefix`, or all but them when `exclude` is set);
+/// returns how many.
+pub(crate) async fn delete_stale(
+    db: &impl ConnectionTrait,
+    prefix: &str,
+    exclude: bool,
+    before: DateTime<Utc>,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<u64, DbErr> {
+    use sea_orm::sea_query::Query;
+    let pattern = format!("{prefix}%");
+    let by_prefix = if exclude {
+        row::Column::Key.not_like(pattern)
+    } else {
+        row::Column::Key.like(pattern)
+    };
+    let stale = Query::select()
+        .column(row::Column::Key)
+        .from(row::Entity)
+        .cond_where(
+            Condition::all()
+                .add(by_prefix)
+                .add(row::Column::WindowStart.lt(before))
+                .add(
+                    Condition::any()
+                        .add(row::Column::BlockedUntil.is_null())
+                        .add(row::Column::BlockedUntil.lte(now)),
+                ),
+        )
+        .limit(limit)
+        .to_owned();
+    let deleted = row::Entity::delete_many()
+        .filter(row::Column::Key.in_subquery(stale))
+        .exec(db)
+        .await?;
+    Ok(deleted.rows_affected)
+}

@@ -21,6 +21,10 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: AuthServiceClient<Channel>,
     pub clock: Arc<ManualClock>,
+    /// The running service's state (for sweeps and other direct calls).
+    pub state: Arc<auth_service::state::AuthState>,
+    /// Its database.
+    pub database_url: String,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -65,6 +69,7 @@ impl TestApp {
             .await
             .expect("auth-service starts");
         let addr = app.local_addr().unwrap();
+        let state = app.state();
         let (shutdown, stopped) = shared::testing::shutdown_on_drop();
         tokio::spawn(app.run(stopped));
         let client = AuthServiceClient::connect(format!("http://{addr}"))
@@ -74,12 +79,20 @@ impl TestApp {
             addr,
             client,
             clock,
+            state,
+            database_url: database_url.to_owned(),
             _shutdown: shutdown,
         }
     }
 
     pub async fn channel(&self) -> Channel {
         shared::testing::channel(self.addr).await
+    }
+
+    /// The service's clock, now.
+    pub fn state_now(&self) -> chrono::DateTime<Utc> {
+        use shared::clock::Clock;
+        self.clock.now()
     }
 
     pub fn advance(&self, seconds: i64) {

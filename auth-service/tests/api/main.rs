@@ -7,6 +7,7 @@ mod flood;
 mod helpers;
 mod keys;
 mod refresh;
+mod retention;
 mod server;
 mod throttle;
 mod token_verification;

@@ -1,0 +1,72 @@
+//! The auth tables stay bounded: a churn of sign-ins and refreshes leaves nothing behind once
+//! the sessions have ended and the throttle windows have passed.
+
+use crate::helpers::*;
+use sea_orm::{ConnectionTrait, Statement};
+use shared::proto::todo::auth::v1::SignInRequest;
+
+async fn count(url: &str, table: &str) -> i64 {
+    let db = sea_orm::Database::connect(url).await.unwrap();
+    let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
+    let n: i64 = row.try_get("", "n").unwrap();
+    db.close().await.unwrap();
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_churn_of_sign_ins_leaves_nothing_once_sessions_end_and_windows_pass() {
+    const SIGN_INS: usize = 10_000;
+    let app = TestApp::spawn_with(|c| {
+        // Cheap hashes: this is about rows, not argon2.
+        c.passwords.argon2_memory_kib = 8;
+        c.passwords.argon2_iterations = 1;
+        c.passwords.max_concurrent_hashes = Some(4);
+        c.passwords.hash_queue_per_client = 64;
+        c.throttle.throttle_address_max_failures = 1_000_000;
+    })
+    .await;
+    app.sign_up("ada@example.com").await;
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..32 {
+        let mut client = app.client.clone();
+        workers.spawn(async move {
+            for i in (worker..SIGN_INS).step_by(32) {
+                // Every tenth a failure, so failure counters are made too.
+                let password = if i % 10 == 0 {
+                    "wrong password"
+                } else {
+                    PASSWORD
+                };
+                let request = SignInRequest {
+                    email: "ada@example.com".into(),
+                    password: password.into(),
+                };
+                let _ = client.sign_in(request).await;
+            }
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done.unwrap();
+    }
+    let url = &app.database_url;
+    let sessions = count(url, "sessions").await;
+    assert!(sessions > 1_000, "{sessions} sessions made");
+    assert!(count(url, "refresh_tokens").await >= sessions);
+
+    // Nothing has ended yet: a sweep now keeps every live session.
+    let kept = app.state.sweep(app.state_now()).await.unwrap();
+    assert_eq!(kept.sessions, 0);
+
+    // 31 days on (past SESSION_TTL_SECS and every throttle window), one sweep empties them.
+    app.advance(31 * 24 * 60 * 60);
+    let swept = app.state.sweep(app.state_now()).await.unwrap();
+    assert_eq!(i64::try_from(swept.sessions).unwrap(), sessions);
+    for table in ["sessions", "refresh_tokens", "sign_in_throttle"] {
+        assert_eq!(count(url, table).await, 0, "{table}");
+    }
+}
