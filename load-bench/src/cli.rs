@@ -47,7 +47,7 @@ pub struct Args {
     #[arg(long)]
     pub users: Option<usize>,
 
-    /// Tasks seeded per user (default: list and sign-in-storm 1000, mixed 20).
+    /// Tasks seeded per user (default: list and sign-in-storm 1000, mixed 10).
     #[arg(long)]
     pub tasks_per_user: Option<usize>,
 

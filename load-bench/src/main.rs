@@ -3,9 +3,11 @@
 //! root for the scenarios, the targets and the figures measured.
 
 mod cli;
+mod harness;
 mod load;
 mod mixed;
 mod overhead;
+mod plan;
 mod report;
 mod scale;
 mod scenarios;

@@ -4,17 +4,10 @@
 
 use crate::{
     load::{Outcome, Worker},
-    stack::BenchUser,
-    workers::{Rng, authed},
+    workers::{Rng, UserTasks, authed},
 };
 use shared::proto::todo::task::v1::{self as pb, task_service_client::TaskServiceClient};
 use tonic::transport::Channel;
-
-/// One user and the ids of their tasks.
-pub struct UserTasks {
-    pub user: BenchUser,
-    pub ids: Vec<String>,
-}
 
 /// A mixed-workload worker.
 pub struct Mixed {

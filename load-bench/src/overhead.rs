@@ -11,7 +11,7 @@
 //! Every call carries the same bearer token, so the only difference between phases is the
 //! authentication itself.
 
-use crate::stack::{Stack, wait_until_serving};
+use crate::stack::{Stack, channels, wait_until_serving};
 use shared::{
     clock::{SharedClock, SystemClock},
     proto::todo::task::v1::{
@@ -26,7 +26,7 @@ use task_service::{
     config::TaskConfig,
 };
 use tokio::net::TcpListener;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, transport::Channel};
 
 /// How the trivial server authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,9 +38,10 @@ pub enum Authentication {
 }
 
 /// Trivial servers running until dropped (their tasks, and the key refresher's, are aborted).
+#[derive(Default)]
 pub struct TrivialServers {
-    /// Their addresses, in the order they were asked for.
-    pub addrs: Vec<SocketAddr>,
+    /// Client connections to each, in the order they were asked for.
+    pub channels: Vec<Vec<Channel>>,
     _servers: Vec<AbortOnDrop<()>>,
     _refresher: Option<AbortOnDrop<()>>,
 }
@@ -98,8 +99,16 @@ impl TaskService for Trivial {
 }
 
 /// Starts one trivial server per entry of `kinds`, verifying tokens as the task-service of
-/// `stack` does (same signing mode and keys), and waits until each is up.
-pub async fn start(stack: &Stack, kinds: &[Authentication]) -> anyhow::Result<TrivialServers> {
+/// `stack` does (same signing mode and keys), waits until each is up and opens `connections`
+/// client connections to each.
+pub async fn start(
+    stack: &Stack,
+    kinds: &[Authentication],
+    connections: usize,
+) -> anyhow::Result<TrivialServers> {
+    if kinds.is_empty() {
+        return Ok(TrivialServers::default());
+    }
     let auth_url = format!("http://{}", stack.auth_addr);
     let mut config =
         TaskConfig::for_database(([127, 0, 0, 1], 0).into(), "sqlite::memory:", &auth_url);
@@ -146,11 +155,13 @@ pub async fn start(stack: &Stack, kinds: &[Authentication]) -> anyhow::Result<Tr
             }
         })));
     }
-    for addr in &addrs {
-        wait_until_serving(*addr, "todo.task.v1.TaskService").await?;
+    let mut clients = Vec::new();
+    for addr in addrs {
+        wait_until_serving(addr, "todo.task.v1.TaskService").await?;
+        clients.push(channels(addr, connections).await?);
     }
     Ok(TrivialServers {
-        addrs,
+        channels: clients,
         _servers: servers,
         _refresher: refresher,
     })

@@ -1,6 +1,10 @@
 //! The results: a table for people, JSON for machines.
 
-use crate::{load::PhaseResult, stack::StartupMemory, system};
+use crate::{
+    load::{OpStats, PhaseResult},
+    stack::StartupMemory,
+    system,
+};
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -127,7 +131,7 @@ impl Report {
             );
         }
         for phase in &self.phases {
-            let mut rows: Vec<(&str, &crate::load::OpStats)> =
+            let mut rows: Vec<(&str, &OpStats)> =
                 phase.ops.iter().map(|(k, v)| (k.as_str(), v)).collect();
             if rows.len() > 1 {
                 rows.push(("(all)", &phase.total));
@@ -151,20 +155,11 @@ impl Report {
                 } else {
                     Default::default()
                 };
+                let name = if i == 0 { phase.name.as_str() } else { "" };
                 let _ = writeln!(
                     out,
-                    "{:<26} {:<14} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>7} {:>7} {:>8}  {}",
-                    if i == 0 { phase.name.as_str() } else { "" },
-                    op,
-                    s.rps,
-                    s.p50_ms,
-                    s.p90_ms,
-                    s.p99_ms,
-                    s.max_ms,
-                    cpu,
-                    machine,
-                    peak,
-                    errors
+                    "{name:<26} {op:<14} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {cpu:>7} {machine:>7} {peak:>8}  {errors}",
+                    s.rps, s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms,
                 );
             }
         }
@@ -197,14 +192,8 @@ impl Report {
                     (Some(false), Some(t)) => format!("target {t}: MISSED"),
                     _ => String::new(),
                 };
-                let _ = writeln!(
-                    out,
-                    "{:<58} {:>12} {:<8} {}",
-                    d.name,
-                    format_value(d.value),
-                    d.unit,
-                    verdict
-                );
+                let (name, value, unit) = (&d.name, format_value(d.value), &d.unit);
+                let _ = writeln!(out, "{name:<58} {value:>12} {unit:<8} {verdict}");
             }
         }
         for phase in &self.phases {

@@ -7,9 +7,9 @@
 
 use crate::{
     cli::Args,
+    harness::{Outcome, progress},
     load::mib,
     report::Derived,
-    scenarios::{Outcome, progress},
     stack::{Stack, endpoint},
     system,
 };
@@ -107,7 +107,6 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Outcome> {
     if let Some(mut stdin) = child.stdin.take() {
         stdin.shutdown().await.ok();
     }
-    drop(child.stdin.take());
     let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after_kib = system::rss_kib();

@@ -1,9 +1,15 @@
-//! Seeding: in bulk, straight into the task database (multi-row INSERTs of the columns the
-//! repository writes, in one transaction), or through the public API (CreateTask calls in
-//! parallel, as users would make them; on SQLite only ~350/s, as each commit waits for the
-//! disk).
+//! The users a scenario acts as, and their tasks. Users' tokens are minted by the
+//! auth-service's own issuer. Tasks are seeded in bulk, straight into the task database
+//! (multi-row INSERTs of the columns the repository writes, in one transaction), or through
+//! the public API (CreateTask calls in parallel, as users would make them; on SQLite only
+//! ~350/s, as each commit waits for the disk).
 
-use crate::{stack::BenchUser, workers::authed};
+use crate::{
+    cli::{Args, Seed},
+    harness::progress,
+    stack::{BenchUser, Stack},
+    workers::{UserTasks, authed, task_client},
+};
 use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 use sea_orm::{
@@ -11,7 +17,7 @@ use sea_orm::{
     sea_query::{Alias, Expr, Query},
 };
 use shared::config::PoolArgs;
-use shared::proto::todo::task::v1::{self as pb, task_service_client::TaskServiceClient};
+use shared::proto::todo::task::v1 as pb;
 use std::{
     sync::{
         Arc,
@@ -22,13 +28,94 @@ use std::{
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+/// The users a scenario's workers act as.
+#[derive(Debug, Clone, Copy)]
+pub enum Users {
+    /// None.
+    None,
+    /// One per worker (`--concurrency`), without tasks.
+    PerWorker,
+    /// `--users` (by default this many), without tasks.
+    Minted(usize),
+    /// `--users` (default `users`), each with `--tasks-per-user` (default `tasks`) tasks.
+    Seeded { users: usize, tasks: usize },
+}
+
+/// The users `list` and the sign-in storm read: `--users` (default 20), each with
+/// `--tasks-per-user` (default 1,000) tasks.
+pub const LIST_USERS: Users = Users::Seeded {
+    users: 20,
+    tasks: 1000,
+};
+
+/// Makes the users `wanted` asks for and seeds their tasks (`--seed`); the service then
+/// reads them back as a check.
+pub async fn users(
+    args: &Args,
+    stack: &Stack,
+    channels: &[Channel],
+    wanted: Users,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Vec<UserTasks>> {
+    let (users, per_user) = match wanted {
+        Users::None => return Ok(Vec::new()),
+        Users::PerWorker => (args.concurrency, None),
+        Users::Minted(users) => (args.users.unwrap_or(users), None),
+        Users::Seeded { users, tasks } => (
+            args.users.unwrap_or(users),
+            Some(args.tasks_per_user.unwrap_or(tasks)),
+        ),
+    };
+    let users = stack.mint_users(users).await?;
+    let Some(per_user) = per_user else {
+        let no_tasks = |user| UserTasks { user, ids: vec![] };
+        return Ok(users.into_iter().map(no_tasks).collect());
+    };
+    progress(&format!(
+        "seeding {} tasks ({} users x {per_user}), {:?}",
+        users.len() * per_user,
+        users.len(),
+        args.seed
+    ));
+    let (ids, rate) = match args.seed {
+        Seed::Bulk => bulk(&stack.task_database_url, &users, per_user).await?,
+        Seed::Api => through_api(channels, &users, per_user, args.concurrency).await?,
+    };
+    notes.push(format!(
+        "seeded {} users x {per_user} tasks {} at {rate:.0} tasks/s",
+        users.len(),
+        match args.seed {
+            Seed::Bulk => "with bulk INSERTs into the task database",
+            Seed::Api => "through CreateTask",
+        }
+    ));
+    // The service reads what was seeded.
+    if let Some(user) = users.first() {
+        let request = pb::ListTasksRequest {
+            page_size: 20,
+            ..Default::default()
+        };
+        let page = task_client(channels, 0)
+            .list_tasks(authed(request, user))
+            .await?
+            .into_inner();
+        anyhow::ensure!(
+            page.tasks.len() == per_user.min(20),
+            "seeded {per_user} tasks but ListTasks returned {}",
+            page.tasks.len()
+        );
+    }
+    let with_ids = |(user, ids)| UserTasks { user, ids };
+    Ok(users.into_iter().zip(ids).map(with_ids).collect())
+}
+
 /// Rows per INSERT statement (10 columns each: well below SQLite's bound-variable limit).
 const ROWS_PER_INSERT: usize = 500;
 
 /// Inserts `per_user` tasks for each of `users` into the task database at `url`; returns each
 /// user's task ids (oldest first) and the rate achieved (tasks/s). Every third task is
 /// completed.
-pub async fn bulk(
+async fn bulk(
     url: &str,
     users: &[BenchUser],
     per_user: usize,
@@ -94,7 +181,7 @@ pub async fn bulk(
 
 /// Creates `per_user` tasks for each of `users` with `parallel` CreateTask calls in flight;
 /// returns each user's task ids and the rate achieved (tasks/s).
-pub async fn through_api(
+async fn through_api(
     channels: &[Channel],
     users: &[BenchUser],
     per_user: usize,
@@ -106,7 +193,7 @@ pub async fn through_api(
     let started = Instant::now();
     let mut handles = Vec::new();
     for worker in 0..parallel.max(1) {
-        let mut client = TaskServiceClient::new(channels[worker % channels.len()].clone());
+        let mut client = task_client(channels, worker);
         let users = Arc::clone(&users);
         let next = Arc::clone(&next);
         handles.push(tokio::spawn(async move {

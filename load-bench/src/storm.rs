@@ -3,11 +3,13 @@
 
 use crate::{
     cli::Args,
-    load::Phase,
+    harness::{Outcome, phases, progress},
+    load::{Phase, mib},
     report::Derived,
-    scenarios::{Outcome, list_users, list_walkers, phases, progress},
-    stack::Stack,
-    workers::{Rng, SignIn},
+    seed::{self, LIST_USERS},
+    stack::{BenchUser, Stack},
+    system,
+    workers::{Rng, SignIn, channel, list_walkers},
 };
 use shared::proto::todo::auth::v1::{SignUpRequest, auth_service_client::AuthServiceClient};
 use std::time::{Duration, Instant};
@@ -20,11 +22,15 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Outcome> {
     let channels = stack.task_channels(args.channels).await?;
     let auth_channels = stack.auth_channels(args.channels).await?;
     let mut notes = Vec::new();
-    let users = list_users(args, stack, &channels, &mut notes).await?;
-    let before_sign_ups = crate::system::rss_kib();
+    let users: Vec<BenchUser> = seed::users(args, stack, &channels, LIST_USERS, &mut notes)
+        .await?
+        .into_iter()
+        .map(|u| u.user)
+        .collect();
+    let before_sign_ups = system::rss_kib();
     let emails = sign_up_accounts(&auth_channels, STORM_ACCOUNTS).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after_sign_ups = crate::system::rss_kib();
+    let after_sign_ups = system::rss_kib();
 
     // The sign-in ceiling: permits / one hash's time, measured here on a quiet process.
     let passwords = &stack.auth_config.passwords;
@@ -36,7 +42,7 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Outcome> {
     let s = args.signin_concurrency;
     let sign_ins = |phase: &mut Phase| {
         phase.spawn((0..s).map(|w| SignIn {
-            client: AuthServiceClient::new(auth_channels[w % auth_channels.len()].clone()),
+            client: AuthServiceClient::new(channel(&auth_channels, w)),
             emails: emails.clone(),
             password: STORM_PASSWORD.into(),
             rng: Rng::new(0x516e + w as u64),
@@ -69,12 +75,12 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Outcome> {
     let derived = vec![
         Derived::info(
             format!("process RSS before the {STORM_ACCOUNTS} sign-ups"),
-            crate::load::mib(before_sign_ups),
+            mib(before_sign_ups),
             "MiB",
         ),
         Derived::info(
             format!("process RSS 1 s after the {STORM_ACCOUNTS} sign-ups"),
-            crate::load::mib(after_sign_ups),
+            mib(after_sign_ups),
             "MiB",
         ),
         Derived::info(
@@ -130,7 +136,7 @@ async fn sign_up_accounts(channels: &[Channel], n: usize) -> anyhow::Result<Vec<
         .collect();
     let mut handles = Vec::new();
     for (i, email) in emails.iter().enumerate() {
-        let mut client = AuthServiceClient::new(channels[i % channels.len()].clone());
+        let mut client = AuthServiceClient::new(channel(channels, i));
         let request = SignUpRequest {
             email: email.clone(),
             password: STORM_PASSWORD.into(),

@@ -2,15 +2,47 @@
 //! connections) and, where it needs them, its own users, so workers never race each other.
 
 use crate::{
-    load::{Outcome, Worker, expect_code},
+    load::{Outcome, Worker},
     stack::BenchUser,
 };
 use shared::proto::todo::{
     auth::v1::{SignInRequest, auth_service_client::AuthServiceClient},
     task::v1::{self as pb, task_service_client::TaskServiceClient},
 };
-use tonic::{Code, Request, transport::Channel};
+use tonic::{Code, Request, Status, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+/// One user and the ids of their tasks.
+#[derive(Clone)]
+pub struct UserTasks {
+    pub user: BenchUser,
+    pub ids: Vec<String>,
+}
+
+/// The connection worker `w` uses: `w` mod the number of connections.
+pub fn channel(channels: &[Channel], w: usize) -> Channel {
+    channels[w % channels.len()].clone()
+}
+
+/// A TaskService client on worker `w`'s connection.
+pub fn task_client(channels: &[Channel], w: usize) -> TaskServiceClient<Channel> {
+    TaskServiceClient::new(channel(channels, w))
+}
+
+/// `users` dealt out to `workers` workers: worker `w` gets users `w`, `w + workers`, ...
+pub fn deal<T: Clone>(users: &[T], workers: usize, w: usize) -> Vec<T> {
+    let mine: Vec<T> = users.iter().skip(w).step_by(workers).cloned().collect();
+    if mine.is_empty() {
+        // More workers than users: share.
+        users
+            .get(w % users.len().max(1))
+            .cloned()
+            .into_iter()
+            .collect()
+    } else {
+        mine
+    }
+}
 
 /// A small, fast, seedable generator (xorshift64*): enough to pick users and operations.
 #[derive(Debug, Clone)]
@@ -61,6 +93,13 @@ impl Worker for Health {
     }
 }
 
+/// `n` health checkers.
+pub fn health_checkers(channels: &[Channel], n: usize) -> impl Iterator<Item = Health> + '_ {
+    (0..n).map(|w| Health {
+        client: HealthClient::new(channel(channels, w)),
+    })
+}
+
 /// GetTask of a trivial server (see `overhead`), carrying `user`'s token. An
 /// `authenticated` server must have found the caller (its answer names the user).
 pub struct GetTrivial {
@@ -82,7 +121,7 @@ impl Worker for GetTrivial {
             if named == self.authenticated {
                 Ok(())
             } else {
-                Err(tonic::Status::internal(
+                Err(Status::internal(
                     "the answer does not show the interceptor ran",
                 ))
             }
@@ -106,8 +145,12 @@ impl Worker for GetAuthenticated {
             },
             &self.user,
         );
-        let result = self.client.get_task(request).await;
-        ("get_token", expect_code(result, Code::InvalidArgument))
+        let result = match self.client.get_task(request).await {
+            Err(status) if status.code() == Code::InvalidArgument => Ok(()),
+            Ok(_) => Err(Status::unknown("expected InvalidArgument, got a success")),
+            Err(status) => Err(status),
+        };
+        ("get_token", result)
     }
 }
 
@@ -117,17 +160,6 @@ pub struct ListPages {
     pub client: TaskServiceClient<Channel>,
     pub users: Vec<(BenchUser, String)>,
     pub rng: Rng,
-}
-
-impl ListPages {
-    /// A walker over `users`.
-    pub fn new(client: TaskServiceClient<Channel>, users: Vec<BenchUser>, seed: u64) -> Self {
-        Self {
-            client,
-            users: users.into_iter().map(|u| (u, String::new())).collect(),
-            rng: Rng::new(seed),
-        }
-    }
 }
 
 impl Worker for ListPages {
@@ -147,6 +179,22 @@ impl Worker for ListPages {
         });
         ("list", result)
     }
+}
+
+/// `n` page walkers over `users`, dealt out.
+pub fn list_walkers<'a>(
+    channels: &'a [Channel],
+    users: &'a [BenchUser],
+    n: usize,
+) -> impl Iterator<Item = ListPages> + 'a {
+    (0..n).map(move |w| ListPages {
+        client: task_client(channels, w),
+        users: deal(users, n, w)
+            .into_iter()
+            .map(|u| (u, String::new()))
+            .collect(),
+        rng: Rng::new(0x5eed + w as u64),
+    })
 }
 
 /// CreateTask for a random one of its users.
