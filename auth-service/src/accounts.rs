@@ -27,7 +27,18 @@ impl AuthState {
         account: NewAccount,
         client: ClientKey,
     ) -> Result<SignedIn, AuthError> {
-        let password_hash = self.hasher.hash_as(client, account.password).await?;
+        let charge = self
+            .throttle
+            .admit_sign_up(&self.db, client, self.now())
+            .await?;
+        let password_hash = match self.hasher.hash_as(client, account.password).await {
+            // Refused before any hashing: the sign-up does not count.
+            Err(AuthError::Busy(delay)) => {
+                self.throttle.give_back_sign_up(&self.db, charge).await?;
+                return Err(AuthError::Busy(delay));
+            }
+            hashed => hashed?,
+        };
         let now = self.now();
         let new_user = NewUser {
             email: account.email.as_str(),
@@ -51,7 +62,7 @@ impl AuthState {
     ) -> Result<SignedIn, AuthError> {
         let keys = AttemptKeys::new(credentials.email.as_str(), client);
         let attempt = self.throttle.admit(&self.db, keys, self.now()).await?;
-
+        // Any error before the outcome drops `attempt` unsettled: its charges are given back.
         let stored = users::credentials(&self.db, credentials.email.as_str()).await?;
         let (user, hash) = match stored {
             Some(stored) => (Some(stored.user), Some(stored.password_hash)),
@@ -66,11 +77,11 @@ impl AuthState {
             (Some(user), Verified::Yes { needs_rehash }) => (user, needs_rehash),
             _ => {
                 tracing::info!(target: "audit", event = "sign_in_failed", %client, "sign-in failed");
-                self.throttle.failed(&self.db, attempt).await?;
+                attempt.failed(now).await?;
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        self.throttle.succeeded(&self.db, attempt).await?;
+        attempt.succeeded(now).await?;
         if needs_rehash {
             self.upgrade_hash(&user, credentials.password, client).await;
         }

@@ -1,8 +1,9 @@
 //! Who the client is, for throttling and fair hashing: the TCP peer's address, or, only when
 //! the peer is a configured trusted proxy (TRUSTED_PROXIES), the address the proxy says it
-//! forwarded for (`Forwarded: for=…` or `X-Forwarded-For`, the rightmost hop that is not
-//! itself a trusted proxy). A client can claim anything in those headers; only a proxy we
-//! trust is believed.
+//! forwarded for: the rightmost hop that is not itself a trusted proxy, in the one header the
+//! proxies are configured to append to (TRUSTED_PROXY_HEADER: `X-Forwarded-For` by default,
+//! or RFC 7239 `Forwarded`). The other header is never read: a proxy that appends to one
+//! passes the other through as the client wrote it.
 
 use crate::fair::ClientKey;
 use std::net::{IpAddr, SocketAddr};
@@ -57,18 +58,33 @@ impl Cidr {
     }
 }
 
-/// The proxies whose forwarding headers are believed.
+/// The header trusted proxies append the client's address to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ForwardingHeader {
+    /// `X-Forwarded-For: client, proxy1, …` (nginx `$proxy_add_x_forwarded_for`, envoy).
+    #[default]
+    #[value(name = "x-forwarded-for")]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1` .
+    #[value(name = "forwarded")]
+    Forwarded,
+}
+
+/// The proxies whose forwarding header is believed.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<Cidr>);
+pub struct TrustedProxies {
+    proxies: Vec<Cidr>,
+    header: ForwardingHeader,
+}
 
 impl TrustedProxies {
-    /// Trusts `proxies` (none: only TCP peers count).
-    pub fn new(proxies: Vec<Cidr>) -> Self {
-        Self(proxies)
+    /// Trusts `proxies` (none: only TCP peers count) about `header`.
+    pub fn new(proxies: Vec<Cidr>, header: ForwardingHeader) -> Self {
+        Self { proxies, header }
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|cidr| cidr.contains(ip))
+        self.proxies.iter().any(|cidr| cidr.contains(ip))
     }
 
     /// The client of a request from `peer` with `metadata`.
@@ -79,21 +95,21 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return ClientKey::from_ip(peer);
         }
-        // Hops in the order they were added, the nearest last.
-        let hops: Vec<IpAddr> = forwarded_for(metadata);
+        // Hops in the order they were added, the nearest last; if every hop is a trusted
+        // proxy, the request came from inside: the peer it is.
+        let hops: Vec<IpAddr> = forwarded_for(metadata, self.header);
         let client = hops
             .iter()
             .rev()
             .copied()
             .find(|hop| !self.trusts(*hop))
-            .or_else(|| hops.first().copied())
             .unwrap_or(peer);
         ClientKey::from_ip(client)
     }
 }
 
-/// The `for=` addresses of `Forwarded` (RFC 7239), else of `X-Forwarded-For`, in order.
-fn forwarded_for(metadata: &MetadataMap) -> Vec<IpAddr> {
+/// The addresses of `header`, in order (`for=` parameters of `Forwarded`).
+fn forwarded_for(metadata: &MetadataMap, header: ForwardingHeader) -> Vec<IpAddr> {
     let values = |name: &str| -> Vec<String> {
         metadata
             .get_all(name)
@@ -103,24 +119,23 @@ fn forwarded_for(metadata: &MetadataMap) -> Vec<IpAddr> {
             .map(|hop| hop.trim().to_owned())
             .collect()
     };
-    let forwarded: Vec<IpAddr> = values("forwarded")
-        .iter()
-        .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (name, value) = pair.split_once('=')?;
-                name.trim()
-                    .eq_ignore_ascii_case("for")
-                    .then(|| parse_node(value))?
+    match header {
+        ForwardingHeader::Forwarded => values("forwarded")
+            .iter()
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (name, value) = pair.split_once('=')?;
+                    name.trim()
+                        .eq_ignore_ascii_case("for")
+                        .then(|| parse_node(value))?
+                })
             })
-        })
-        .collect();
-    if !forwarded.is_empty() {
-        return forwarded;
+            .collect(),
+        ForwardingHeader::XForwardedFor => values("x-forwarded-for")
+            .iter()
+            .filter_map(|hop| parse_node(hop))
+            .collect(),
     }
-    values("x-forwarded-for")
-        .iter()
-        .filter_map(|hop| parse_node(hop))
-        .collect()
 }
 
 /// An address of a forwarding header: `192.0.2.7`, `192.0.2.7:4711`, `"[2001:db8::1]:4711"`.
@@ -155,24 +170,37 @@ mod tests {
 
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_claims() {
-        let proxies = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]);
+        let trusted = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxies = TrustedProxies::new(trusted, ForwardingHeader::XForwardedFor);
         let peer = Some("203.0.113.9:5000".parse().unwrap());
         let md = metadata(&[("x-forwarded-for", "198.51.100.1")]);
         assert_eq!(proxies.client(peer, &md), key("203.0.113.9"));
     }
 
     #[test]
-    fn a_trusted_proxy_is_believed_for_the_rightmost_untrusted_hop() {
-        let proxies = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]);
+    fn a_trusted_proxy_is_believed_for_the_rightmost_untrusted_hop_of_its_header_only() {
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxies = TrustedProxies::new(trusted.clone(), ForwardingHeader::XForwardedFor);
         let peer = Some("10.1.2.3:5000".parse().unwrap());
-        // The client forged the first entry; 198.51.100.7 is what our proxies saw.
-        let md = metadata(&[("x-forwarded-for", "1.2.3.4, 198.51.100.7, 10.9.9.9")]);
+        // The client forged the first entry and a whole Forwarded header; 198.51.100.7 is
+        // what our proxies saw.
+        let md = metadata(&[
+            ("x-forwarded-for", "1.2.3.4, 198.51.100.7, 10.9.9.9"),
+            ("forwarded", "for=203.0.113.66"),
+        ]);
         assert_eq!(proxies.client(peer, &md), key("198.51.100.7"));
-        let md = metadata(&[(
-            "forwarded",
-            "for=1.2.3.4, for=\"[2001:db8::7]:4711\";proto=https",
-        )]);
-        assert_eq!(proxies.client(peer, &md), key("2001:db8::7"));
+        let rfc7239 = TrustedProxies::new(trusted, ForwardingHeader::Forwarded);
+        let md = metadata(&[
+            (
+                "forwarded",
+                "for=1.2.3.4, for=\"[2001:db8::7]:4711\";proto=https",
+            ),
+            ("x-forwarded-for", "203.0.113.66"),
+        ]);
+        assert_eq!(rfc7239.client(peer, &md), key("2001:db8::7"));
+        // Every hop a trusted proxy: the peer.
+        let md = metadata(&[("x-forwarded-for", "10.0.0.1")]);
+        assert_eq!(proxies.client(peer, &md), key("10.1.2.3"));
         // No header: the proxy itself.
         assert_eq!(proxies.client(peer, &MetadataMap::new()), key("10.1.2.3"));
     }

@@ -201,11 +201,30 @@ pub struct ThrottleArgs {
     #[arg(long, env = "THROTTLE_ACCOUNT_MAX_FAILURES", default_value_t = 50)]
     pub throttle_account_max_failures: u32,
 
+    /// Sign-ups one client address may make per THROTTLE_SIGNUP_WINDOW_SECS, successful or
+    /// not (each costs a password hash); then it waits for the window to pass.
+    #[arg(long, env = "THROTTLE_SIGNUP_MAX_PER_ADDRESS", default_value_t = 20)]
+    pub throttle_signup_max_per_address: u32,
+
+    /// The sign-up window, in seconds.
+    #[arg(long, env = "THROTTLE_SIGNUP_WINDOW_SECS", default_value_t = 60 * 60)]
+    pub throttle_signup_window_secs: u32,
+
     /// Reverse proxies (comma-separated CIDRs, e.g. 10.0.0.0/8,fd00::/8) whose `Forwarded` /
     /// `X-Forwarded-For` headers say who the client is. Empty: the TCP peer is the client,
     /// and forwarding headers are ignored.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<crate::client::Cidr>,
+
+    /// The one header the trusted proxies append the client to: `x-forwarded-for` or
+    /// `forwarded` (RFC 7239). The other is ignored (a client may have written it).
+    #[arg(
+        long,
+        env = "TRUSTED_PROXY_HEADER",
+        value_enum,
+        default_value_t = crate::client::ForwardingHeader::XForwardedFor
+    )]
+    pub trusted_proxy_header: crate::client::ForwardingHeader,
 }
 
 /// A configuration that cannot work.
@@ -243,6 +262,14 @@ impl AuthConfig {
             (
                 "THROTTLE_ACCOUNT_MAX_FAILURES",
                 self.throttle.throttle_account_max_failures,
+            ),
+            (
+                "THROTTLE_SIGNUP_MAX_PER_ADDRESS",
+                self.throttle.throttle_signup_max_per_address,
+            ),
+            (
+                "THROTTLE_SIGNUP_WINDOW_SECS",
+                self.throttle.throttle_signup_window_secs,
             ),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {

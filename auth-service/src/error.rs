@@ -34,6 +34,9 @@ pub enum AuthError {
     /// Too many failed sign-ins.
     #[error("sign-in throttled for {0:?}")]
     Throttled(Duration),
+    /// Too many sign-ups from one address in the window.
+    #[error("sign-up throttled for {0:?}")]
+    SignUpThrottled(Duration),
     /// The client has too many sign-ups/sign-ins waiting for a password hash, or waited too
     /// long for one.
     #[error("password hashing busy: retry after {0:?}")]
@@ -69,7 +72,9 @@ impl ServiceError for AuthError {
             Self::InvalidCredentials | Self::InvalidToken(_) | Self::InvalidRefreshToken(_) => {
                 Code::Unauthenticated
             }
-            Self::Throttled(_) | Self::Busy(_) => Code::ResourceExhausted,
+            Self::Throttled(_) | Self::SignUpThrottled(_) | Self::Busy(_) => {
+                Code::ResourceExhausted
+            }
             Self::Database(error) => error.code(),
             Self::Internal(_) => Code::Internal,
         }
@@ -82,7 +87,7 @@ impl ServiceError for AuthError {
             Self::InvalidCredentials => "INVALID_CREDENTIALS",
             Self::InvalidToken(_) => "INVALID_TOKEN",
             Self::InvalidRefreshToken(_) => "INVALID_REFRESH_TOKEN",
-            Self::Throttled(_) => "TOO_MANY_ATTEMPTS",
+            Self::Throttled(_) | Self::SignUpThrottled(_) => "TOO_MANY_ATTEMPTS",
             Self::Busy(_) => "TOO_MANY_REQUESTS",
             Self::Database(error) => error.reason(),
             Self::Internal(_) => INTERNAL,
@@ -103,6 +108,11 @@ impl ServiceError for AuthError {
                 delay.as_secs().max(1)
             )
             .into(),
+            Self::SignUpThrottled(delay) => format!(
+                "too many sign-ups from this address: try again in {} s",
+                delay.as_secs().max(1)
+            )
+            .into(),
             Self::Busy(delay) => format!(
                 "too many sign-ins in progress: try again in {} s",
                 delay.as_secs().max(1)
@@ -119,6 +129,7 @@ impl ServiceError for AuthError {
             | Self::EmailTaken
             | Self::InvalidCredentials
             | Self::Throttled(_)
+            | Self::SignUpThrottled(_)
             | Self::Busy(_) => LogLevel::None,
             Self::InvalidToken(_) | Self::InvalidRefreshToken(_) => LogLevel::Info,
             Self::Database(_) | Self::Internal(_) => LogLevel::Error,
@@ -128,7 +139,9 @@ impl ServiceError for AuthError {
     fn extra(&self) -> Extra<'_> {
         match self {
             Self::InvalidArgument(violations) => Extra::BadRequest(violations),
-            Self::Throttled(delay) | Self::Busy(delay) => Extra::RetryAfter(*delay),
+            Self::Throttled(delay) | Self::SignUpThrottled(delay) | Self::Busy(delay) => {
+                Extra::RetryAfter(*delay)
+            }
             _ => Extra::None,
         }
     }

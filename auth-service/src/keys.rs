@@ -127,6 +127,11 @@ impl KeyRing {
             return Ok(keys);
         }
         let mut reloads = self.rotating.lock().await;
+        // Whoever held the lock before may have rotated already.
+        let keys = Arc::clone(&*self.current.read().await);
+        if keys.retire_at.is_none_or(|retire_at| now < retire_at) {
+            return Ok(keys);
+        }
         let keys = self.reload_locked(&mut reloads, now).await?;
         if keys.retire_at.is_none_or(|retire_at| now < retire_at) {
             return Ok(keys);

@@ -16,9 +16,6 @@ const BATCH: u64 = 1000;
 /// a token of a revoked session is refused either way.
 const KEEP_REVOKED: TimeDelta = TimeDelta::hours(1);
 
-/// Failure counters older than this have no effect any more (the longest window is a day).
-const FAILURES_KEPT: TimeDelta = TimeDelta::days(1);
-
 /// How long an address an account signed in from is remembered (see `throttle`).
 const KNOWN_KEPT: TimeDelta = TimeDelta::days(30);
 
@@ -40,9 +37,11 @@ impl AuthState {
                 break;
             }
         }
+        // Counters are kept for their longest window; remembered addresses for 30 days.
+        let counters_kept = self.throttle.longest_window();
         for (prefix, exclude, kept) in [
             ("known:", false, KNOWN_KEPT),
-            ("known:", true, FAILURES_KEPT),
+            ("known:", true, counters_kept),
         ] {
             loop {
                 let n = store::throttle::delete_stale(

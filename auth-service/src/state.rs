@@ -38,7 +38,10 @@ impl AuthState {
             verifier: t.jwt.verifier(),
             hasher: PasswordHasher::new(&config.passwords)?,
             throttle: Throttle::new(&config.throttle),
-            proxies: TrustedProxies::new(config.throttle.trusted_proxies.clone()),
+            proxies: TrustedProxies::new(
+                config.throttle.trusted_proxies.clone(),
+                config.throttle.trusted_proxy_header,
+            ),
             session_ttl: t.session_ttl(),
             refresh_grace: t.refresh_grace(),
             db,

@@ -13,7 +13,7 @@
 //! address and the account their charges back and starts the pair over.
 
 use crate::{config::ThrottleArgs, error::AuthError, fair::ClientKey, store::throttle as store};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use sea_orm::DatabaseConnection;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -28,6 +28,8 @@ pub struct Throttle {
     address_max_failures: i32,
     address_window: TimeDelta,
     account_max_failures: i32,
+    signup_max: i32,
+    signup_window: TimeDelta,
 }
 
 /// Throttle keys of one sign-in attempt.
@@ -73,32 +75,80 @@ impl Throttle {
             address_max_failures: clamp(args.throttle_address_max_failures),
             address_window: TimeDelta::seconds(args.throttle_address_window_secs.into()),
             account_max_failures: clamp(args.throttle_account_max_failures),
+            signup_max: clamp(args.throttle_signup_max_per_address),
+            signup_window: TimeDelta::seconds(args.throttle_signup_window_secs.into()),
         }
+    }
+
+    /// Admits one sign-up from `client`, charged before its password is hashed, or refuses it
+    /// with `SignUpThrottled` once the address has made its sign-ups of the window (successful
+    /// or not: each costs a hash, and each new account is a new budget of guesses).
+    pub async fn admit_sign_up(
+        &self,
+        db: &DatabaseConnection,
+        client: ClientKey,
+        now: DateTime<Utc>,
+    ) -> Result<SignUpCharge, AuthError> {
+        let key = format!("signup:{client}");
+        if !self.enabled {
+            return Ok(SignUpCharge { key, block: None });
+        }
+        let now = now.trunc_subsecs(6);
+        let block = now + self.signup_window;
+        let window = self.signup_window;
+        match store::charge(db, &key, now, window, self.signup_max, block).await? {
+            Some(charged) => {
+                let block = (charged.count >= self.signup_max).then_some(block);
+                Ok(SignUpCharge {
+                    key,
+                    block: Some(block),
+                })
+            }
+            None => match self.refusal(db, &[&key], now).await {
+                AuthError::Throttled(delay) => Err(AuthError::SignUpThrottled(delay)),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Gives a sign-up's charge back (it was refused before any hashing).
+    pub async fn give_back_sign_up(
+        &self,
+        db: &DatabaseConnection,
+        charge: SignUpCharge,
+    ) -> Result<(), AuthError> {
+        if let Some(block) = charge.block {
+            store::refund(db, &charge.key, block).await?;
+        }
+        Ok(())
     }
 
     /// Admits one sign-in attempt, charging it *before* its password is checked (one atomic
     /// statement per key) to the address, to this account from this address, and, unless the
     /// account signed in from this address in the last 30 days, to the account as a whole;
     /// or refuses it with `Throttled`. Of a burst of concurrent guesses only the free attempts
-    /// get through. Settle the attempt with [`Throttle::succeeded`] or [`Throttle::failed`].
+    /// get through. Settle the attempt with [`Attempt::failed`] or [`Attempt::succeeded`]; an
+    /// attempt dropped unsettled (an error, a full hashing queue, a cancelled call) gives
+    /// every charge back, since no password was checked.
     pub async fn admit(
         &self,
         db: &DatabaseConnection,
         keys: AttemptKeys,
         now: DateTime<Utc>,
-    ) -> Result<Admitted, AuthError> {
-        let mut admitted = Admitted {
-            keys,
-            now,
-            pair_failures: 0,
-            pair_block: None,
-            address_block: None,
-            account: None,
+    ) -> Result<Attempt, AuthError> {
+        // Whole microseconds, as PostgreSQL stores them: a refund finds the block its charge
+        // set by comparing the two for equality.
+        let now = now.trunc_subsecs(6);
+        let mut attempt = Attempt {
+            throttle: self.clone(),
+            db: db.clone(),
+            keys: keys.clone(),
+            charges: Charges::default(),
+            settled: false,
         };
         if !self.enabled {
-            return Ok(admitted);
+            return Ok(attempt);
         }
-        let keys = &admitted.keys;
         let known = store::remembered(db, &keys.known)
             .await?
             .is_some_and(|seen| now - seen < KNOWN_ADDRESS_PERIOD);
@@ -110,99 +160,60 @@ impl Throttle {
         // A blocked key costs one read, and no write.
         self.refuse_if_blocked(db, watched, now).await?;
 
-        let address_block = now + self.address_window;
-        let charged = store::charge(
+        // Each charge is recorded in `attempt` as soon as it is made: any way out of here
+        // before the last one (a refusal, an error) gives the earlier ones back.
+        let block = now + self.address_window;
+        let window = self.address_window;
+        let Some(address) = store::charge(
             db,
             &keys.address,
             now,
-            self.address_window,
+            window,
             self.address_max_failures,
-            address_block,
+            block,
         )
-        .await?;
-        let Some(address) = charged else {
+        .await?
+        else {
             return Err(self.refusal(db, watched, now).await);
         };
-        admitted.address_block =
-            (address.count >= self.address_max_failures).then_some(address_block);
+        attempt.charges.address =
+            Some((address.count >= self.address_max_failures).then_some(block));
 
         // Until this attempt's outcome is known, a charge that uses up the free attempts
         // blocks for the longest delay; `failed` sets the real one.
-        let pair_block = now + self.max_delay;
-        let charged = store::charge(
+        let block = now + self.max_delay;
+        let Some(pair) = store::charge(
             db,
             &keys.pair,
             now,
             ACCOUNT_WINDOW,
             self.free_attempts,
-            pair_block,
+            block,
         )
-        .await?;
-        let Some(pair) = charged else {
-            store::refund(db, &keys.address, admitted.address_block).await?;
+        .await?
+        else {
             return Err(self.refusal(db, watched, now).await);
         };
-        admitted.pair_failures = pair.count;
-        admitted.pair_block = (pair.count >= self.free_attempts).then_some(pair_block);
+        attempt.charges.pair_failures = pair.count;
+        attempt.charges.pair = Some((pair.count >= self.free_attempts).then_some(block));
 
         if !known {
-            let account_block = now + self.max_delay;
-            let charged = store::charge(
-                db,
-                &keys.account,
-                now,
-                ACCOUNT_WINDOW,
-                self.account_max_failures,
-                account_block,
-            )
-            .await?;
-            let Some(account) = charged else {
-                store::refund(db, &keys.address, admitted.address_block).await?;
-                store::refund(db, &keys.pair, admitted.pair_block).await?;
+            let ceiling = self.account_max_failures;
+            let Some(account) =
+                store::charge(db, &keys.account, now, ACCOUNT_WINDOW, ceiling, block).await?
+            else {
                 return Err(self.refusal(db, watched, now).await);
             };
-            admitted.account =
-                Some((account.count >= self.account_max_failures).then_some(account_block));
+            attempt.charges.account = Some((account.count >= ceiling).then_some(block));
         }
-        Ok(admitted)
+        Ok(attempt)
     }
 
-    /// The attempt failed: from the free attempts on, each failure of this account from this
-    /// address blocks the pair for the base delay, doubled per further failure, up to the
-    /// longest delay. The charges stay counted.
-    pub async fn failed(
-        &self,
-        db: &DatabaseConnection,
-        attempt: Admitted,
-    ) -> Result<(), AuthError> {
-        if self.enabled && attempt.pair_failures >= self.free_attempts {
-            let doublings = u32::try_from(attempt.pair_failures - self.free_attempts)
-                .unwrap_or(0)
-                .min(20);
-            let delay = (self.base_delay * 2_i32.saturating_pow(doublings)).min(self.max_delay);
-            store::block_exactly(db, &attempt.keys.pair, attempt.now + delay).await?;
-        }
-        Ok(())
-    }
-
-    /// The attempt succeeded: this account starts over from this address, the address and
-    /// the account get their charges back, and the address is remembered as the account's.
-    pub async fn succeeded(
-        &self,
-        db: &DatabaseConnection,
-        attempt: Admitted,
-    ) -> Result<(), AuthError> {
-        if !self.enabled {
-            return Ok(());
-        }
-        let keys = &attempt.keys;
-        store::forget(db, &keys.pair).await?;
-        store::refund(db, &keys.address, attempt.address_block).await?;
-        if let Some(account_block) = attempt.account {
-            store::refund(db, &keys.account, account_block).await?;
-        }
-        store::remember(db, &keys.known, attempt.now).await?;
-        Ok(())
+    /// The longest window any counter counts over: rows older than it have no effect.
+    pub fn longest_window(&self) -> TimeDelta {
+        ACCOUNT_WINDOW
+            .max(self.address_window)
+            .max(self.signup_window)
     }
 
     async fn refuse_if_blocked(
@@ -232,20 +243,106 @@ impl Throttle {
     }
 }
 
-/// An attempt [`Throttle::admit`] let through, to settle with its outcome.
+/// A sign-up charged to its address (`block`: `None` when nothing was charged).
 #[derive(Debug)]
-pub struct Admitted {
-    keys: AttemptKeys,
-    now: DateTime<Utc>,
+pub struct SignUpCharge {
+    key: String,
+    block: Option<Option<DateTime<Utc>>>,
+}
+
+/// The charges of one sign-in attempt: each key charged, with the (provisional) block its
+/// charge set if it reached the limit.
+#[derive(Debug, Default, Clone, Copy)]
+struct Charges {
     /// This account's count from this address, including this attempt.
     pair_failures: i32,
-    /// The provisional pair block this attempt's charge set, if it used up the free attempts.
-    pair_block: Option<DateTime<Utc>>,
-    /// The address block this attempt's charge set, if it used up the address's budget.
-    address_block: Option<DateTime<Utc>>,
-    /// Whether the account as a whole was charged (not a known address), and the block that
-    /// charge set, if it reached the ceiling.
+    address: Option<Option<DateTime<Utc>>>,
+    pair: Option<Option<DateTime<Utc>>>,
     account: Option<Option<DateTime<Utc>>>,
+}
+
+/// A sign-in attempt [`Throttle::admit`] charged. Settle it with [`Attempt::failed`] or
+/// [`Attempt::succeeded`]; dropped unsettled, it gives its charges back in the background.
+pub struct Attempt {
+    throttle: Throttle,
+    db: DatabaseConnection,
+    keys: AttemptKeys,
+    charges: Charges,
+    settled: bool,
+}
+
+impl Attempt {
+    /// The password was wrong: from the free attempts on, each failure of this account from
+    /// this address blocks the pair for the base delay, doubled per further failure, up to
+    /// the longest delay, counted from `now`. The charges stay counted.
+    pub async fn failed(mut self, now: DateTime<Utc>) -> Result<(), AuthError> {
+        self.settled = true;
+        let (t, charges) = (&self.throttle, self.charges);
+        if charges.pair.is_some() && charges.pair_failures >= t.free_attempts {
+            let doublings = u32::try_from(charges.pair_failures - t.free_attempts)
+                .unwrap_or(0)
+                .min(20);
+            let delay = (t.base_delay * 2_i32.saturating_pow(doublings)).min(t.max_delay);
+            let until = now.trunc_subsecs(6) + delay;
+            store::block_exactly(&self.db, &self.keys.pair, until).await?;
+        }
+        Ok(())
+    }
+
+    /// The password was right: this account starts over from this address, the address and
+    /// the account get their charges back, and the address is remembered as the account's.
+    pub async fn succeeded(mut self, now: DateTime<Utc>) -> Result<(), AuthError> {
+        self.settled = true;
+        if !self.throttle.enabled {
+            return Ok(());
+        }
+        let (keys, charges) = (&self.keys, self.charges);
+        store::forget(&self.db, &keys.pair).await?;
+        if let Some(block) = charges.address {
+            store::refund(&self.db, &keys.address, block).await?;
+        }
+        if let Some(block) = charges.account {
+            store::refund(&self.db, &keys.account, block).await?;
+        }
+        store::remember(&self.db, &keys.known, now.trunc_subsecs(6)).await?;
+        Ok(())
+    }
+}
+
+/// Gives back every charge of an attempt whose password was never checked.
+async fn give_back(
+    db: &DatabaseConnection,
+    keys: &AttemptKeys,
+    charges: Charges,
+) -> Result<(), sea_orm::DbErr> {
+    for (key, charge) in [
+        (&keys.address, charges.address),
+        (&keys.pair, charges.pair),
+        (&keys.account, charges.account),
+    ] {
+        if let Some(block) = charge {
+            store::refund(db, key, block).await?;
+        }
+    }
+    Ok(())
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        let c = self.charges;
+        if self.settled || (c.address.is_none() && c.pair.is_none() && c.account.is_none()) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (db, keys) = (self.db.clone(), self.keys.clone());
+        runtime.spawn(async move {
+            if let Err(error) = give_back(&db, &keys, c).await {
+                tracing::warn!(%error, "giving back the charges of an unchecked sign-in failed");
+            }
+        });
+    }
 }
 
 /// How long an account's failures count before they are forgotten.
@@ -260,4 +357,73 @@ fn to_duration(delta: TimeDelta) -> Duration {
         u64::try_from(delta.num_microseconds().unwrap_or(i64::MAX).max(1)).unwrap_or(u64::MAX);
     let seconds = micros.div_ceil(1_000_000);
     Duration::from_secs(seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::config::AuthConfig;
+    use migrations::{AuthMigrator, MigratorTrait};
+
+    async fn throttle(configure: impl FnOnce(&mut ThrottleArgs)) -> (Throttle, DatabaseConnection) {
+        let mut config =
+            AuthConfig::for_database("127.0.0.1:0".parse().unwrap(), "sqlite::memory:");
+        configure(&mut config.throttle);
+        let db = shared::db::open(
+            "AUTH_DATABASE_URL",
+            "sqlite::memory:",
+            &config.pool,
+            |db| async move { AuthMigrator::up(&db, None).await },
+        )
+        .await
+        .unwrap();
+        (Throttle::new(&config.throttle), db)
+    }
+
+    fn keys() -> AttemptKeys {
+        AttemptKeys::new(
+            "ada@example.com",
+            ClientKey::from_ip("192.0.2.1".parse().unwrap()),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_attempt_dropped_before_its_password_was_checked_gives_its_charges_back() {
+        let (throttle, db) = throttle(|t| t.throttle_free_attempts = 1).await;
+        let now = Utc::now();
+        // This charge uses up the free attempt and blocks the pair until it is settled...
+        let first = throttle.admit(&db, keys(), now).await.unwrap();
+        assert!(matches!(
+            throttle.admit(&db, keys(), now).await,
+            Err(AuthError::Throttled(_))
+        ));
+        // ...but it is dropped unsettled (a full hashing queue, a cancelled call).
+        drop(first);
+        let mut admitted = None;
+        for _ in 0..100 {
+            if let Ok(attempt) = throttle.admit(&db, keys(), now).await {
+                admitted = Some(attempt);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let attempt = admitted.expect("the charges were given back");
+        attempt.succeeded(now).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failure_blocks_from_when_it_failed() {
+        let (throttle, db) = throttle(|t| t.throttle_free_attempts = 1).await;
+        let admitted_at = Utc::now();
+        let attempt = throttle.admit(&db, keys(), admitted_at).await.unwrap();
+        // The hash took 5 s in a busy queue; the 2 s delay counts from the failure.
+        let failed_at = admitted_at + TimeDelta::seconds(5);
+        attempt.failed(failed_at).await.unwrap();
+        let refused = throttle
+            .admit(&db, keys(), failed_at + TimeDelta::seconds(1))
+            .await;
+        assert!(matches!(refused, Err(AuthError::Throttled(_))));
+    }
 }

@@ -164,28 +164,32 @@ pub(crate) async fn delete_stale(
 ) -> Result<u64, DbErr> {
     use sea_orm::sea_query::Query;
     let pattern = format!("{prefix}%");
-    let by_prefix = if exclude {
-        row::Column::Key.not_like(pattern)
-    } else {
-        row::Column::Key.like(pattern)
+    // The same conditions inside and outside: a row charged or blocked between the select and
+    // the delete (PostgreSQL re-checks only the outer WHERE) is kept.
+    let stale = || {
+        let by_prefix = if exclude {
+            row::Column::Key.not_like(pattern.clone())
+        } else {
+            row::Column::Key.like(pattern.clone())
+        };
+        Condition::all()
+            .add(by_prefix)
+            .add(row::Column::WindowStart.lt(before))
+            .add(
+                Condition::any()
+                    .add(row::Column::BlockedUntil.is_null())
+                    .add(row::Column::BlockedUntil.lte(now)),
+            )
     };
-    let stale = Query::select()
+    let batch = Query::select()
         .column(row::Column::Key)
         .from(row::Entity)
-        .cond_where(
-            Condition::all()
-                .add(by_prefix)
-                .add(row::Column::WindowStart.lt(before))
-                .add(
-                    Condition::any()
-                        .add(row::Column::BlockedUntil.is_null())
-                        .add(row::Column::BlockedUntil.lte(now)),
-                ),
-        )
+        .cond_where(stale())
         .limit(limit)
         .to_owned();
     let deleted = row::Entity::delete_many()
-        .filter(row::Column::Key.in_subquery(stale))
+        .filter(row::Column::Key.in_subquery(batch))
+        .filter(stale())
         .exec(db)
         .await?;
     Ok(deleted.rows_affected)

@@ -266,3 +266,38 @@ async fn a_trusted_proxy_is_believed_about_whom_it_forwards_for() {
         "another client behind the same proxy has its own"
     );
 }
+
+#[tokio::test]
+async fn a_success_that_used_up_the_address_budget_gives_it_back() {
+    let app = TestApp::spawn_with(|c| c.throttle.throttle_address_max_failures = 2).await;
+    app.sign_up("ada@example.com").await;
+    let _ = app.sign_in("ada@example.com", "wrong password").await;
+    // This attempt's charge reaches the budget (and blocks the address until it is settled)...
+    app.sign_in("ada@example.com", PASSWORD).await.unwrap();
+    // ...and its success lifts that block again.
+    app.sign_in("ada@example.com", PASSWORD).await.unwrap();
+}
+
+#[tokio::test]
+async fn one_address_may_make_only_so_many_sign_ups_per_window() {
+    let app = TestApp::spawn_with(|c| c.throttle.throttle_signup_max_per_address = 3).await;
+    for i in 0..3 {
+        app.sign_up(&format!("user{i}@example.com")).await;
+    }
+    let status = assert_error(
+        app.try_sign_up("user3@example.com", PASSWORD).await,
+        Code::ResourceExhausted,
+        "TOO_MANY_ATTEMPTS",
+    );
+    assert_eq!(retry_delay(&status), Some(Duration::from_secs(3600)));
+    // Another address has its own budget; this one gets a new one after the window.
+    let mut elsewhere = client_from("127.0.0.2:0", &app).await;
+    let request = shared::proto::todo::auth::v1::SignUpRequest {
+        email: "user3@example.com".into(),
+        password: PASSWORD.into(),
+        display_name: None,
+    };
+    elsewhere.sign_up(request).await.unwrap();
+    app.advance(3600);
+    app.sign_up("user4@example.com").await;
+}

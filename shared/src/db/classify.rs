@@ -30,7 +30,7 @@ pub fn is_unavailable(error: &DbErr) -> bool {
 
 /// The URL with any password replaced by `***`, for logs.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let url = match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];
             match credentials.split_once(':') {
@@ -39,6 +39,22 @@ pub fn redact_url(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
+    };
+    // A password may also come as a query parameter (`?password=…`, libpq style).
+    match url.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                        format!("{name}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => url,
     }
 }
 
@@ -74,5 +90,9 @@ mod tests {
             "postgres://app@db/todo"
         );
         assert_eq!(redact_url("sqlite://data/auth.db"), "sqlite://data/auth.db");
+        assert_eq!(
+            redact_url("postgres://db/todo?user=app&password=s3cret&sslmode=require"),
+            "postgres://db/todo?user=app&password=***&sslmode=require"
+        );
     }
 }
