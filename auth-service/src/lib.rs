@@ -5,22 +5,22 @@
 //! database and loads the keys; [`Application::run`] serves until shutdown. `main.rs`, the
 //! tests, the dev launcher and the benchmarks all start the server this way.
 
-pub mod accounts;
-pub mod client;
+mod accounts;
+mod client;
 pub mod config;
 pub mod domain;
-pub mod error;
+mod error;
 // Wired into `password` next; until then nothing outside its tests uses it.
 mod fair;
 pub mod keys;
 pub mod password;
 mod requests;
-pub mod retention;
-pub mod service;
-pub mod sessions;
+mod retention;
+mod service;
+mod sessions;
 pub mod state;
 mod store;
-pub mod throttle;
+mod throttle;
 pub mod tokens;
 
 use crate::{

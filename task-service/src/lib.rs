@@ -8,12 +8,12 @@
 
 pub mod auth;
 pub mod config;
-pub mod domain;
-pub mod error;
-pub mod page_token;
-pub mod repo;
+mod domain;
+mod error;
+mod page_token;
+mod repo;
 mod requests;
-pub mod service;
+mod service;
 
 use crate::{
     auth::{Guarded, KeyCache, SessionCheck, VerifiedTokens, authenticated},

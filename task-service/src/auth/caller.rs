@@ -9,7 +9,6 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     user_id: Uuid,
-    session_id: String,
 }
 
 impl Caller {
@@ -17,20 +16,12 @@ impl Caller {
     pub(crate) fn from_claims(claims: AccessClaims) -> Result<Self, TaskError> {
         let user_id = Uuid::try_parse(&claims.sub)
             .map_err(|_| TaskError::Unauthenticated("`sub` is not a user id".into()))?;
-        Ok(Self {
-            user_id,
-            session_id: claims.sid,
-        })
+        Ok(Self { user_id })
     }
 
     /// The caller's user id (the token's `sub`).
     pub fn user_id(&self) -> Uuid {
         self.user_id
-    }
-
-    /// The caller's session id (the token's `sid`).
-    pub fn session_id(&self) -> &str {
-        &self.session_id
     }
 
     /// The caller of a request that went through the interceptor. A request without one
