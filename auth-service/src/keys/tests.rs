@@ -1,0 +1,96 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+use crate::config::AuthConfig;
+use migrations::{AuthMigrator, MigratorTrait};
+
+/// A key ring on a fresh in-memory database, and the database (to play another replica).
+async fn ring(now: DateTime<Utc>) -> (KeyRing, DatabaseConnection) {
+    let config = AuthConfig::for_database("127.0.0.1:0".parse().unwrap(), "sqlite::memory:");
+    let db = shared::db::open(
+        "AUTH_DATABASE_URL",
+        "sqlite::memory:",
+        &config.pool,
+        |db| async move { AuthMigrator::up(&db, None).await },
+    )
+    .await
+    .unwrap();
+    let ring = KeyRing::load(db.clone(), &config.tokens, now)
+        .await
+        .unwrap();
+    (ring, db)
+}
+
+/// A key another replica made at `now`.
+async fn other_replicas_key(db: &DatabaseConnection, now: DateTime<Utc>) -> String {
+    let kid = format!("ed25519-other-{}", uuid::Uuid::now_v7().simple());
+    let mut pkcs8 = ED25519_PKCS8_PREFIX.to_vec();
+    pkcs8.extend_from_slice(&[7u8; 32]);
+    let public = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
+        .verifying_key()
+        .to_bytes();
+    let key = StoredKey {
+        kid: kid.clone(),
+        algorithm: "EdDSA".into(),
+        private_key: pkcs8,
+        public_key: public.to_vec(),
+        created_at: now,
+        retire_at: now + TimeDelta::days(7),
+        expire_at: now + TimeDelta::days(8),
+    };
+    store::insert(db, key).await.unwrap();
+    kid
+}
+
+#[tokio::test]
+async fn unknown_kids_reload_the_keys_at_most_once_per_interval() {
+    let now = Utc::now();
+    let (ring, db) = ring(now).await;
+    let second = other_replicas_key(&db, now).await;
+    let keys = ring.for_kid(Some(&second), now).await.unwrap();
+    assert!(
+        keys.verify.contains(&second),
+        "the first unknown kid reloads"
+    );
+
+    let third = other_replicas_key(&db, now).await;
+    for forged in ["forged-1", "forged-2", third.as_str()] {
+        let keys = ring
+            .for_kid(Some(forged), now + TimeDelta::seconds(1))
+            .await
+            .unwrap();
+        assert!(
+            !keys.verify.contains(&third),
+            "no reload within the interval"
+        );
+    }
+    let later = now + UNKNOWN_KID_RELOAD_INTERVAL + TimeDelta::seconds(1);
+    let keys = ring.for_kid(Some(&third), later).await.unwrap();
+    assert!(
+        keys.verify.contains(&third),
+        "a reload once the interval is over"
+    );
+}
+
+#[tokio::test]
+async fn published_keys_come_from_a_snapshot_at_most_a_minute_old() {
+    let now = Utc::now();
+    let (ring, db) = ring(now).await;
+    let other = other_replicas_key(&db, now).await;
+    let kids = |keys: Arc<Keys>| {
+        keys.published
+            .iter()
+            .map(|k| k.kid.clone())
+            .collect::<Vec<_>>()
+    };
+    let soon = ring.published(now + TimeDelta::seconds(30)).await.unwrap();
+    assert!(
+        !kids(soon).contains(&other),
+        "no database read within a minute"
+    );
+    let later = ring.published(now + PUBLISHED_MAX_AGE).await.unwrap();
+    assert!(
+        kids(later).contains(&other),
+        "a fresh snapshot after a minute"
+    );
+}
