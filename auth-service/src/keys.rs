@@ -199,25 +199,42 @@ impl KeyRing {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed)
             .map_err(|e| AuthError::internal(format!("no randomness: {e}")))?;
-        let public = ed25519_dalek::SigningKey::from_bytes(&seed)
-            .verifying_key()
-            .to_bytes();
-        let mut pkcs8 = ED25519_PKCS8_PREFIX.to_vec();
-        pkcs8.extend_from_slice(&seed);
         let retire_at = now + self.rotation;
         let kid = format!("ed25519-{}", uuid::Uuid::now_v7().simple());
-        let key = StoredKey {
-            kid: kid.clone(),
-            algorithm: "EdDSA".into(),
-            private_key: pkcs8,
-            public_key: public.to_vec(),
-            created_at: now,
+        let key = ed25519_key(
+            &seed,
+            kid.clone(),
+            now,
             retire_at,
-            expire_at: retire_at + self.verify_overlap,
-        };
+            retire_at + self.verify_overlap,
+        );
         store::insert(&self.db, key).await?;
         tracing::info!(target: "audit", event = "signing_key_created", %kid, %retire_at, "new signing key");
         Ok(())
+    }
+}
+
+/// An Ed25519 key from its 32-byte seed: PKCS#8 private key, raw public key.
+fn ed25519_key(
+    seed: &[u8; 32],
+    kid: String,
+    created_at: DateTime<Utc>,
+    retire_at: DateTime<Utc>,
+    expire_at: DateTime<Utc>,
+) -> StoredKey {
+    let public = ed25519_dalek::SigningKey::from_bytes(seed)
+        .verifying_key()
+        .to_bytes();
+    let mut pkcs8 = ED25519_PKCS8_PREFIX.to_vec();
+    pkcs8.extend_from_slice(seed);
+    StoredKey {
+        kid,
+        algorithm: "EdDSA".into(),
+        private_key: pkcs8,
+        public_key: public.to_vec(),
+        created_at,
+        retire_at,
+        expire_at,
     }
 }
 

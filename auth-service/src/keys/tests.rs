@@ -2,19 +2,11 @@
 
 use super::*;
 use crate::config::AuthConfig;
-use migrations::{AuthMigrator, MigratorTrait};
 
 /// A key ring on a fresh in-memory database, and the database (to play another replica).
 async fn ring(now: DateTime<Utc>) -> (KeyRing, DatabaseConnection) {
     let config = AuthConfig::for_database("127.0.0.1:0".parse().unwrap(), "sqlite::memory:");
-    let db = shared::db::open(
-        "AUTH_DATABASE_URL",
-        "sqlite::memory:",
-        &config.pool,
-        |db| async move { AuthMigrator::up(&db, None).await },
-    )
-    .await
-    .unwrap();
+    let db = crate::store::test_database().await;
     let ring = KeyRing::load(db.clone(), &config.tokens, now)
         .await
         .unwrap();
@@ -24,20 +16,8 @@ async fn ring(now: DateTime<Utc>) -> (KeyRing, DatabaseConnection) {
 /// A key another replica made at `now`.
 async fn other_replicas_key(db: &DatabaseConnection, now: DateTime<Utc>) -> String {
     let kid = format!("ed25519-other-{}", uuid::Uuid::now_v7().simple());
-    let mut pkcs8 = ED25519_PKCS8_PREFIX.to_vec();
-    pkcs8.extend_from_slice(&[7u8; 32]);
-    let public = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
-        .verifying_key()
-        .to_bytes();
-    let key = StoredKey {
-        kid: kid.clone(),
-        algorithm: "EdDSA".into(),
-        private_key: pkcs8,
-        public_key: public.to_vec(),
-        created_at: now,
-        retire_at: now + TimeDelta::days(7),
-        expire_at: now + TimeDelta::days(8),
-    };
+    let (retire_at, expire_at) = (now + TimeDelta::days(7), now + TimeDelta::days(8));
+    let key = ed25519_key(&[7u8; 32], kid.clone(), now, retire_at, expire_at);
     store::insert(db, key).await.unwrap();
     kid
 }

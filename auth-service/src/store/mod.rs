@@ -11,3 +11,19 @@ pub(crate) mod keys;
 pub(crate) mod sessions;
 pub(crate) mod throttle;
 pub(crate) mod users;
+
+/// A migrated in-memory auth database, for unit tests of the rules above the store.
+#[cfg(test)]
+pub(crate) async fn test_database() -> sea_orm::DatabaseConnection {
+    use migrations::{AuthMigrator, MigratorTrait};
+    let pool = shared::config::PoolArgs {
+        database_max_connections: 1,
+        database_acquire_timeout_secs: 5,
+    };
+    let migrate =
+        |db: sea_orm::DatabaseConnection| async move { AuthMigrator::up(&db, None).await };
+    match shared::db::open("AUTH_DATABASE_URL", "sqlite::memory:", &pool, migrate).await {
+        Ok(db) => db,
+        Err(error) => panic!("test database: {error}"),
+    }
+}

@@ -2,19 +2,11 @@
 
 use super::*;
 use crate::config::AuthConfig;
-use migrations::{AuthMigrator, MigratorTrait};
 
 async fn throttle(configure: impl FnOnce(&mut ThrottleArgs)) -> (Throttle, DatabaseConnection) {
     let mut config = AuthConfig::for_database("127.0.0.1:0".parse().unwrap(), "sqlite::memory:");
     configure(&mut config.throttle);
-    let db = shared::db::open(
-        "AUTH_DATABASE_URL",
-        "sqlite::memory:",
-        &config.pool,
-        |db| async move { AuthMigrator::up(&db, None).await },
-    )
-    .await
-    .unwrap();
+    let db = crate::store::test_database().await;
     (Throttle::new(&config.throttle), db)
 }
 
