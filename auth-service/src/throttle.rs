@@ -180,8 +180,9 @@ impl Throttle {
             Some((address.count >= self.address_max_failures).then_some(block));
 
         // Until this attempt's outcome is known, a charge that uses up the free attempts
-        // blocks for the longest delay; `failed` sets the real one.
-        let block = now + self.max_delay;
+        // blocks the pair for as long as an attempt can be in flight (so concurrent guesses
+        // are told to come back soon, not in 15 minutes); `failed` sets the real delay.
+        let block = now + IN_FLIGHT;
         let Some(pair) = store::charge(
             db,
             &keys.pair,
@@ -198,6 +199,9 @@ impl Throttle {
         attempt.charges.pair = Some((pair.count >= self.free_attempts).then_some(block));
 
         if !known {
+            // Reaching the ceiling closes the account for the longest delay, whatever the
+            // outcome of this attempt.
+            let block = now + self.max_delay;
             let ceiling = self.account_max_failures;
             let Some(account) =
                 store::charge(db, &keys.account, now, ACCOUNT_WINDOW, ceiling, block).await?
@@ -347,6 +351,11 @@ impl Drop for Attempt {
 
 /// How long an account's failures count before they are forgotten.
 const ACCOUNT_WINDOW: TimeDelta = TimeDelta::days(1);
+
+/// The longest a sign-in attempt is in flight between its charge and its outcome: the
+/// hashing queue's wait (HASH_QUEUE_MAX_WAIT_MS, 5 s by default), the hash, and the
+/// bookkeeping, with room to spare. The provisional block of a charge lasts this long.
+const IN_FLIGHT: TimeDelta = TimeDelta::seconds(30);
 
 /// How long an address an account signed in from stays exempt from the account's ceiling.
 const KNOWN_ADDRESS_PERIOD: TimeDelta = TimeDelta::days(30);

@@ -301,3 +301,35 @@ async fn one_address_may_make_only_so_many_sign_ups_per_window() {
     app.advance(3600);
     app.sign_up("user4@example.com").await;
 }
+
+#[tokio::test]
+async fn a_guess_refused_while_another_is_being_checked_is_told_to_come_back_soon() {
+    let app = TestApp::spawn_with(|c| c.throttle.throttle_free_attempts = 1).await;
+    app.sign_up("ada@example.com").await;
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let mut client = app.client.clone();
+        let request = SignInRequest {
+            email: "ada@example.com".into(),
+            password: "wrong password".into(),
+        };
+        burst.spawn(async move { client.sign_in(request).await });
+    }
+    let mut refused = 0;
+    while let Some(result) = burst.join_next().await {
+        let status = result.unwrap().unwrap_err();
+        if status.code() == Code::ResourceExhausted {
+            refused += 1;
+            let delay = retry_delay(&status).unwrap();
+            assert!(delay <= Duration::from_secs(30), "told to wait {delay:?}");
+        }
+    }
+    assert_eq!(refused, 19);
+    // Once settled, the block is the real first delay.
+    let status = assert_error(
+        app.sign_in("ada@example.com", PASSWORD).await,
+        Code::ResourceExhausted,
+        "TOO_MANY_ATTEMPTS",
+    );
+    assert_eq!(retry_delay(&status), Some(Duration::from_secs(2)));
+}
