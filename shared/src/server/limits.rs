@@ -7,10 +7,10 @@
 //! APIs is unary) and refuses a message whose declared length is over the limit; grpc-web
 //! requests reach it already translated by tonic-web, so both protocols get the same answer.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use http_body::{Body, Frame};
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     future::Future,
     pin::Pin,
     task::{Context, Poll},
@@ -67,7 +67,7 @@ where
         + 'static,
     S::Future: Send + 'static,
     ReqBody: Body<Data = Bytes> + Send + Unpin + 'static,
-    ReqBody::Error: Into<BoxError>,
+    ReqBody::Error: Into<BoxError> + Send + Unpin,
     ResBody: Default + Send + 'static,
 {
     type Response = S::Response;
@@ -90,36 +90,49 @@ where
             .is_some_and(|v| v.starts_with("application/grpc"));
         Box::pin(async move {
             let (parts, mut body) = request.into_parts();
-            let mut head = BytesMut::new();
-            let mut trailers = None;
+            // What was read to find the first message's header, given back unchanged to the
+            // service: usually one data frame, kept as is (no copy).
+            let mut read = Prefixed {
+                chunks: VecDeque::new(),
+                end: None,
+                inner: None,
+            };
             if is_grpc {
-                // Read frames until the first message's header is here (usually the first).
-                while head.len() < FRAME_HEADER {
+                let mut header = [0u8; FRAME_HEADER];
+                let mut have = 0;
+                while have < FRAME_HEADER {
                     match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
                         Some(Ok(frame)) => match frame.into_data() {
-                            Ok(data) => head.extend_from_slice(&data),
+                            Ok(data) => {
+                                let n = data.len().min(FRAME_HEADER - have);
+                                header[have..have + n].copy_from_slice(&data[..n]);
+                                have += n;
+                                read.chunks.push_back(data);
+                            }
                             Err(frame) => {
-                                trailers = frame.into_trailers().ok();
+                                read.end = Some(End::Frame(frame));
                                 break;
                             }
                         },
-                        // A broken body: let tonic see (and report) the end of it.
-                        Some(Err(_)) | None => break,
+                        // Handed on as it came, for tonic to report.
+                        Some(Err(error)) => {
+                            read.end = Some(End::Error(error));
+                            break;
+                        }
+                        None => break,
                     }
                 }
-                if let Some(size) = declared_length(&head).filter(|size| *size > limit.max_bytes) {
+                if let Some(size) =
+                    declared_length(&header[..have]).filter(|size| *size > limit.max_bytes)
+                {
                     return Ok(too_large(size, limit).into_http::<ResBody>());
                 }
             }
-            let body = Prefixed {
-                head: Some(head.freeze()).filter(|h| !h.is_empty()),
-                trailers,
-                inner: body,
-            };
+            read.inner = Some(body);
             inner
                 .call(http::Request::from_parts(
                     parts,
-                    tonic::body::Body::new(body),
+                    tonic::body::Body::new(read),
                 ))
                 .await
         })
@@ -150,42 +163,81 @@ fn too_large(size: usize, limit: RequestSizeLayer) -> tonic::Status {
     )
 }
 
-/// A request body with the bytes already read put back in front.
-struct Prefixed<B> {
-    head: Option<Bytes>,
-    /// Trailers met while reading the head (a body that ended before a message header).
-    trailers: Option<http::HeaderMap>,
-    inner: B,
+/// How the reading of a body's head stopped, other than by having enough bytes.
+enum End<E> {
+    /// A non-data frame (trailers) came first.
+    Frame(Frame<Bytes>),
+    /// The body failed.
+    Error(E),
+}
+
+/// A request body with what was already read put back in front, in order.
+struct Prefixed<B: Body> {
+    chunks: VecDeque<Bytes>,
+    end: Option<End<B::Error>>,
+    /// The rest of the body (`None` only while the head is being read).
+    inner: Option<B>,
 }
 
 impl<B> Body for Prefixed<B>
 where
     B: Body<Data = Bytes> + Unpin,
+    B::Error: Unpin,
 {
     type Data = Bytes;
     type Error = B::Error;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if let Some(head) = self.head.take() {
-            return Poll::Ready(Some(Ok(Frame::data(head))));
+        let this = self.get_mut();
+        if let Some(chunk) = this.chunks.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
-        if let Some(trailers) = self.trailers.take() {
-            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        match this.end.take() {
+            Some(End::Frame(frame)) => return Poll::Ready(Some(Ok(frame))),
+            Some(End::Error(error)) => return Poll::Ready(Some(Err(error))),
+            None => {}
         }
-        Pin::new(&mut self.inner).poll_frame(cx)
+        match this.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.head.is_none() && self.trailers.is_none() && self.inner.is_end_stream()
+        self.chunks.is_empty()
+            && self.end.is_none()
+            && self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::declared_length;
+    #![allow(clippy::unwrap_used)]
+
+    use super::{Bytes, End, Frame, Prefixed, VecDeque, declared_length};
+    use http_body_util::{BodyExt, StreamBody};
+
+    #[tokio::test]
+    async fn the_bytes_read_for_the_header_are_given_back_in_order_with_the_rest() {
+        let rest = StreamBody::new(tokio_stream::iter([
+            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(b"def"))),
+            Ok(Frame::trailers(http::HeaderMap::new())),
+        ]));
+        let body = Prefixed {
+            chunks: VecDeque::from([
+                Bytes::from_static(b"\0\0"),
+                Bytes::from_static(b"\0\0\x06abc"),
+            ]),
+            end: None::<End<std::convert::Infallible>>,
+            inner: Some(rest),
+        };
+        let collected = body.collect().await.unwrap();
+        assert!(collected.trailers().is_some());
+        assert_eq!(&collected.to_bytes()[..], b"\0\0\0\0\x06abcdef");
+    }
 
     #[test]
     fn the_declared_length_is_read_from_a_complete_frame_header_only() {
