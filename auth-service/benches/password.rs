@@ -9,8 +9,7 @@
 use argon2::{Algorithm, Argon2, PasswordHasher as _, Version};
 use auth_service::{
     config::AuthConfig,
-    domain::Password,
-    password::{PasswordHasher, Verified},
+    internals::{Password, PasswordHasher, Verified},
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use shared::status::FieldViolations;

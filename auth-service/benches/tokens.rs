@@ -8,8 +8,7 @@
 
 use auth_service::{
     config::{AuthConfig, SigningMode},
-    keys::{KeyRing, Keys},
-    tokens::{Subject, TokenIssuer, hash_refresh_token, new_refresh_token},
+    internals::{KeyRing, Keys, Subject, TokenIssuer, hash_refresh_token, new_refresh_token},
 };
 use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -8,20 +8,32 @@
 mod accounts;
 mod client;
 pub mod config;
-pub mod domain;
+mod domain;
 mod error;
-// Wired into `password` next; until then nothing outside its tests uses it.
 mod fair;
-pub mod keys;
-pub mod password;
+mod keys;
+mod password;
 mod requests;
 mod retention;
 mod service;
 mod sessions;
-pub mod state;
+mod state;
 mod store;
 mod throttle;
-pub mod tokens;
+mod tokens;
+
+/// Internals for this crate's integration tests and benchmarks and for `load-bench`
+/// (feature `internals`): what they drive directly, not a stable API.
+#[cfg(feature = "internals")]
+pub mod internals {
+    pub use crate::{
+        domain::Password,
+        keys::{KeyRing, Keys},
+        password::{PasswordHasher, Verified},
+        state::AuthState,
+        tokens::{Subject, TokenIssuer, hash_refresh_token, new_refresh_token},
+    };
+}
 
 use crate::{
     config::{AuthConfig, ConfigError, SigningMode},
@@ -113,6 +125,7 @@ impl Application {
     }
 
     /// The shared state (for benchmarks and tests that call business logic directly).
+    #[cfg(feature = "internals")]
     pub fn state(&self) -> Arc<AuthState> {
         Arc::clone(&self.state)
     }

@@ -78,6 +78,7 @@ impl PasswordHasher {
     }
 
     /// A PHC string for `password`, with a new random salt.
+    #[cfg(any(test, feature = "internals"))]
     pub async fn hash(&self, password: Password) -> Result<String, AuthError> {
         self.hash_as(ClientKey::unknown(), password).await
     }
@@ -98,6 +99,7 @@ impl PasswordHasher {
 
     /// Checks `password` against `stored` (a PHC string), or against the dummy hash when there
     /// is no account, doing the same work either way.
+    #[cfg(any(test, feature = "internals"))]
     pub async fn verify(
         &self,
         password: Password,

@@ -54,6 +54,7 @@ impl AuthState {
     }
 
     /// The key ring (for GetSigningKeys and the JWKS document).
+    #[cfg(any(test, feature = "internals"))]
     pub fn keys(&self) -> &KeyRing {
         &self.keys
     }

@@ -254,101 +254,6 @@ pub struct SignUpCharge {
     block: Option<Option<DateTime<Utc>>>,
 }
 
-/// The charges of one sign-in attempt: each key charged, with the (provisional) block its
-/// charge set if it reached the limit.
-#[derive(Debug, Default, Clone, Copy)]
-struct Charges {
-    /// This account's count from this address, including this attempt.
-    pair_failures: i32,
-    address: Option<Option<DateTime<Utc>>>,
-    pair: Option<Option<DateTime<Utc>>>,
-    account: Option<Option<DateTime<Utc>>>,
-}
-
-/// A sign-in attempt [`Throttle::admit`] charged. Settle it with [`Attempt::failed`] or
-/// [`Attempt::succeeded`]; dropped unsettled, it gives its charges back in the background.
-pub struct Attempt {
-    throttle: Throttle,
-    db: DatabaseConnection,
-    keys: AttemptKeys,
-    charges: Charges,
-    settled: bool,
-}
-
-impl Attempt {
-    /// The password was wrong: from the free attempts on, each failure of this account from
-    /// this address blocks the pair for the base delay, doubled per further failure, up to
-    /// the longest delay, counted from `now`. The charges stay counted.
-    pub async fn failed(mut self, now: DateTime<Utc>) -> Result<(), AuthError> {
-        self.settled = true;
-        let (t, charges) = (&self.throttle, self.charges);
-        if charges.pair.is_some() && charges.pair_failures >= t.free_attempts {
-            let doublings = u32::try_from(charges.pair_failures - t.free_attempts)
-                .unwrap_or(0)
-                .min(20);
-            let delay = (t.base_delay * 2_i32.saturating_pow(doublings)).min(t.max_delay);
-            let until = now.trunc_subsecs(6) + delay;
-            store::block_exactly(&self.db, &self.keys.pair, until).await?;
-        }
-        Ok(())
-    }
-
-    /// The password was right: this account starts over from this address, the address and
-    /// the account get their charges back, and the address is remembered as the account's.
-    pub async fn succeeded(mut self, now: DateTime<Utc>) -> Result<(), AuthError> {
-        self.settled = true;
-        if !self.throttle.enabled {
-            return Ok(());
-        }
-        let (keys, charges) = (&self.keys, self.charges);
-        store::forget(&self.db, &keys.pair).await?;
-        if let Some(block) = charges.address {
-            store::refund(&self.db, &keys.address, block).await?;
-        }
-        if let Some(block) = charges.account {
-            store::refund(&self.db, &keys.account, block).await?;
-        }
-        store::remember(&self.db, &keys.known, now.trunc_subsecs(6)).await?;
-        Ok(())
-    }
-}
-
-/// Gives back every charge of an attempt whose password was never checked.
-async fn give_back(
-    db: &DatabaseConnection,
-    keys: &AttemptKeys,
-    charges: Charges,
-) -> Result<(), sea_orm::DbErr> {
-    for (key, charge) in [
-        (&keys.address, charges.address),
-        (&keys.pair, charges.pair),
-        (&keys.account, charges.account),
-    ] {
-        if let Some(block) = charge {
-            store::refund(db, key, block).await?;
-        }
-    }
-    Ok(())
-}
-
-impl Drop for Attempt {
-    fn drop(&mut self) {
-        let c = self.charges;
-        if self.settled || (c.address.is_none() && c.pair.is_none() && c.account.is_none()) {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (db, keys) = (self.db.clone(), self.keys.clone());
-        runtime.spawn(async move {
-            if let Err(error) = give_back(&db, &keys, c).await {
-                tracing::warn!(%error, "giving back the charges of an unchecked sign-in failed");
-            }
-        });
-    }
-}
-
 /// How long an account's failures count before they are forgotten.
 const ACCOUNT_WINDOW: TimeDelta = TimeDelta::days(1);
 
@@ -367,6 +272,11 @@ fn to_duration(delta: TimeDelta) -> Duration {
     let seconds = micros.div_ceil(1_000_000);
     Duration::from_secs(seconds)
 }
+
+mod attempt;
+
+pub use attempt::Attempt;
+use attempt::Charges;
 
 #[cfg(test)]
 mod tests;

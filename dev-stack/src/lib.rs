@@ -37,20 +37,21 @@ impl Stack {
     /// Builds the auth-service, then the task-service with `AUTH_SERVICE_URL` pointing at it.
     pub async fn build(
         auth: AuthConfig,
-        mut task: TaskConfig,
+        task: TaskConfig,
         clock: SharedClock,
     ) -> Result<Self, StackError> {
-        let auth = auth_service::Application::build(auth, clock.clone()).await?;
+        Self::build_auth(auth, clock.clone())
+            .await?
+            .with_task(task, clock)
+            .await
+    }
+
+    /// Builds the auth-service only; [`AuthBuilt::with_task`] completes the stack (the
+    /// benchmarks measure memory in between).
+    pub async fn build_auth(auth: AuthConfig, clock: SharedClock) -> Result<AuthBuilt, StackError> {
+        let auth = auth_service::Application::build(auth, clock).await?;
         let auth_addr = auth.local_addr()?;
-        task.auth_service_url = format!("http://{}", connectable(auth_addr));
-        let task = task_service::Application::build(task, clock).await?;
-        let task_addr = task.local_addr()?;
-        Ok(Self {
-            auth,
-            task,
-            auth_addr,
-            task_addr,
-        })
+        Ok(AuthBuilt { auth, auth_addr })
     }
 
     /// Where the auth-service listens.
@@ -64,8 +65,15 @@ impl Stack {
     }
 
     /// The task-service's verification-key cache (for tests and benchmarks).
-    pub fn task_keys(&self) -> std::sync::Arc<task_service::auth::KeyCache> {
+    #[cfg(feature = "internals")]
+    pub fn task_keys(&self) -> std::sync::Arc<task_service::internals::KeyCache> {
         self.task.keys()
+    }
+
+    /// The auth-service's state (for benchmarks that mint tokens without signing in).
+    #[cfg(feature = "internals")]
+    pub fn auth_state(&self) -> std::sync::Arc<auth_service::internals::AuthState> {
+        self.auth.state()
     }
 
     /// Serves both until `shutdown` completes (or one of them stops on its own), then shuts
@@ -95,6 +103,31 @@ impl Stack {
         task_result??;
         auth_result??;
         Ok(())
+    }
+}
+
+/// The auth-service built and bound, the task-service not yet.
+pub struct AuthBuilt {
+    auth: auth_service::Application,
+    auth_addr: SocketAddr,
+}
+
+impl AuthBuilt {
+    /// Builds the task-service with `AUTH_SERVICE_URL` pointing at this auth-service.
+    pub async fn with_task(
+        self,
+        mut task: TaskConfig,
+        clock: SharedClock,
+    ) -> Result<Stack, StackError> {
+        task.auth_service_url = format!("http://{}", connectable(self.auth_addr));
+        let task = task_service::Application::build(task, clock).await?;
+        let task_addr = task.local_addr()?;
+        Ok(Stack {
+            auth: self.auth,
+            task,
+            auth_addr: self.auth_addr,
+            task_addr,
+        })
     }
 }
 

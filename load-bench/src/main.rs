@@ -3,6 +3,7 @@
 //! root for the scenarios, the targets and the figures measured.
 
 mod cli;
+mod databases;
 mod harness;
 mod load;
 mod mixed;

@@ -22,8 +22,8 @@ use shared::{
 };
 use std::{net::SocketAddr, sync::Arc};
 use task_service::{
-    auth::{Caller, KeyCache, VerifiedTokens, authenticated},
     config::TaskConfig,
+    internals::{Caller, KeyCache, VerifiedTokens, authenticated},
 };
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, transport::Channel};

@@ -3,25 +3,21 @@
 
 use crate::{
     cli::{Args, Signing},
+    databases::Databases,
     system,
 };
 use anyhow::{Context, bail};
 use auth_service::{
     config::{AuthConfig, SigningMode},
-    keys::Keys,
-    state::AuthState,
-    tokens::{Subject, TokenIssuer},
+    internals::{AuthState, Keys, Subject, TokenIssuer},
 };
 use chrono::Utc;
 use clap::Parser;
-use sea_orm::{ConnectionTrait, Database};
 use serde::Serialize;
-use shared::{
-    clock::{SharedClock, SystemClock},
-    config::Secret,
-};
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use shared::clock::{SharedClock, SystemClock};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 use task_service::config::TaskConfig;
+use todo_stack::StackError;
 use tokio::{sync::watch, task::JoinHandle};
 use tonic::{
     metadata::{Ascii, MetadataValue},
@@ -44,9 +40,9 @@ pub struct BenchUser {
 pub struct StartupMemory {
     /// Before either service (the load generator's runtime only).
     pub baseline_mib: f64,
-    /// After the auth-service started and reported SERVING.
+    /// After the auth-service was built (database migrated, keys loaded, listener bound).
     pub with_auth_mib: f64,
-    /// After the task-service started too and reported SERVING.
+    /// After the task-service was built too and both reported SERVING.
     pub with_both_mib: f64,
 }
 
@@ -82,8 +78,7 @@ pub struct Stack {
     auth_state: Arc<AuthState>,
     issuer: TokenIssuer,
     stop: watch::Sender<bool>,
-    auth: JoinHandle<Result<(), auth_service::StartError>>,
-    task: JoinHandle<Result<(), task_service::StartError>>,
+    running: JoinHandle<Result<(), StackError>>,
     databases: Databases,
 }
 
@@ -104,8 +99,7 @@ impl Stack {
                 auth_state: started.auth_state,
                 issuer: started.issuer,
                 stop,
-                auth: started.auth,
-                task: started.task,
+                running: started.running,
                 databases,
             }),
             Err(error) => {
@@ -155,11 +149,9 @@ impl Stack {
     /// Stops both services (task-service first) and drops the databases.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
-        let task = self.task.await;
-        let auth = self.auth.await;
+        let running = self.running.await;
         let cleanup = self.databases.drop_all().await;
-        task??;
-        auth??;
+        running??;
         cleanup
     }
 }
@@ -172,8 +164,7 @@ struct Started {
     memory: StartupMemory,
     auth_state: Arc<AuthState>,
     issuer: TokenIssuer,
-    auth: JoinHandle<Result<(), auth_service::StartError>>,
-    task: JoinHandle<Result<(), task_service::StartError>>,
+    running: JoinHandle<Result<(), StackError>>,
 }
 
 async fn start_services(
@@ -208,21 +199,18 @@ async fn start_services(
     auth_config.server.shutdown_drain_secs = 1;
     task_config.server.shutdown_drain_secs = 1;
 
-    let auth_app = auth_service::Application::build(auth_config.clone(), clock.clone())
+    let half = todo_stack::Stack::build_auth(auth_config.clone(), clock.clone())
         .await
         .context("auth-service did not start")?;
-    let auth_addr = auth_app.local_addr()?;
-    let auth_state = auth_app.state();
-    let auth = tokio::spawn(auth_app.run(when_told(stopped.clone())));
-    wait_until_serving(auth_addr, "todo.auth.v1.AuthService").await?;
     let with_auth = system::rss_kib();
-
-    task_config.auth_service_url = format!("http://{auth_addr}");
-    let task_app = task_service::Application::build(task_config, clock)
+    let stack = half
+        .with_task(task_config, clock)
         .await
         .context("task-service did not start")?;
-    let task_addr = task_app.local_addr()?;
-    let task = tokio::spawn(task_app.run(when_told(stopped)));
+    let (auth_addr, task_addr) = (stack.auth_addr(), stack.task_addr());
+    let auth_state = stack.auth_state();
+    let running = tokio::spawn(stack.run(when_told(stopped)));
+    wait_until_serving(auth_addr, "todo.auth.v1.AuthService").await?;
     wait_until_serving(task_addr, "todo.task.v1.TaskService").await?;
     let with_both = system::rss_kib();
 
@@ -242,8 +230,7 @@ async fn start_services(
         auth_config,
         auth_state,
         issuer,
-        auth,
-        task,
+        running,
     })
 }
 
@@ -286,99 +273,4 @@ pub async fn wait_until_serving(addr: SocketAddr, service: &str) -> anyhow::Resu
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bail!("{service} at {addr} never reported SERVING")
-}
-
-/// The two services' databases.
-struct Databases {
-    auth_url: String,
-    task_url: String,
-    description: String,
-    shared_secret: Secret,
-    cleanup: Cleanup,
-}
-
-enum Cleanup {
-    Directory(PathBuf),
-    Postgres {
-        admin_url: String,
-        names: Vec<String>,
-    },
-}
-
-impl Databases {
-    /// SQLite files in a new temporary directory, or two fresh PostgreSQL databases beside
-    /// the one `postgres_url` names.
-    async fn create(postgres_url: Option<&str>) -> anyhow::Result<Self> {
-        let shared_secret = Secret::new(random_hex(32)?);
-        let Some(base) = postgres_url else {
-            let dir = std::env::temp_dir().join(format!("load-bench-{}", Uuid::now_v7().simple()));
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let url = |file: &str| format!("sqlite://{}", dir.join(file).display());
-            return Ok(Self {
-                auth_url: url("auth.db"),
-                task_url: url("tasks.db"),
-                description: format!("SQLite files in {}", dir.display()),
-                shared_secret,
-                cleanup: Cleanup::Directory(dir),
-            });
-        };
-        if !(base.starts_with("postgres://") || base.starts_with("postgresql://")) {
-            bail!("--database-url must be postgres://user@host:port/database");
-        }
-        let (server, _) = base
-            .rsplit_once('/')
-            .context("--database-url needs a database path, e.g. /postgres")?;
-        let suffix = Uuid::now_v7().simple().to_string();
-        let names = vec![
-            format!("loadbench_auth_{suffix}"),
-            format!("loadbench_task_{suffix}"),
-        ];
-        let admin = Database::connect(base).await?;
-        for name in &names {
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await?;
-        }
-        admin.close().await?;
-        Ok(Self {
-            auth_url: format!("{server}/{}", names[0]),
-            task_url: format!("{server}/{}", names[1]),
-            description: format!(
-                "PostgreSQL: {} and {} at {}",
-                names[0],
-                names[1],
-                shared::db::redact_url(server)
-            ),
-            shared_secret,
-            cleanup: Cleanup::Postgres {
-                admin_url: base.to_owned(),
-                names,
-            },
-        })
-    }
-
-    async fn drop_all(self) -> anyhow::Result<()> {
-        match self.cleanup {
-            Cleanup::Directory(dir) => std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("cannot remove {}", dir.display())),
-            Cleanup::Postgres { admin_url, names } => {
-                let admin = Database::connect(&admin_url).await?;
-                for name in &names {
-                    admin
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await?;
-                }
-                admin.close().await?;
-                Ok(())
-            }
-        }
-    }
-}
-
-/// `bytes` random bytes, hex.
-fn random_hex(bytes: usize) -> anyhow::Result<String> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -153,7 +153,7 @@ async fn sign_up_accounts(channels: &[Channel], n: usize) -> anyhow::Result<Vec<
 /// The median time of nine password hashes made one after another the way the auth-service
 /// makes them (its `PasswordHasher`, with these parameters, its working memory warm), seconds.
 async fn one_hash_seconds(passwords: &auth_service::config::PasswordArgs) -> anyhow::Result<f64> {
-    use auth_service::{domain::Password, password::PasswordHasher};
+    use auth_service::internals::{Password, PasswordHasher};
     let hasher = PasswordHasher::new(passwords)?;
     let mut violations = shared::status::FieldViolations::new();
     let password = Password::parse_new(STORM_PASSWORD.into(), "password", &mut violations)

@@ -16,7 +16,7 @@ use shared::{
     token::{AccessClaims, KeySet, SHARED_SECRET_KID, TokenVerifier, token_kid},
 };
 use std::{hint::black_box, sync::Arc};
-use task_service::auth::{Authenticate, KeyCache, VerifiedTokens};
+use task_service::internals::{Authenticate, KeyCache, VerifiedTokens};
 use tonic::{Request, service::Interceptor};
 
 const ISSUER: &str = "todo-auth";

@@ -6,7 +6,7 @@
 //! database; [`Application::run`] serves until shutdown. `main.rs`, the tests, the dev
 //! launcher and the benchmarks all start the server this way.
 
-pub mod auth;
+mod auth;
 pub mod config;
 mod domain;
 mod error;
@@ -14,6 +14,13 @@ mod page_token;
 mod repo;
 mod requests;
 mod service;
+
+/// Internals for this crate's benchmarks and integration tests and for `load-bench`
+/// (feature `internals`): the authentication layer on its own, not a stable API.
+#[cfg(feature = "internals")]
+pub mod internals {
+    pub use crate::auth::{Authenticate, Caller, KeyCache, VerifiedTokens, authenticated};
+}
 
 use crate::{
     auth::{Guarded, KeyCache, SessionCheck, VerifiedTokens, authenticated},
@@ -115,6 +122,7 @@ impl Application {
     }
 
     /// The verification-key cache (for tests and benchmarks).
+    #[cfg(feature = "internals")]
     pub fn keys(&self) -> Arc<KeyCache> {
         Arc::clone(&self.keys)
     }

@@ -22,7 +22,7 @@ pub struct TestApp {
     pub client: AuthServiceClient<Channel>,
     pub clock: Arc<ManualClock>,
     /// The running service's state (for sweeps and other direct calls).
-    pub state: Arc<auth_service::state::AuthState>,
+    pub state: Arc<auth_service::internals::AuthState>,
     /// Its database.
     pub database_url: String,
     _shutdown: oneshot::Sender<()>,

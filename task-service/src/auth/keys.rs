@@ -98,6 +98,7 @@ impl KeyCache {
     }
 
     /// How many GetSigningKeys calls were made (for tests and metrics).
+    #[cfg(any(test, feature = "internals"))]
     pub fn fetch_count(&self) -> u64 {
         self.remote
             .as_ref()

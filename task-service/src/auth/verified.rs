@@ -102,6 +102,7 @@ impl VerifiedTokens {
     }
 
     /// How many tokens are remembered.
+    #[cfg(any(test, feature = "internals"))]
     pub fn len(&self) -> usize {
         self.entries
             .lock()
@@ -111,6 +112,7 @@ impl VerifiedTokens {
     }
 
     /// Whether no token is remembered.
+    #[cfg(any(test, feature = "internals"))]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -12,7 +12,7 @@ use shared::{
     },
 };
 use std::{net::SocketAddr, sync::Arc, time::Duration};
-use task_service::{auth::KeyCache, config::TaskConfig};
+use task_service::{config::TaskConfig, internals::KeyCache};
 use tonic::{Status, transport::Channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
