@@ -3,7 +3,7 @@
 
 use chrono::TimeDelta;
 use clap::{Args, Parser};
-use shared::config::{JwtArgs, PoolArgs, ServerArgs, WeakSharedSecret};
+use shared::config::{InvalidServerArgs, JwtArgs, PoolArgs, ServerArgs, WeakSharedSecret};
 use std::net::SocketAddr;
 
 pub use shared::config::SigningMode;
@@ -233,6 +233,9 @@ pub enum ConfigError {
     /// HS256 without a usable secret.
     #[error(transparent)]
     WeakSharedSecret(#[from] WeakSharedSecret),
+    /// Server settings that cannot work.
+    #[error(transparent)]
+    Server(#[from] InvalidServerArgs),
     /// A value out of range.
     #[error("{0}")]
     OutOfRange(String),
@@ -243,6 +246,7 @@ impl AuthConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let t = &self.tokens;
         t.jwt.hs256_secret()?;
+        self.server.validate()?;
         let positive = [
             ("ACCESS_TOKEN_TTL_SECS", t.access_token_ttl_secs),
             ("SESSION_TTL_SECS", t.session_ttl_secs),

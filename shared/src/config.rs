@@ -6,6 +6,10 @@ use crate::token::{MIN_SHARED_SECRET_BYTES, TokenVerifier};
 use clap::{Args, ValueEnum};
 use std::time::Duration;
 
+mod connection;
+
+pub use connection::ConnectionArgs;
+
 /// A configuration with every default and nothing from the process environment (tests and
 /// the launcher set what they need on the value), so a variable exported in a developer's
 /// shell cannot change a test. `None` when a default does not parse, a bug that the
@@ -66,9 +70,31 @@ pub struct ServerArgs {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Connection lifetime and streaming limits.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
+/// Server settings that cannot work.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub struct InvalidServerArgs(pub Vec<String>);
+
 impl ServerArgs {
+    /// Refuses settings that cannot work, naming each variable.
+    pub fn validate(&self) -> Result<(), InvalidServerArgs> {
+        let mut problems = self.connections.problems();
+        if self.max_concurrent_streams == 0 {
+            problems.push("MAX_CONCURRENT_STREAMS must be at least 1".to_owned());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidServerArgs(problems))
+        }
+    }
+
     /// Per-RPC timeout.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)

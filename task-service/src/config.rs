@@ -2,7 +2,7 @@
 //! Invalid values stop start-up with a message that says how to fix them.
 
 use clap::Parser;
-use shared::config::{JwtArgs, PoolArgs, Secret, ServerArgs, WeakSharedSecret};
+use shared::config::{InvalidServerArgs, JwtArgs, PoolArgs, Secret, ServerArgs, WeakSharedSecret};
 use std::{net::SocketAddr, time::Duration};
 
 /// Everything the task-service reads at start-up.
@@ -79,6 +79,9 @@ pub enum ConfigError {
     /// HS256 without a usable secret.
     #[error(transparent)]
     WeakSharedSecret(#[from] WeakSharedSecret),
+    /// Server settings that cannot work.
+    #[error(transparent)]
+    Server(#[from] InvalidServerArgs),
     /// The auth-service address does not parse.
     #[error("AUTH_SERVICE_URL {0:?} is not a URL like http://127.0.0.1:50051")]
     AuthServiceUrl(String),
@@ -88,6 +91,7 @@ impl TaskConfig {
     /// Checks what clap's types cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.jwt.hs256_secret()?;
+        self.server.validate()?;
         let uri: http::Uri = self
             .auth_service_url
             .parse()

@@ -147,20 +147,35 @@ fn declared_length(head: &[u8]) -> Option<usize> {
 }
 
 fn too_large(size: usize, limit: RequestSizeLayer) -> tonic::Status {
-    let metadata = HashMap::from([
-        ("maxBytes".to_owned(), limit.max_bytes.to_string()),
-        ("messageBytes".to_owned(), size.to_string()),
-    ]);
-    let details = ErrorDetails::with_error_info(REQUEST_TOO_LARGE, limit.domain, metadata);
-    tonic::Status::with_error_details(
-        Code::ResourceExhausted,
+    resource_exhausted(
+        REQUEST_TOO_LARGE,
+        limit.domain,
+        [
+            ("maxBytes", limit.max_bytes.to_string()),
+            ("messageBytes", size.to_string()),
+        ],
         format!(
             "request message of {size} bytes is larger than the limit of {} bytes \
              (MAX_REQUEST_BYTES)",
             limit.max_bytes
         ),
-        details,
     )
+}
+
+/// RESOURCE_EXHAUSTED with an `ErrorInfo` of `reason` in `domain` and `metadata`: how the
+/// server's own limits answer.
+pub(crate) fn resource_exhausted<const N: usize>(
+    reason: &str,
+    domain: &str,
+    metadata: [(&str, String); N],
+    message: String,
+) -> tonic::Status {
+    let metadata = metadata
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect::<HashMap<_, _>>();
+    let details = ErrorDetails::with_error_info(reason, domain, metadata);
+    tonic::Status::with_error_details(Code::ResourceExhausted, message, details)
 }
 
 /// How the reading of a body's head stopped, other than by having enough bytes.

@@ -2,6 +2,7 @@
 //! tonic-web) on one port, CORS, server reflection (v1 and v1alpha), `grpc.health.v1`, a span
 //! per RPC, request limits, and graceful shutdown with a bounded drain.
 
+mod connections;
 mod cors;
 mod http1;
 mod limits;
@@ -10,6 +11,7 @@ mod reflection;
 mod signal;
 mod tasks;
 
+pub use connections::TOO_MANY_STREAMS;
 pub use limits::REQUEST_TOO_LARGE;
 pub use listener::{BindError, bind};
 pub use signal::shutdown_signal;
@@ -19,21 +21,29 @@ use crate::{
     config::ServerArgs, db::ReadyCheck, proto::FILE_DESCRIPTOR_SET, telemetry::RpcTraceLayer,
 };
 use axum::{response::IntoResponse, routing::get};
+use connections::{ConnectionLayer, Connections};
 use cors::cors_layer;
 use http::{StatusCode, header};
 use http1::{GrpcWebOrHttpLayer, unknown_path};
 use limits::RequestSizeLayer;
 use reflection::{Catalog, Reflection};
 use sea_orm::DatabaseConnection;
-use std::{convert::Infallible, future::Future, time::Duration};
+use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot};
-use tonic::{
-    server::NamedService,
-    service::Routes,
-    transport::{Server, server::TcpIncoming},
-};
+use tonic::{server::NamedService, service::Routes, transport::Server};
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tower::Service;
+
+/// Streams a client may make the server reset on one connection before it gets a GOAWAY
+/// (hyper's own default, which tonic turns off unless set).
+const MAX_LOCAL_RESETS: usize = 1024;
+
+/// Streams a client may open and reset before the server accepts them (h2's default).
+const MAX_PENDING_RESETS: usize = 20;
+
+/// Largest header block a request may send (hyper's default, set here so it is stated): a
+/// bearer token is under 1 KiB.
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
 /// How often the database is pinged for the health service.
 const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -196,19 +206,33 @@ impl GrpcServer {
                 None
             }
         };
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let domain = error_domain(self.service_names);
+        let connections = Connections::new(&args.connections, domain);
+        let incoming = connections::incoming(listener, Arc::clone(&connections));
         let (stop, stopped) = oneshot::channel::<()>();
-        let router = Server::builder()
+        let limits = &args.connections;
+        let mut builder = Server::builder()
             .accept_http1(true)
             .timeout(args.request_timeout())
             .max_concurrent_streams(args.max_concurrent_streams)
+            .http2_keepalive_interval(limits.http2_keepalive())
+            .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout()))
+            // tonic passes "no limit" to hyper unless told (RUSTSEC-2024-0003): a client that
+            // makes the server reset streams gets a GOAWAY after this many.
+            .http2_max_local_error_reset_streams(Some(MAX_LOCAL_RESETS))
+            .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS))
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES);
+        if let Some(age) = limits.max_connection_age() {
+            builder = builder
+                .max_connection_age(age)
+                .max_connection_age_grace(limits.max_connection_age_grace());
+        }
+        let router = builder
+            .layer(ConnectionLayer::new(connections))
             .layer(cors)
             .layer(GrpcWebOrHttpLayer::new(self.plain_paths))
             .layer(RpcTraceLayer)
-            .layer(RequestSizeLayer::new(
-                args.max_request_bytes,
-                error_domain(self.service_names),
-            ))
+            .layer(RequestSizeLayer::new(args.max_request_bytes, domain))
             .add_routes(
                 self.routes
                     .prepare()

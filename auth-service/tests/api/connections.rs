@@ -1,0 +1,160 @@
+//! What one client can make the server hold, over real connections: streaming RPCs per
+//! connection and in total, idle connections, clients that never answer keepalive pings, and
+//! the connection cap. (The limits live in `shared::server`; the auth-service is the server
+//! that needs no token to reach them.)
+
+use crate::helpers::*;
+use std::time::Duration;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use tonic::{Code, Streaming};
+use tonic_health::pb::{
+    HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus,
+    health_client::HealthClient,
+};
+use tonic_types::StatusExt;
+
+async fn watch(
+    channel: tonic::transport::Channel,
+) -> Result<Streaming<HealthCheckResponse>, tonic::Status> {
+    let request = HealthCheckRequest {
+        service: String::new(),
+    };
+    Ok(HealthClient::new(channel)
+        .watch(request)
+        .await?
+        .into_inner())
+}
+
+/// Reads what the server sends until it closes the connection; `true` if it did within `within`.
+async fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn streaming_calls_are_bounded_per_connection_and_other_connections_still_get_theirs() {
+    let app =
+        TestApp::spawn_with(|c| c.server.connections.max_streaming_rpcs_per_connection = 4).await;
+    let channel = app.channel().await;
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        open.push(watch(channel.clone()).await.expect("within the limit"));
+    }
+    let refused = watch(channel.clone()).await.expect_err("one too many");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    let info = refused.get_error_details().error_info().cloned().unwrap();
+    assert_eq!(info.reason, "TOO_MANY_STREAMS");
+    assert_eq!(
+        info.metadata["setting"],
+        "MAX_STREAMING_RPCS_PER_CONNECTION"
+    );
+    // Unary calls on the same connection are not affected.
+    HealthClient::new(channel.clone())
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("a unary call still works");
+    // Another connection gets its own share; closing a stream gives one back.
+    watch(app.channel().await)
+        .await
+        .expect("another connection");
+    drop(open.pop());
+    let mut reopened = None;
+    for _ in 0..50 {
+        if let Ok(stream) = watch(channel.clone()).await {
+            reopened = Some(stream);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(reopened.is_some(), "a closed stream's slot is given back");
+}
+
+#[tokio::test]
+async fn streaming_calls_are_bounded_in_total() {
+    let app = TestApp::spawn_with(|c| c.server.connections.max_streaming_rpcs = 3).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(watch(app.channel().await).await.expect("within the limit"));
+    }
+    let refused = watch(app.channel().await)
+        .await
+        .expect_err("over the total");
+    let info = refused.get_error_details().error_info().cloned().unwrap();
+    assert_eq!(info.metadata["setting"], "MAX_STREAMING_RPCS");
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_but_one_with_a_stream_open_is_not() {
+    let app = TestApp::spawn_with(|c| c.server.connections.connection_idle_timeout_secs = 1).await;
+    let mut idle = TcpStream::connect(app.addr).await.unwrap();
+    let mut stream = watch(app.channel().await).await.unwrap();
+    while stream.message().await.unwrap().unwrap().status() != ServingStatus::Serving {}
+    assert!(
+        closed_by_server(&mut idle, Duration::from_secs(10)).await,
+        "the idle connection was closed"
+    );
+    // The watched connection outlived the idle timeout: its stream is still open, waiting.
+    let next = tokio::time::timeout(Duration::from_millis(1500), stream.message()).await;
+    assert!(next.is_err(), "the stream is still open: {next:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_never_answers_keepalive_pings_is_disconnected() {
+    let app = TestApp::spawn_with(|c| {
+        let limits = &mut c.server.connections;
+        limits.http2_keepalive_secs = 1;
+        limits.http2_keepalive_timeout_secs = 1;
+        limits.connection_idle_timeout_secs = 0;
+    })
+    .await;
+    let mut silent = TcpStream::connect(app.addr).await.unwrap();
+    // The HTTP/2 preface and an empty SETTINGS frame; then nothing, not even PING acks.
+    silent
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    assert!(
+        closed_by_server(&mut silent, Duration::from_secs(10)).await,
+        "the silent client was disconnected"
+    );
+}
+
+#[tokio::test]
+async fn past_the_connection_cap_a_new_client_waits_until_one_closes() {
+    let app = TestApp::spawn_with(|c| c.server.connections.max_connections = 2).await;
+    // The test app's own client holds one connection; this takes the other.
+    let held = TcpStream::connect(app.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let check = || async {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
+            .unwrap()
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_millis(500));
+        let channel = channel.connect_lazy();
+        HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+    };
+    assert!(check().await.is_err(), "a third connection waits");
+    drop(held);
+    let mut answered = false;
+    for _ in 0..20 {
+        if check().await.is_ok() {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "served once a connection closed");
+}
