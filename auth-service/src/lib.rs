@@ -141,7 +141,8 @@ impl Application {
         let addr = listener.local_addr().unwrap_or(config.listen_addr);
         tracing::info!(%addr, "auth-service listening (gRPC + grpc-web)");
         let api = AuthServiceServer::new(AuthApi::new(Arc::clone(&state)))
-            .max_decoding_message_size(config.server.max_request_bytes);
+            .max_decoding_message_size(config.server.max_request_bytes)
+            .max_encoding_message_size(shared::server::MAX_RESPONSE_BYTES);
         let jwks_state = Arc::clone(&state);
         // Stopped when `run` returns.
         let _sweeper = AbortOnDrop(retention::spawn_sweeper(Arc::clone(&state)));

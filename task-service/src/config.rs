@@ -57,6 +57,11 @@ pub struct TaskConfig {
     #[arg(long, env = "VERIFIED_TOKEN_CACHE_SIZE", default_value_t = 10_000)]
     pub verified_token_cache_size: usize,
 
+    /// The most tasks one user may have; CreateTask past it answers RESOURCE_EXHAUSTED
+    /// (`TASK_QUOTA_EXCEEDED`). 0: no limit.
+    #[arg(long, env = "TASK_QUOTA", default_value_t = 10_000)]
+    pub task_quota: u64,
+
     /// Key that signs ListTasks page tokens (any length; 32+ random bytes recommended).
     /// Replicas behind one load balancer need the same value; when unset, a random key is
     /// made at start-up and page tokens do not survive a restart.

@@ -6,8 +6,16 @@ use uuid::Uuid;
 
 /// Longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
+/// Longest title, in bytes of UTF-8 (no title within the character limit is longer).
+pub const MAX_TITLE_BYTES: usize = 1024;
 /// Longest description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
+/// Longest description, in bytes of UTF-8: 10,000 characters of any script up to three
+/// bytes each fit; it bounds what one task can make a reply carry.
+pub const MAX_DESCRIPTION_BYTES: usize = 32 * 1024;
+/// Most bytes of tasks in one ListTasks reply: a page stops early (with a next_page_token)
+/// rather than pass it.
+pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
 /// Tasks per page when the client does not say.
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 /// Most tasks per page; larger requests are served this many.
@@ -60,10 +68,12 @@ impl Title {
             v.add(field, "is required and must not be only whitespace");
             return None;
         }
-        if title.chars().count() > MAX_TITLE_CHARS {
+        if title.len() > MAX_TITLE_BYTES || title.chars().count() > MAX_TITLE_CHARS {
             v.add(
                 field,
-                format!("must be at most {MAX_TITLE_CHARS} characters"),
+                format!(
+                    "must be at most {MAX_TITLE_CHARS} characters ({MAX_TITLE_BYTES} bytes of UTF-8)"
+                ),
             );
             return None;
         }
@@ -75,17 +85,20 @@ impl Title {
     }
 }
 
-/// A task description: up to 10,000 characters, kept as written.
+/// A task description: up to 10,000 characters and 32 KiB, kept as written.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Description(pub(crate) String);
 
 impl Description {
     /// Parses the description in `field`.
     pub fn parse(raw: String, field: &str, v: &mut FieldViolations) -> Option<Self> {
-        if raw.chars().count() > MAX_DESCRIPTION_CHARS {
+        if raw.len() > MAX_DESCRIPTION_BYTES || raw.chars().count() > MAX_DESCRIPTION_CHARS {
             v.add(
                 field,
-                format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+                format!(
+                    "must be at most {MAX_DESCRIPTION_CHARS} characters ({MAX_DESCRIPTION_BYTES} \
+                     bytes of UTF-8)"
+                ),
             );
             return None;
         }
@@ -144,6 +157,17 @@ impl Etag {
                 None
             }
         }
+    }
+}
+
+/// The most tasks one user may have (TASK_QUOTA); `None`: no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskQuota(pub(crate) Option<u64>);
+
+impl TaskQuota {
+    /// `0` means no limit.
+    pub fn new(max_tasks: u64) -> Self {
+        Self((max_tasks > 0).then_some(max_tasks))
     }
 }
 

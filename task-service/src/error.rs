@@ -28,6 +28,9 @@ pub enum TaskError {
     /// The task changed since the etag the client sent.
     #[error("etag mismatch")]
     EtagMismatch,
+    /// The caller already has as many tasks as TASK_QUOTA allows.
+    #[error("task quota of {0} reached")]
+    QuotaExceeded(u64),
     /// Missing, malformed, expired, forged or (strict mode) signed-out access token. The
     /// reason goes to the log only.
     #[error("access token refused: {0}")]
@@ -57,6 +60,7 @@ impl ServiceError for TaskError {
             Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::NotFound => Code::NotFound,
             Self::EtagMismatch => Code::Aborted,
+            Self::QuotaExceeded(_) => Code::ResourceExhausted,
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::AuthUnavailable(_) => Code::Unavailable,
             Self::Database(error) => error.code(),
@@ -69,6 +73,7 @@ impl ServiceError for TaskError {
             Self::InvalidArgument(_) => "INVALID_ARGUMENT",
             Self::NotFound => "TASK_NOT_FOUND",
             Self::EtagMismatch => "ETAG_MISMATCH",
+            Self::QuotaExceeded(_) => "TASK_QUOTA_EXCEEDED",
             Self::Unauthenticated(_) => "INVALID_TOKEN",
             Self::AuthUnavailable(_) => "AUTH_SERVICE_UNAVAILABLE",
             Self::Database(error) => error.reason(),
@@ -83,6 +88,10 @@ impl ServiceError for TaskError {
             Self::EtagMismatch => {
                 "the task has changed since this etag was read: get it again and retry".into()
             }
+            Self::QuotaExceeded(limit) => format!(
+                "you have {limit} tasks, the most one account may have: delete some to create more"
+            )
+            .into(),
             Self::Unauthenticated(_) => INVALID_TOKEN_MESSAGE.into(),
             Self::AuthUnavailable(_) => "cannot verify access tokens right now, retry later".into(),
             Self::Database(error) => error.public_message(),
@@ -92,7 +101,10 @@ impl ServiceError for TaskError {
 
     fn log_level(&self) -> LogLevel {
         match self {
-            Self::InvalidArgument(_) | Self::NotFound | Self::EtagMismatch => LogLevel::None,
+            Self::InvalidArgument(_)
+            | Self::NotFound
+            | Self::EtagMismatch
+            | Self::QuotaExceeded(_) => LogLevel::None,
             Self::Unauthenticated(_) => LogLevel::Info,
             Self::AuthUnavailable(_) => LogLevel::Warn,
             Self::Database(_) | Self::Internal(_) => LogLevel::Error,
@@ -132,6 +144,11 @@ mod tests {
             ),
             (TaskError::NotFound, Code::NotFound, "TASK_NOT_FOUND"),
             (TaskError::EtagMismatch, Code::Aborted, "ETAG_MISMATCH"),
+            (
+                TaskError::QuotaExceeded(3),
+                Code::ResourceExhausted,
+                "TASK_QUOTA_EXCEEDED",
+            ),
             (
                 TaskError::Unauthenticated("expired".into()),
                 Code::Unauthenticated,

@@ -25,6 +25,7 @@ pub mod internals {
 use crate::{
     auth::{Guarded, KeyCache, SessionCheck, VerifiedTokens, authenticated},
     config::{ConfigError, TaskConfig},
+    domain::TaskQuota,
     page_token::PageTokens,
     service::TaskApi,
 };
@@ -143,8 +144,11 @@ impl Application {
 
         // Stopped when `run` returns or is dropped.
         let _refresher = keys.spawn_refresher().map(AbortOnDrop);
-        let api = TaskServiceServer::new(TaskApi::new(db.clone(), clock.clone(), page_tokens))
-            .max_decoding_message_size(config.server.max_request_bytes);
+        let quota = TaskQuota::new(config.task_quota);
+        let api =
+            TaskServiceServer::new(TaskApi::new(db.clone(), clock.clone(), page_tokens, quota))
+                .max_decoding_message_size(config.server.max_request_bytes)
+                .max_encoding_message_size(shared::server::MAX_RESPONSE_BYTES);
         let verified = Arc::new(VerifiedTokens::new(config.verified_token_cache_size));
         let verifier = config.jwt.verifier();
         let server = GrpcServer::new(SERVICE_NAMES)?;

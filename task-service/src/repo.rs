@@ -6,13 +6,14 @@
 
 use crate::{
     auth::Caller,
-    domain::{CompletedFilter, Etag, NewTask, PageSize, TaskChanges, TaskId},
+    domain::{CompletedFilter, Etag, NewTask, PageSize, RequestId, TaskChanges, TaskId, TaskQuota},
     error::TaskError,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, DatabaseConnection, EntityTrait, ExprTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, ExprTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
     sea_query::{Expr, SimpleExpr},
 };
 use uuid::Uuid;
@@ -116,8 +117,26 @@ impl<'a> Tasks<'a> {
     }
 
     /// Creates a task; with a request id, returns the task an earlier call with the same id
-    /// made instead (concurrent retries included: the unique index decides).
-    pub async fn create(&self, new: NewTask, now: DateTime<Utc>) -> Result<Task, TaskError> {
+    /// made instead (concurrent retries included: the unique index decides). Refused once the
+    /// caller has `quota` tasks (checked before the insert: concurrent creates of one user
+    /// can pass it by at most their number in flight).
+    pub async fn create(
+        &self,
+        new: NewTask,
+        now: DateTime<Utc>,
+        quota: TaskQuota,
+    ) -> Result<Task, TaskError> {
+        if let TaskQuota(Some(limit)) = quota
+            && Entity::find().filter(self.owned()).count(self.db).await? >= limit
+        {
+            // A retry of a create that made its task still gets that task.
+            if let Some(request_id) = &new.request_id
+                && let Some(task) = self.made_by(request_id).await?
+            {
+                return Ok(task.into());
+            }
+            return Err(TaskError::QuotaExceeded(limit));
+        }
         let model = entity::ActiveModel {
             id: Set(Uuid::now_v7()),
             owner_id: Set(self.owner),
@@ -144,17 +163,21 @@ impl<'a> Tasks<'a> {
                 .on_conflict_do_nothing_on([Column::OwnerId, Column::RequestId])
                 .exec_without_returning(self.db)
                 .await?;
-            let found = Entity::find()
-                .filter(self.owned().and(Column::RequestId.eq(request_id.0)))
-                .one(self.db)
-                .await?;
-            if let Some(task) = found {
+            if let Some(task) = self.made_by(&request_id).await? {
                 return Ok(task.into());
             }
         }
         Err(TaskError::Internal(
             "a task with this request id keeps being deleted while it is created".into(),
         ))
+    }
+
+    /// The task a create with `request_id` made, if it is still there.
+    async fn made_by(&self, request_id: &RequestId) -> Result<Option<entity::Model>, DbErr> {
+        Entity::find()
+            .filter(self.owned().and(Column::RequestId.eq(request_id.0)))
+            .one(self.db)
+            .await
     }
 
     /// One task.

@@ -4,12 +4,13 @@
 
 use crate::{
     auth::Caller,
-    domain::{Etag, NewTask, TaskId},
+    domain::{Etag, MAX_PAGE_BYTES, NewTask, TaskId, TaskQuota},
     error::TaskError,
     page_token::PageTokens,
-    repo::{Task, Tasks},
+    repo::{Page, Task, Tasks},
     requests::{Deletion, ListQuery, Update},
 };
+use prost::Message;
 use sea_orm::DatabaseConnection;
 use shared::{
     clock::SharedClock,
@@ -20,6 +21,7 @@ use shared::{
 };
 use tonic::{Request, Response, Status};
 use tracing::{Span, field::display, instrument};
+use uuid::Uuid;
 
 /// Implements `todo.task.v1.TaskService`.
 #[derive(Clone)]
@@ -27,15 +29,22 @@ pub struct TaskApi {
     db: DatabaseConnection,
     clock: SharedClock,
     page_tokens: PageTokens,
+    quota: TaskQuota,
 }
 
 impl TaskApi {
-    /// Serves RPCs from `db`, stamping times from `clock`.
-    pub fn new(db: DatabaseConnection, clock: SharedClock, page_tokens: PageTokens) -> Self {
+    /// Serves RPCs from `db`, stamping times from `clock`, with at most `quota` tasks per user.
+    pub fn new(
+        db: DatabaseConnection,
+        clock: SharedClock,
+        page_tokens: PageTokens,
+        quota: TaskQuota,
+    ) -> Self {
         Self {
             db,
             clock,
             page_tokens,
+            quota,
         }
     }
 
@@ -46,6 +55,27 @@ impl TaskApi {
         let tasks = Tasks::of(&self.db, &caller);
         Ok((caller, tasks))
     }
+}
+
+/// The page's tasks as messages, stopping before they would pass `max_bytes` encoded (at
+/// least one is always sent), and the id to continue after when tasks remain.
+fn within_bytes(page: Page, max_bytes: usize) -> (Vec<pb::Task>, Option<Uuid>) {
+    let mut tasks = Vec::with_capacity(page.tasks.len());
+    let mut bytes = 0;
+    let mut last = None;
+    for task in page.tasks {
+        let id = task.id;
+        let message = task_pb(task);
+        // The field's tag and length prefix: at most 4 bytes for a task under 2 MiB.
+        let size = message.encoded_len() + 4;
+        if !tasks.is_empty() && bytes + size > max_bytes {
+            return (tasks, last);
+        }
+        bytes += size;
+        last = Some(id);
+        tasks.push(message);
+    }
+    (tasks, if page.more { last } else { None })
 }
 
 fn task_pb(task: Task) -> pb::Task {
@@ -76,7 +106,7 @@ impl TaskService for TaskApi {
     ) -> Result<Response<pb::Task>, Status> {
         let (_, tasks) = self.caller(&request)?;
         let new = NewTask::try_from(request.into_inner())?;
-        let task = tasks.create(new, self.clock.now()).await?;
+        let task = tasks.create(new, self.clock.now(), self.quota).await?;
         record(&task.id);
         Ok(Response::new(task_pb(task)))
     }
@@ -100,16 +130,16 @@ impl TaskService for TaskApi {
         let query = ListQuery::parse(request.get_ref(), caller.user_id(), &self.page_tokens)?;
         Span::current().record("page_size", query.size.0);
         let page = tasks.list(query.filter, query.after, query.size).await?;
-        Span::current().record("count", page.tasks.len());
-        let next_page_token = match page.tasks.last() {
-            Some(last) if page.more => {
+        let (tasks, continue_after) = within_bytes(page, MAX_PAGE_BYTES);
+        Span::current().record("count", tasks.len());
+        let next_page_token = continue_after
+            .map(|last| {
                 self.page_tokens
-                    .encode(caller.user_id(), query.filter, last.id)
-            }
-            _ => String::new(),
-        };
+                    .encode(caller.user_id(), query.filter, last)
+            })
+            .unwrap_or_default();
         Ok(Response::new(pb::ListTasksResponse {
-            tasks: page.tasks.into_iter().map(task_pb).collect(),
+            tasks,
             next_page_token,
         }))
     }

@@ -13,6 +13,7 @@ export type ProblemKind =
   | "etag-mismatch"
   | "unavailable"
   | "request-too-large"
+  | "task-quota"
   | "internal";
 
 /** What the UI shows for a failed call: a message, per-field messages (from
@@ -39,6 +40,7 @@ const KIND_OF_REASON: Record<string, ProblemKind> = {
   AUTH_SERVICE_UNAVAILABLE: "unavailable",
   DATABASE_UNAVAILABLE: "unavailable",
   REQUEST_TOO_LARGE: "request-too-large",
+  TASK_QUOTA_EXCEEDED: "task-quota",
   INTERNAL: "internal",
 };
 
@@ -80,6 +82,7 @@ const MESSAGES: Record<ProblemKind, string> = {
   "etag-mismatch": "This task was changed elsewhere; showing the latest version.",
   unavailable: "The service is unavailable right now. Please try again in a moment.",
   "request-too-large": "That is too long to send.",
+  "task-quota": "You have as many tasks as an account may have. Delete some to add more.",
   internal: "Something went wrong. Please try again.",
 };
 

@@ -59,6 +59,7 @@ test("each reason maps to its kind and message", () => {
     ["AUTH_SERVICE_UNAVAILABLE", Code.Unavailable, "unavailable", /unavailable right now/],
     ["DATABASE_UNAVAILABLE", Code.Unavailable, "unavailable", /unavailable right now/],
     ["REQUEST_TOO_LARGE", Code.ResourceExhausted, "request-too-large", /^That is too long to send\.$/],
+    ["TASK_QUOTA_EXCEEDED", Code.ResourceExhausted, "task-quota", /Delete some to add more/],
     ["INTERNAL", Code.Internal, "internal", /Something went wrong/],
   ];
   for (const [reason, code, kind, message] of cases) {

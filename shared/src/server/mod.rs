@@ -45,6 +45,10 @@ const MAX_PENDING_RESETS: usize = 20;
 /// bearer token is under 1 KiB.
 const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
+/// Largest response message a service sends (tonic's default is unlimited): a ListTasks page
+/// stops at 1 MiB of tasks, every other reply is far smaller.
+pub const MAX_RESPONSE_BYTES: usize = 2 * 1024 * 1024;
+
 /// How often the database is pinged for the health service.
 const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(5);
 

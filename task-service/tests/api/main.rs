@@ -8,5 +8,6 @@ mod edges;
 mod helpers;
 mod isolation;
 mod keys;
+mod limits;
 mod pagination;
 mod tasks;
