@@ -41,7 +41,7 @@ use crate::{
     service::AuthApi,
     state::AuthState,
 };
-use migrations::{AuthMigrator, MigratorTrait};
+use migrations::AuthMigrator;
 use sea_orm::DatabaseConnection;
 use shared::{
     clock::SharedClock,
@@ -92,7 +92,7 @@ impl Application {
             "AUTH_DATABASE_URL",
             &config.database_url,
             &config.pool,
-            |db| async move { AuthMigrator::up(&db, None).await },
+            |db| migrations::prepare::<AuthMigrator>(db, config.pool.migrate_on_start, "auth"),
         )
         .await?;
         let state = Arc::new(AuthState::new(&config, db.clone(), clock).await?);

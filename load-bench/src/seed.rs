@@ -124,6 +124,8 @@ async fn bulk(
     let pool = PoolArgs {
         database_max_connections: 1,
         database_acquire_timeout_secs: 30,
+        // Seeding writes rows into the migrated schema; it never migrates.
+        migrate_on_start: false,
     };
     let db = shared::db::connect("--database-url", url, &pool).await?;
     let columns = [

@@ -12,9 +12,15 @@ pub struct Cli {
     /// Whose tables to migrate.
     #[arg(long, value_enum)]
     pub service: Service,
-    /// Database URL (SQLite or PostgreSQL).
+    /// Database URL (SQLite or PostgreSQL); when unset, the service's own variable below.
     #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
+    pub database_url: Option<String>,
+    /// The auth-service's database, for `--service auth` without DATABASE_URL.
+    #[arg(long, env = "AUTH_DATABASE_URL", hide_env_values = true)]
+    pub auth_database_url: Option<String>,
+    /// The task-service's database, for `--service task` without DATABASE_URL.
+    #[arg(long, env = "TASK_DATABASE_URL", hide_env_values = true)]
+    pub task_database_url: Option<String>,
     #[command(flatten)]
     pub pool: shared::config::PoolArgs,
     #[command(subcommand)]
@@ -57,11 +63,25 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
         database_max_connections: 1,
         ..cli.pool
     };
-    let db = shared::db::connect("--database-url", &cli.database_url, &pool).await?;
+    let (setting, url) = match (&cli.database_url, cli.service) {
+        (Some(url), _) => ("DATABASE_URL", url),
+        (None, Service::Auth) => ("AUTH_DATABASE_URL", need(&cli.auth_database_url, "AUTH")?),
+        (None, Service::Task) => ("TASK_DATABASE_URL", need(&cli.task_database_url, "TASK")?),
+    };
+    let db = shared::db::connect(setting, url, &pool).await?;
     match cli.service {
         Service::Auth => run::<AuthMigrator>(&db, cli.command).await,
         Service::Task => run::<TaskMigrator>(&db, cli.command).await,
     }
+}
+
+fn need<'a>(url: &'a Option<String>, service: &str) -> anyhow::Result<&'a String> {
+    url.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "no database: pass --database-url (or set DATABASE_URL, or {service}_DATABASE_URL \
+             as the service itself reads it), e.g. postgres://user:password@localhost:5432/todo"
+        )
+    })
 }
 
 async fn run<M: MigratorTrait>(db: &DatabaseConnection, command: Command) -> anyhow::Result<()> {

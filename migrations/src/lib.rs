@@ -4,7 +4,11 @@
 //! `migrate` binary runs them by hand (`up`, `down`, `status`).
 
 pub use sea_orm_migration::MigratorTrait;
-use sea_orm_migration::prelude::*;
+use sea_orm_migration::{
+    prelude::*,
+    sea_orm::{ConnectionTrait, DatabaseConnection, Statement},
+};
+use std::collections::HashSet;
 
 mod auth;
 pub mod cli;
@@ -37,5 +41,47 @@ impl MigratorTrait for TaskMigrator {
 
     fn migration_table_name() -> DynIden {
         "task_migrations".into_iden()
+    }
+}
+
+/// What a service does with its schema at start-up: applies `M`'s pending migrations when
+/// `migrate` is true; otherwise only checks, without writing, that every one is applied (for
+/// a database role that may not change the schema; `service` names it in the message).
+pub async fn prepare<M: MigratorTrait>(
+    db: DatabaseConnection,
+    migrate: bool,
+    service: &str,
+) -> Result<(), DbErr> {
+    if migrate {
+        return M::up(&db, None).await;
+    }
+    let table = M::migration_table_name().to_string();
+    let run_it = format!(
+        "run `migrate --service {service} up` as the schema's owner first, or set \
+         MIGRATE_ON_START=true if this database role may change the schema"
+    );
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT version FROM {table}"),
+        ))
+        .await
+        .map_err(|e| DbErr::Custom(format!("cannot read {table} ({e}): {run_it}")))?;
+    let applied: HashSet<String> = rows
+        .iter()
+        .filter_map(|row| row.try_get::<String>("", "version").ok())
+        .collect();
+    let missing: Vec<String> = M::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .filter(|name| !applied.contains(name))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(DbErr::Custom(format!(
+            "the schema is not up to date ({} not applied): {run_it}",
+            missing.join(", ")
+        )))
     }
 }

@@ -181,6 +181,11 @@ pub struct PoolArgs {
     /// How long an RPC waits for a free connection before failing with UNAVAILABLE, in seconds.
     #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
     pub database_acquire_timeout_secs: u64,
+
+    /// Migrate the schema at start-up (`true`), or only check that `migrate` has (`false`:
+    /// for a database role that may read and write rows but not change the schema).
+    #[arg(long, env = "MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate_on_start: bool,
 }
 
 /// A secret setting (e.g. a shared signing secret): never printed by `Debug` or `Display`.

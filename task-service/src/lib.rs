@@ -29,7 +29,7 @@ use crate::{
     page_token::PageTokens,
     service::TaskApi,
 };
-use migrations::{MigratorTrait, TaskMigrator};
+use migrations::TaskMigrator;
 use sea_orm::DatabaseConnection;
 use shared::{
     clock::SharedClock,
@@ -100,7 +100,7 @@ impl Application {
             "TASK_DATABASE_URL",
             &config.database_url,
             &config.pool,
-            |db| async move { TaskMigrator::up(&db, None).await },
+            |db| migrations::prepare::<TaskMigrator>(db, config.pool.migrate_on_start, "task"),
         )
         .await?;
         let listener = shared::server::bind("TASK_LISTEN_ADDR", config.listen_addr).await?;

@@ -19,6 +19,7 @@ pub(crate) async fn test_database() -> sea_orm::DatabaseConnection {
     let pool = shared::config::PoolArgs {
         database_max_connections: 1,
         database_acquire_timeout_secs: 5,
+        migrate_on_start: true,
     };
     let migrate =
         |db: sea_orm::DatabaseConnection| async move { AuthMigrator::up(&db, None).await };

@@ -5,4 +5,5 @@
 mod binary;
 mod compose;
 mod launcher;
+mod least_privilege;
 mod startup_race;

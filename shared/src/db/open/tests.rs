@@ -7,6 +7,7 @@ fn pool() -> PoolArgs {
     PoolArgs {
         database_max_connections: 4,
         database_acquire_timeout_secs: 2,
+        migrate_on_start: true,
     }
 }
 
