@@ -39,7 +39,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Signing::Eddsa)]
     pub signing: Signing,
 
-    /// Client HTTP/2 connections the load is spread over (worker i uses connection i mod N).
+    /// Client HTTP/2 connections the load is spread over (worker i uses connection i mod N;
+    /// default 4, list100 8).
     #[arg(long, default_value_t = 4)]
     pub channels: usize,
 
@@ -86,6 +87,8 @@ pub enum Scenario {
     AuthOverhead,
     /// ListTasks (page_size 20) for users with 1,000 tasks each, walking the pages.
     List,
+    /// ListTasks (page_size 100) for 200 users with 100 tasks each (the dashboard's call).
+    List100,
     /// CreateTask.
     Create,
     /// 80% list/get, 15% create/update/toggle, 5% delete across 1,000 users.
@@ -100,6 +103,14 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// `--channels` when not given.
+    pub fn default_channels(self) -> usize {
+        match self {
+            Self::List100 => 8,
+            _ => 4,
+        }
+    }
+
     /// The name on the command line.
     pub fn name(self) -> String {
         self.to_possible_value()

@@ -22,13 +22,20 @@ use crate::{
     cli::{Args, Scenario},
     report::{Machine, Report},
 };
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let mut args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(error) => error.exit(),
+    };
+    if matches.value_source("channels") == Some(ValueSource::DefaultValue) {
+        args.channels = args.scenario.default_channels();
+    }
     // Warnings and errors only (RUST_LOG overrides): the services' per-RPC info lines would
     // otherwise be a large part of what is measured, and would bury the results.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));

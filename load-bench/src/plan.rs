@@ -41,8 +41,8 @@ pub enum Call {
     /// The task-service's GetTask with a valid token and a malformed id (worker `w` acts as
     /// user `w`).
     MalformedGet,
-    /// ListTasks, walking the pages of the worker's users.
-    List,
+    /// ListTasks with this page size, walking the pages of the worker's users.
+    List(i32),
     /// CreateTask for the worker's users.
     Create,
     /// The `mixed` workload over the worker's users and their tasks.
@@ -101,7 +101,7 @@ fn spawn(call: Call, on: &Targets, phase: &mut Phase) {
             client: task_client(&on.channels, w),
             user: on.users[w].clone(),
         })),
-        Call::List => phase.spawn(list_walkers(&on.channels, &on.users, n)),
+        Call::List(page_size) => phase.spawn(list_walkers(&on.channels, &on.users, n, page_size)),
         Call::Create => phase.spawn((0..n).map(|w| Create {
             client: task_client(&on.channels, w),
             users: deal(&on.users, n, w),

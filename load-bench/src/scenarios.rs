@@ -30,6 +30,7 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         Scenario::Empty => plan::run(args, &stack, &EMPTY).await,
         Scenario::AuthOverhead => plan::run(args, &stack, &AUTH_OVERHEAD).await,
         Scenario::List => plan::run(args, &stack, &LIST).await,
+        Scenario::List100 => plan::run(args, &stack, &LIST100).await,
         Scenario::Create => plan::run(args, &stack, &CREATE).await,
         Scenario::Mixed => plan::run(args, &stack, &MIXED).await,
         Scenario::SignInStorm => storm::run(args, &stack).await,
@@ -116,13 +117,47 @@ fn auth_overhead_figures(args: &Args, p: &[PhaseResult]) -> Vec<Derived> {
     ratios.into_iter().chain(cpus).collect()
 }
 
+/// `list100`: the dashboard's call, a full page of 100 tasks, against the floor
+/// (issue 14's targets: SQLite ≥ 7,800/s, PostgreSQL ≥ 8,000/s, p99 ≤ 15 ms).
+const LIST100: Plan = Plan {
+    users: Users::Seeded {
+        users: 200,
+        tasks: 100,
+    },
+    servers: &[],
+    phases: &[
+        ("health (floor)", Call::Health),
+        ("ListTasks page 100", Call::List(100)),
+    ],
+    figures: |_, p| {
+        let list = p[1].op("list");
+        vec![
+            Derived::at_least("ListTasks page 100", list.rps, "calls/s", 7_800.0),
+            Derived::at_most("ListTasks page 100 p99", list.p99_ms, "ms", 15.0),
+            Derived::info(
+                "ListTasks / health throughput",
+                list.rps / p[0].total.rps,
+                "ratio",
+            ),
+            cpu(
+                "ListTasks page 100: CPU per call (services + client)",
+                &p[1],
+            ),
+        ]
+    },
+    note: Some(
+        "Each of 200 users has exactly 100 tasks, so every call returns a full page (~11 KB) \
+         and no next page token. The health phase is the same run's floor.",
+    ),
+};
+
 /// `list`: ListTasks against the floor.
 const LIST: Plan = Plan {
     users: LIST_USERS,
     servers: &[],
     phases: &[
         ("health (floor)", Call::Health),
-        ("ListTasks page 20", Call::List),
+        ("ListTasks page 20", Call::List(20)),
     ],
     figures: |_, p| {
         let list = p[1].op("list");

@@ -54,7 +54,7 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Outcome> {
         "storm: ListTasks + SignIn",
     ];
     let lists = |phase: &mut Phase| {
-        let walkers = list_walkers(&channels, &users, n);
+        let walkers = list_walkers(&channels, &users, n, 20);
         match args.list_rate {
             0 => phase.spawn(walkers),
             rate => phase.spawn_paced(walkers, Duration::from_secs(n as u64) / rate),

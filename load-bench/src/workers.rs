@@ -158,6 +158,7 @@ impl Worker for GetAuthenticated {
 /// all their pages with page tokens, then starting over).
 pub struct ListPages {
     pub client: TaskServiceClient<Channel>,
+    pub page_size: i32,
     pub users: Vec<(BenchUser, String)>,
     pub rng: Rng,
 }
@@ -168,7 +169,7 @@ impl Worker for ListPages {
         let (user, page_token) = &mut self.users[i];
         let request = authed(
             pb::ListTasksRequest {
-                page_size: 20,
+                page_size: self.page_size,
                 page_token: std::mem::take(page_token),
                 completed: None,
             },
@@ -186,9 +187,11 @@ pub fn list_walkers<'a>(
     channels: &'a [Channel],
     users: &'a [BenchUser],
     n: usize,
+    page_size: i32,
 ) -> impl Iterator<Item = ListPages> + 'a {
     (0..n).map(move |w| ListPages {
         client: task_client(channels, w),
+        page_size,
         users: deal(users, n, w)
             .into_iter()
             .map(|u| (u, String::new()))
