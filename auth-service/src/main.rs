@@ -5,6 +5,10 @@ use clap::Parser;
 use shared::{clock::SystemClock, server::shutdown_signal};
 use std::{process::ExitCode, sync::Arc};
 
+/// mimalloc: glibc malloc cost ListTasks ~18% more CPU (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = AuthConfig::parse();

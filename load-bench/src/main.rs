@@ -26,6 +26,10 @@ use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
+/// The services' allocator, as in their own binaries.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let matches = Args::command().get_matches();

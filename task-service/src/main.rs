@@ -5,6 +5,10 @@ use shared::{clock::SystemClock, server::shutdown_signal};
 use std::{process::ExitCode, sync::Arc};
 use task_service::{Application, config::TaskConfig};
 
+/// mimalloc: glibc malloc cost ListTasks ~18% more CPU (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = TaskConfig::parse();

@@ -12,8 +12,8 @@ use crate::{
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, ExprTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, ExprTrait, FromQueryResult,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, SimpleExpr},
 };
 use uuid::Uuid;
@@ -47,8 +47,8 @@ mod entity {
 
 use entity::{Column, Entity};
 
-/// A task as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A task as stored (read straight from the columns [`TASK_COLUMNS`] names).
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
 pub struct Task {
     /// Id (UUIDv7).
     pub id: Uuid,
@@ -67,6 +67,19 @@ pub struct Task {
     /// Bumped by every write (the etag).
     pub version: i64,
 }
+
+/// The columns a [`Task`] is read from: not the owner (the query is scoped to it) nor the
+/// request id, so a list reads and converts only what the reply carries.
+const TASK_COLUMNS: [Column; 8] = [
+    Column::Id,
+    Column::Title,
+    Column::Description,
+    Column::Completed,
+    Column::CompletedAt,
+    Column::CreatedAt,
+    Column::UpdatedAt,
+    Column::Version,
+];
 
 impl From<entity::Model> for Task {
     fn from(m: entity::Model) -> Self {
@@ -183,10 +196,12 @@ impl<'a> Tasks<'a> {
     /// One task.
     pub async fn get(&self, id: TaskId) -> Result<Task, TaskError> {
         Entity::find()
+            .select_only()
+            .columns(TASK_COLUMNS)
             .filter(self.one(id))
+            .into_model::<Task>()
             .one(self.db)
             .await?
-            .map(Task::from)
             .ok_or(TaskError::NotFound)
     }
 
@@ -207,14 +222,14 @@ impl<'a> Tasks<'a> {
             condition = condition.and(Column::Id.lt(after));
         }
         let mut tasks: Vec<Task> = Entity::find()
+            .select_only()
+            .columns(TASK_COLUMNS)
             .filter(condition)
             .order_by_desc(Column::Id)
             .limit(size.0 + 1)
+            .into_model::<Task>()
             .all(self.db)
-            .await?
-            .into_iter()
-            .map(Task::from)
-            .collect();
+            .await?;
         let more = tasks.len() as u64 > size.0;
         tasks.truncate(usize::try_from(size.0).unwrap_or(usize::MAX));
         Ok(Page { tasks, more })

@@ -18,6 +18,11 @@ use std::{future::Future, path::PathBuf, str::FromStr, time::Duration};
 const URL_EXAMPLES: &str = "e.g. sqlite://data/tasks.db (a file, created if missing), \
      sqlite::memory:, or postgres://user:password@localhost:5432/todo";
 
+/// Rows a SQLite connection's worker thread may hand over before the query's reader takes
+/// them (sqlx's default is 50): more than the largest page (1,000 tasks and one to see if more
+/// follow), so a page is read without the worker blocking half-way and waking again.
+const SQLITE_ROW_BUFFER: usize = 1024;
+
 /// How long the reachability probe of a database server that refused a pool may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -225,13 +230,20 @@ impl Target {
             .connect_timeout(timeout)
             .acquire_timeout(timeout)
             .sqlx_logging(false);
-        if self.kind == Kind::SqliteFile {
-            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-            options.map_sqlx_sqlite_opts(|sqlite| {
-                sqlite
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-            });
+        match self.kind {
+            Kind::SqliteFile => {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                options.map_sqlx_sqlite_opts(|sqlite| {
+                    sqlite
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal)
+                        .row_buffer_size(SQLITE_ROW_BUFFER)
+                });
+            }
+            Kind::SqliteMemory => {
+                options.map_sqlx_sqlite_opts(|sqlite| sqlite.row_buffer_size(SQLITE_ROW_BUFFER));
+            }
+            Kind::Postgres { .. } => {}
         }
         match Database::connect(options).await {
             Ok(db) => Ok(db),
