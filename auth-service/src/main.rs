@@ -7,6 +7,7 @@ use std::{process::ExitCode, sync::Arc};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    shared::tls::install_crypto_provider();
     let config = AuthConfig::parse();
     shared::telemetry::init(config.server.log_format);
     let result = async {

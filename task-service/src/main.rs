@@ -7,6 +7,7 @@ use task_service::{Application, config::TaskConfig};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    shared::tls::install_crypto_provider();
     let config = TaskConfig::parse();
     shared::telemetry::init(config.server.log_format);
     let result = async {

@@ -1,0 +1,49 @@
+//! The server TLS settings every service shares.
+
+use super::{PemFile, TlsError, files::pair};
+use clap::Args;
+use std::{path::PathBuf, time::Duration};
+
+/// Serving TLS: a certificate and its key, reloaded when the files change. Neither set: the
+/// server speaks plaintext (the default).
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// Serve TLS with this certificate chain (PEM, the server's certificate first), together
+    /// with TLS_KEY_FILE. Unset: plaintext.
+    #[arg(long, env = "TLS_CERT_FILE", value_name = "PATH")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The private key of TLS_CERT_FILE (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TLS_KEY_FILE", value_name = "PATH")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// How often the certificate and key files are checked for changes, in seconds; a changed,
+    /// valid pair is served to new connections without a restart. 0: never.
+    #[arg(long, env = "TLS_RELOAD_SECS", default_value_t = 10)]
+    pub tls_reload_secs: u64,
+}
+
+impl TlsArgs {
+    /// The certificate and key files, if TLS is on; an error if only one is set.
+    pub fn files(&self) -> Result<Option<(PemFile, PemFile)>, TlsError> {
+        pair(
+            self.tls_cert_file
+                .clone()
+                .map(|p| PemFile::new("TLS_CERT_FILE", p)),
+            self.tls_key_file
+                .clone()
+                .map(|p| PemFile::new("TLS_KEY_FILE", p)),
+            ("TLS_CERT_FILE", "TLS_KEY_FILE"),
+        )
+    }
+
+    /// Whether TLS is configured (a half-configured pair counts as on, and fails to load).
+    pub fn enabled(&self) -> bool {
+        self.tls_cert_file.is_some() || self.tls_key_file.is_some()
+    }
+
+    /// The reload interval; `None` when reloading is off.
+    pub fn reload_every(&self) -> Option<Duration> {
+        (self.tls_reload_secs > 0).then(|| Duration::from_secs(self.tls_reload_secs))
+    }
+}
