@@ -132,6 +132,11 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// Whether the server speaks TLS (`TLS_CERT_FILE`) rather than plaintext.
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// The shared state (for benchmarks and tests that call business logic directly).
     #[cfg(feature = "internals")]
     pub fn state(&self) -> Arc<AuthState> {

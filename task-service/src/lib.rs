@@ -128,6 +128,11 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// Whether the server speaks TLS (`TLS_CERT_FILE`) rather than plaintext.
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// The verification-key cache (for tests and benchmarks).
     #[cfg(feature = "internals")]
     pub fn keys(&self) -> Arc<KeyCache> {

@@ -6,3 +6,4 @@ mod binary;
 mod compose;
 mod launcher;
 mod startup_race;
+mod tls;

@@ -10,3 +10,4 @@ mod isolation;
 mod keys;
 mod pagination;
 mod tasks;
+mod tls;
