@@ -47,3 +47,64 @@ impl TlsArgs {
         (self.tls_reload_secs > 0).then(|| Duration::from_secs(self.tls_reload_secs))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::TlsArgs;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        tls: TlsArgs,
+    }
+
+    fn parse(args: &[&str]) -> TlsArgs {
+        let command = <Cli as clap::CommandFactory>::command().mut_args(|arg| arg.env(None));
+        let matches = command
+            .try_get_matches_from(std::iter::once("test").chain(args.iter().copied()))
+            .unwrap();
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+            .unwrap()
+            .tls
+    }
+
+    #[test]
+    fn plaintext_is_the_default_and_reloading_is_on() {
+        let args = parse(&[]);
+        assert!(!args.enabled());
+        assert!(args.files().unwrap().is_none());
+        assert_eq!(
+            args.reload_every(),
+            Some(std::time::Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn both_files_turn_tls_on_and_zero_turns_reloading_off() {
+        let args = parse(&[
+            "--tls-cert-file",
+            "c.pem",
+            "--tls-key-file",
+            "k.pem",
+            "--tls-reload-secs",
+            "0",
+        ]);
+        let (cert, key) = args.files().unwrap().unwrap();
+        assert_eq!(
+            (cert.setting, key.setting),
+            ("TLS_CERT_FILE", "TLS_KEY_FILE")
+        );
+        assert_eq!(args.reload_every(), None);
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_is_refused() {
+        let args = parse(&["--tls-cert-file", "c.pem"]);
+        assert!(args.enabled());
+        let error = args.files().unwrap_err().to_string();
+        assert!(error.contains("TLS_KEY_FILE"), "{error}");
+    }
+}

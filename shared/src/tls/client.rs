@@ -44,7 +44,7 @@ impl ClientTls {
     }
 
     /// Checks that `url` (named by `url_setting`) is `http://` without TLS settings (tonic
-    /// would silently ignore them) or `https://`. Reads no file.
+    /// would silently ignore them) or `https://`; `Ok(true)` for `https://`. Reads no file.
     pub fn check_url(&self, url_setting: &str, url: &str) -> Result<bool, TlsError> {
         let uri: http::Uri = url.parse().map_err(|_| bad_url(url_setting, url))?;
         if uri.authority().is_none() {
@@ -115,4 +115,83 @@ fn bad_url(setting: &str, url: &str) -> TlsError {
     TlsError::Combination(format!(
         "{setting}={url:?} is not a URL like http://127.0.0.1:50051 or https://auth.example:50051"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::ClientTls;
+
+    const NAMES: [&str; 3] = ["CA_FILE", "CERT_FILE", "KEY_FILE"];
+
+    fn tls(ca: bool, cert: bool, key: bool) -> Result<ClientTls, String> {
+        let path = |on: bool, name: &str| on.then(|| name.into());
+        ClientTls::new(
+            NAMES,
+            path(ca, "ca.pem"),
+            path(cert, "client.pem"),
+            path(key, "client-key.pem"),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn http_without_tls_settings_and_https_with_any_are_accepted() {
+        assert!(
+            !tls(false, false, false)
+                .unwrap()
+                .check_url("URL", "http://a:1")
+                .unwrap()
+        );
+        assert!(
+            tls(false, false, false)
+                .unwrap()
+                .check_url("URL", "https://a:1")
+                .unwrap()
+        );
+        assert!(
+            tls(true, true, true)
+                .unwrap()
+                .check_url("URL", "https://a:1")
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn http_with_a_tls_setting_is_refused_naming_both() {
+        for (ca, cert, key, named) in [
+            (true, false, false, "CA_FILE"),
+            (false, true, true, "CERT_FILE"),
+        ] {
+            let error = tls(ca, cert, key)
+                .unwrap()
+                .check_url("URL", "http://a:1")
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("URL") && error.contains(named), "{error}");
+        }
+    }
+
+    #[test]
+    fn half_a_client_identity_names_the_missing_setting() {
+        assert!(
+            tls(true, true, false)
+                .unwrap_err()
+                .contains("KEY_FILE is not")
+        );
+        assert!(
+            tls(true, false, true)
+                .unwrap_err()
+                .contains("CERT_FILE is not")
+        );
+    }
+
+    #[test]
+    fn other_schemes_and_non_urls_are_refused() {
+        for url in ["ftp://a:1", "a:1", "not a url", "https://"] {
+            let error = tls(false, false, false).unwrap().check_url("URL", url);
+            assert!(error.is_err(), "{url}");
+        }
+    }
 }
