@@ -237,3 +237,46 @@ async fn settings_that_cannot_work_stop_start_up_naming_the_setting() {
     .unwrap_err();
     assert!(error.contains("TLS_CLIENT_CA_FILE"), "{error}");
 }
+
+#[tokio::test]
+async fn on_shutdown_a_tls_server_stops_within_the_drain_time_despite_a_stalled_handshake() {
+    let files = TlsFiles::new();
+    let mut config =
+        AuthConfig::for_database("127.0.0.1:0".parse().unwrap(), &fresh_database_url().await);
+    config.server.shutdown_drain_secs = 1;
+    files.serve_with(&mut config.server.tls);
+    let app = Application::build(config, ManualClock::new(chrono::Utc::now()))
+        .await
+        .unwrap();
+    let addr = app.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async {
+        let _ = stopped.await;
+    }));
+    // A client that connects and never says hello: its handshake stays pending.
+    let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let channel = files.channel(addr, false).await.unwrap();
+    assert_eq!(
+        health(channel.clone()).await.unwrap(),
+        ServingStatus::Serving
+    );
+    // A slow client does not hold up the others.
+    let _also_silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(
+        health(files.channel(addr, false).await.unwrap())
+            .await
+            .unwrap(),
+        ServingStatus::Serving
+    );
+
+    stop.send(()).unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), server).await;
+    assert!(
+        stopped
+            .expect("stopped within the drain time")
+            .unwrap()
+            .is_ok()
+    );
+    // The port is closed.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}

@@ -18,8 +18,13 @@ pub struct TlsArgs {
     pub tls_key_file: Option<PathBuf>,
 
     /// How often the certificate and key files are checked for changes, in seconds; a changed,
-    /// valid pair is served to new connections without a restart. 0: never.
-    #[arg(long, env = "TLS_RELOAD_SECS", default_value_t = 10)]
+    /// valid pair is served to new connections without a restart. 0: never; at most a day.
+    #[arg(
+        long,
+        env = "TLS_RELOAD_SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(0..=86_400)
+    )]
     pub tls_reload_secs: u64,
 }
 
@@ -98,6 +103,13 @@ mod tests {
             ("TLS_CERT_FILE", "TLS_KEY_FILE")
         );
         assert_eq!(args.reload_every(), None);
+    }
+
+    #[test]
+    fn a_reload_interval_over_a_day_is_refused() {
+        let command = <Cli as clap::CommandFactory>::command().mut_args(|arg| arg.env(None));
+        let refused = command.try_get_matches_from(["test", "--tls-reload-secs", "86401"]);
+        assert!(refused.is_err());
     }
 
     #[test]
