@@ -13,11 +13,14 @@ use super::AbortOnDrop;
 use crate::tls::{PemFile, ReloadingCert, TlsArgs, TlsError, crypto_provider};
 use futures_util::Stream;
 use rustls::{RootCertStore, ServerConfig, server::WebPkiClientVerifier};
-use std::{net::SocketAddr, sync::Arc, time::Duration};
-use tokio::{net::TcpStream, task::JoinSet};
+use std::{fmt::Debug, pin::Pin, sync::Arc, time::Duration};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    task::JoinSet,
+};
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::StreamExt as _;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::Connected;
 
 /// Longest a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -104,18 +107,23 @@ impl ServerTls {
         }
     }
 
-    /// The TLS connections made over `tcp`'s: handshakes run off the accept path. Reloads
+    /// The TLS connections made over the accepted connections `tcp` yields (any stream of
+    /// them: tonic's `TcpIncoming` or a wrapper): handshakes run off the accept path. Reloads
     /// the certificate in the background while the stream lives; dropping the stream closes
     /// the listener, aborts pending handshakes and stops reloading.
-    pub(crate) fn incoming(
+    pub(crate) fn incoming<IO>(
         self,
-        tcp: TcpIncoming,
-    ) -> impl Stream<Item = std::io::Result<TlsStream<TcpStream>>> + Send + 'static {
+        tcp: impl Stream<Item = std::io::Result<IO>> + Send + 'static,
+    ) -> impl Stream<Item = std::io::Result<TlsStream<IO>>> + Send + 'static
+    where
+        IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+        IO::ConnectInfo: Debug,
+    {
         let reloader = self
             .reload_every
             .map(|every| AbortOnDrop(tokio::spawn(reload_every(Arc::clone(&self.cert), every))));
         let state = Accepting {
-            tcp,
+            tcp: Box::pin(tcp),
             acceptor: self.acceptor,
             pending: JoinSet::new(),
             _reloader: reloader,
@@ -127,20 +135,25 @@ impl ServerTls {
     }
 }
 
-type Handshake = Result<TlsStream<TcpStream>, (Option<SocketAddr>, String)>;
+/// A finished handshake, or who failed it and why.
+type Handshake<IO> = Result<TlsStream<IO>, (String, String)>;
 
 /// The state of [`ServerTls::incoming`].
-struct Accepting {
-    tcp: TcpIncoming,
+struct Accepting<IO> {
+    tcp: Pin<Box<dyn Stream<Item = std::io::Result<IO>> + Send>>,
     acceptor: TlsAcceptor,
-    pending: JoinSet<Handshake>,
+    pending: JoinSet<Handshake<IO>>,
     _reloader: Option<AbortOnDrop<()>>,
 }
 
-impl Accepting {
+impl<IO> Accepting<IO>
+where
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IO::ConnectInfo: Debug,
+{
     /// The next finished handshake, or an accept error (tonic logs it and goes on); `None`
     /// when the listener is done.
-    async fn next(&mut self) -> Option<std::io::Result<TlsStream<TcpStream>>> {
+    async fn next(&mut self) -> Option<std::io::Result<TlsStream<IO>>> {
         loop {
             tokio::select! {
                 accepted = self.tcp.next(), if self.pending.len() < MAX_PENDING_HANDSHAKES => {
@@ -154,7 +167,7 @@ impl Accepting {
                 Some(done) = self.pending.join_next(), if !self.pending.is_empty() => match done {
                     Ok(Ok(tls)) => return Some(Ok(tls)),
                     Ok(Err((peer, error))) => {
-                        tracing::debug!(?peer, %error, "TLS handshake failed");
+                        tracing::debug!(%peer, %error, "TLS handshake failed");
                     }
                     Err(error) => tracing::warn!(%error, "TLS handshake task failed"),
                 },
@@ -163,13 +176,18 @@ impl Accepting {
     }
 }
 
-async fn handshake(acceptor: TlsAcceptor, tcp: TcpStream) -> Handshake {
-    let peer = tcp.peer_addr().ok();
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => Ok(tls),
-        Ok(Err(error)) => Err((peer, error.to_string())),
-        Err(_) => Err((peer, "timed out".to_owned())),
-    }
+async fn handshake<IO>(acceptor: TlsAcceptor, tcp: IO) -> Handshake<IO>
+where
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IO::ConnectInfo: Debug,
+{
+    let peer = tcp.connect_info();
+    let error = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => return Ok(tls),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "timed out".to_owned(),
+    };
+    Err((format!("{peer:?}"), error))
 }
 
 /// Checks the certificate files every `every` (off the runtime: plain file reads) and serves
