@@ -4,7 +4,7 @@
 use chrono::TimeDelta;
 use clap::{Args, Parser};
 use shared::config::{JwtArgs, PoolArgs, ServerArgs, WeakSharedSecret};
-use std::{net::SocketAddr, path::PathBuf};
+use std::net::SocketAddr;
 
 pub use shared::config::SigningMode;
 
@@ -44,7 +44,7 @@ pub struct AuthConfig {
     /// Needs TLS_CERT_FILE and TLS_KEY_FILE. Browsers then cannot call this service directly:
     /// for deployments where only other services reach it.
     #[arg(long, env = "TLS_CLIENT_CA_FILE", value_name = "PATH")]
-    pub tls_client_ca_file: Option<PathBuf>,
+    pub tls_client_ca_file: Option<std::path::PathBuf>,
 
     #[command(flatten)]
     pub tokens: TokenArgs,

@@ -3,8 +3,7 @@
 
 use clap::Parser;
 use shared::config::{JwtArgs, PoolArgs, Secret, ServerArgs, WeakSharedSecret};
-use shared::tls::{ClientTls, TlsError};
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 /// Everything the task-service reads at start-up.
 #[derive(Debug, Clone, Parser)]
@@ -44,16 +43,16 @@ pub struct TaskConfig {
     /// With an https:// AUTH_SERVICE_URL: the only CA (PEM) trusted to have issued the
     /// auth-service's certificate. Unset: the system's CA certificates.
     #[arg(long, env = "AUTH_SERVICE_CA_FILE", value_name = "PATH")]
-    pub auth_service_ca_file: Option<PathBuf>,
+    pub auth_service_ca_file: Option<std::path::PathBuf>,
 
     /// With an https:// AUTH_SERVICE_URL: the client certificate (PEM) this service presents
     /// to the auth-service, for mutual TLS; with TLS_CLIENT_KEY_FILE. Read at start-up.
     #[arg(long, env = "TLS_CLIENT_CERT_FILE", value_name = "PATH")]
-    pub tls_client_cert_file: Option<PathBuf>,
+    pub tls_client_cert_file: Option<std::path::PathBuf>,
 
     /// The private key of TLS_CLIENT_CERT_FILE (PEM).
     #[arg(long, env = "TLS_CLIENT_KEY_FILE", value_name = "PATH")]
-    pub tls_client_key_file: Option<PathBuf>,
+    pub tls_client_key_file: Option<std::path::PathBuf>,
 
     /// Also ask the auth-service (Introspect) about every request's token, so a signed-out
     /// session is refused at once rather than when its access token expires. Costs one
@@ -99,7 +98,7 @@ pub enum ConfigError {
     AuthServiceUrl(String),
     /// TLS settings that cannot work.
     #[error(transparent)]
-    Tls(#[from] TlsError),
+    Tls(#[from] shared::tls::TlsError),
 }
 
 impl TaskConfig {
@@ -120,8 +119,8 @@ impl TaskConfig {
 
     /// How the channel to the auth-service verifies it and, for mutual TLS, proves who this
     /// service is.
-    pub fn auth_tls(&self) -> Result<ClientTls, TlsError> {
-        ClientTls::new(
+    pub fn auth_tls(&self) -> Result<shared::tls::ClientTls, shared::tls::TlsError> {
+        shared::tls::ClientTls::new(
             [
                 "AUTH_SERVICE_CA_FILE",
                 "TLS_CLIENT_CERT_FILE",
