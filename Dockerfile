@@ -14,6 +14,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
           target/release/migrate target/release/health-probe /out/
 
 FROM debian:bookworm-slim
+# The system's CA certificates, for an https:// AUTH_SERVICE_URL verified without
+# AUTH_SERVICE_CA_FILE (a certificate from a public CA).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --create-home todo
 COPY --from=build /out/ /usr/local/bin/
 USER todo

@@ -40,6 +40,12 @@ pub struct AuthConfig {
     #[command(flatten)]
     pub server: ServerArgs,
 
+    /// Mutual TLS: require every client to present a certificate issued by this CA (PEM).
+    /// Needs TLS_CERT_FILE and TLS_KEY_FILE. Browsers then cannot call this service directly:
+    /// for deployments where only other services reach it.
+    #[arg(long, env = "TLS_CLIENT_CA_FILE", value_name = "PATH")]
+    pub tls_client_ca_file: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     pub tokens: TokenArgs,
 
@@ -239,6 +245,9 @@ pub enum ConfigError {
     /// A value out of range.
     #[error("{0}")]
     OutOfRange(String),
+    /// TLS settings that cannot work.
+    #[error(transparent)]
+    Tls(#[from] shared::tls::TlsError),
 }
 
 impl AuthConfig {
@@ -289,6 +298,13 @@ impl AuthConfig {
         if self.passwords.max_concurrent_hashes == Some(0) {
             return Err(ConfigError::OutOfRange(
                 "MAX_CONCURRENT_HASHES must be greater than 0".into(),
+            ));
+        }
+        if self.tls_client_ca_file.is_some() && !self.server.tls.enabled() {
+            return Err(ConfigError::OutOfRange(
+                "TLS_CLIENT_CA_FILE needs TLS: set TLS_CERT_FILE and TLS_KEY_FILE too, or unset \
+                 TLS_CLIENT_CA_FILE"
+                    .into(),
             ));
         }
         self.passwords

@@ -47,7 +47,8 @@ use shared::{
     clock::SharedClock,
     db::OpenError,
     proto::todo::auth::v1::auth_service_server::AuthServiceServer,
-    server::{AbortOnDrop, BindError, GrpcServer, ServeError},
+    server::{AbortOnDrop, BindError, GrpcServer, ServeError, ServerTls},
+    tls::PemFile,
 };
 use std::{future::Future, net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
@@ -81,6 +82,7 @@ pub struct Application {
     listener: TcpListener,
     db: DatabaseConnection,
     state: Arc<AuthState>,
+    tls: Option<ServerTls>,
 }
 
 impl Application {
@@ -88,6 +90,11 @@ impl Application {
     /// the listener (port 0 picks a free port: see [`Application::local_addr`]).
     pub async fn build(config: AuthConfig, clock: SharedClock) -> Result<Self, StartError> {
         config.validate()?;
+        let client_ca = config
+            .tls_client_ca_file
+            .clone()
+            .map(|path| PemFile::new("TLS_CLIENT_CA_FILE", path));
+        let tls = ServerTls::load(&config.server.tls, client_ca).map_err(ConfigError::from)?;
         let db = shared::db::open(
             "AUTH_DATABASE_URL",
             &config.database_url,
@@ -116,12 +123,18 @@ impl Application {
             listener,
             db,
             state,
+            tls,
         })
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Whether the server speaks TLS (`TLS_CERT_FILE`) rather than plaintext.
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The shared state (for benchmarks and tests that call business logic directly).
@@ -137,9 +150,11 @@ impl Application {
             listener,
             db,
             state,
+            tls,
         } = self;
         let addr = listener.local_addr().unwrap_or(config.listen_addr);
-        tracing::info!(%addr, "auth-service listening (gRPC + grpc-web)");
+        let transport = ServerTls::mode(tls.as_ref());
+        tracing::info!(%addr, transport, "auth-service listening (gRPC + grpc-web)");
         let api = AuthServiceServer::new(AuthApi::new(Arc::clone(&state)))
             .max_decoding_message_size(config.server.max_request_bytes)
             .max_encoding_message_size(shared::server::MAX_RESPONSE_BYTES);
@@ -156,6 +171,7 @@ impl Application {
                     async move { state.jwks_json().await.map_err(|e| e.to_string()) }
                 },
             )
+            .with_tls(tls)
             .watch_database(db.clone())
             .await
             .serve(listener, &config.server, shutdown)

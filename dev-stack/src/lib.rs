@@ -23,6 +23,13 @@ pub enum StackError {
     /// A server task panicked.
     #[error("server task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// The auth-service serves TLS but the task-service has no CA to verify it with.
+    #[error(
+        "the auth-service serves TLS (TLS_CERT_FILE), so the task-service must verify it: set \
+         AUTH_SERVICE_CA_FILE to the CA that issued TLS_CERT_FILE (certs/ca.pem from \
+         `todo-stack dev-certs`)"
+    )]
+    AuthCaMissing,
 }
 
 /// Both services, built and bound, not yet serving.
@@ -62,6 +69,16 @@ impl Stack {
     /// Where the task-service listens.
     pub fn task_addr(&self) -> SocketAddr {
         self.task_addr
+    }
+
+    /// The URL clients reach the auth-service at (`https://` when it serves TLS).
+    pub fn auth_url(&self) -> String {
+        url(self.auth.serves_tls(), self.auth_addr)
+    }
+
+    /// The URL clients reach the task-service at (`https://` when it serves TLS).
+    pub fn task_url(&self) -> String {
+        url(self.task.serves_tls(), self.task_addr)
     }
 
     /// The task-service's verification-key cache (for tests and benchmarks).
@@ -113,13 +130,19 @@ pub struct AuthBuilt {
 }
 
 impl AuthBuilt {
-    /// Builds the task-service with `AUTH_SERVICE_URL` pointing at this auth-service.
+    /// Builds the task-service with `AUTH_SERVICE_URL` pointing at this auth-service:
+    /// `https://` when it serves TLS, which needs `AUTH_SERVICE_CA_FILE` (the system's roots
+    /// would start, then refuse every handshake with a development certificate).
     pub async fn with_task(
         self,
         mut task: TaskConfig,
         clock: SharedClock,
     ) -> Result<Stack, StackError> {
-        task.auth_service_url = format!("http://{}", connectable(self.auth_addr));
+        let tls = self.auth.serves_tls();
+        if tls && task.auth_service_ca_file.is_none() {
+            return Err(StackError::AuthCaMissing);
+        }
+        task.auth_service_url = url(tls, self.auth_addr);
         let task = task_service::Application::build(task, clock).await?;
         let task_addr = task.local_addr()?;
         Ok(Stack {
@@ -129,6 +152,12 @@ impl AuthBuilt {
             task_addr,
         })
     }
+}
+
+/// `http://addr` or `https://addr`, with a wildcard address made connectable.
+fn url(tls: bool, addr: SocketAddr) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", connectable(addr))
 }
 
 /// Completes when `stop` turns true (or its sender is dropped).

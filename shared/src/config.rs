@@ -42,6 +42,10 @@ pub enum LogFormat {
 /// Settings of the gRPC server itself.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
+    /// TLS on the port (off by default).
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
+
     /// Browser origins allowed to call over grpc-web (comma-separated; `*` allows any).
     #[arg(
         long,

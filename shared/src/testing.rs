@@ -2,6 +2,8 @@
 //! of a service). Test support may panic: a failed assertion is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod tls;
+
 use sea_orm::{ConnectionTrait, Database, DbErr};
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;

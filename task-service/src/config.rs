@@ -40,6 +40,20 @@ pub struct TaskConfig {
     )]
     pub auth_service_url: String,
 
+    /// With an https:// AUTH_SERVICE_URL: the only CA (PEM) trusted to have issued the
+    /// auth-service's certificate. Unset: the system's CA certificates.
+    #[arg(long, env = "AUTH_SERVICE_CA_FILE", value_name = "PATH")]
+    pub auth_service_ca_file: Option<std::path::PathBuf>,
+
+    /// With an https:// AUTH_SERVICE_URL: the client certificate (PEM) this service presents
+    /// to the auth-service, for mutual TLS; with TLS_CLIENT_KEY_FILE. Read at start-up.
+    #[arg(long, env = "TLS_CLIENT_CERT_FILE", value_name = "PATH")]
+    pub tls_client_cert_file: Option<std::path::PathBuf>,
+
+    /// The private key of TLS_CLIENT_CERT_FILE (PEM).
+    #[arg(long, env = "TLS_CLIENT_KEY_FILE", value_name = "PATH")]
+    pub tls_client_key_file: Option<std::path::PathBuf>,
+
     /// Also ask the auth-service (Introspect) about every request's token, so a signed-out
     /// session is refused at once rather than when its access token expires. Costs one
     /// auth-service RPC (and its database read) per task RPC.
@@ -90,6 +104,9 @@ pub enum ConfigError {
     /// The auth-service address does not parse.
     #[error("AUTH_SERVICE_URL {0:?} is not a URL like http://127.0.0.1:50051")]
     AuthServiceUrl(String),
+    /// TLS settings that cannot work.
+    #[error(transparent)]
+    Tls(#[from] shared::tls::TlsError),
 }
 
 impl TaskConfig {
@@ -104,7 +121,24 @@ impl TaskConfig {
         if uri.scheme().is_none() || uri.authority().is_none() {
             return Err(ConfigError::AuthServiceUrl(self.auth_service_url.clone()));
         }
+        self.auth_tls()?
+            .check_url("AUTH_SERVICE_URL", &self.auth_service_url)?;
         Ok(())
+    }
+
+    /// How the channel to the auth-service verifies it and, for mutual TLS, proves who this
+    /// service is.
+    pub fn auth_tls(&self) -> Result<shared::tls::ClientTls, shared::tls::TlsError> {
+        shared::tls::ClientTls::new(
+            [
+                "AUTH_SERVICE_CA_FILE",
+                "TLS_CLIENT_CERT_FILE",
+                "TLS_CLIENT_KEY_FILE",
+            ],
+            self.auth_service_ca_file.clone(),
+            self.tls_client_cert_file.clone(),
+            self.tls_client_key_file.clone(),
+        )
     }
 
     /// The configuration with every default (none read from the environment), listening on

@@ -35,7 +35,7 @@ use shared::{
     clock::SharedClock,
     db::OpenError,
     proto::todo::task::v1::task_service_server::TaskServiceServer,
-    server::{AbortOnDrop, BindError, GrpcServer, ServeError},
+    server::{AbortOnDrop, BindError, GrpcServer, ServeError, ServerTls},
 };
 use std::{future::Future, net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
@@ -73,6 +73,7 @@ pub struct Application {
     keys: Arc<KeyCache>,
     auth_channel: Channel,
     page_tokens: PageTokens,
+    tls: Option<ServerTls>,
 }
 
 impl Application {
@@ -82,8 +83,13 @@ impl Application {
     /// and health reports NOT_SERVING until they are.
     pub async fn build(config: TaskConfig, clock: SharedClock) -> Result<Self, StartError> {
         config.validate()?;
-        let auth_channel = Channel::from_shared(config.auth_service_url.clone())
-            .map_err(|_| ConfigError::AuthServiceUrl(config.auth_service_url.clone()))?
+        let tls = ServerTls::load(&config.server.tls, None).map_err(ConfigError::from)?;
+        // An https:// URL is verified with AUTH_SERVICE_CA_FILE (or the system's roots):
+        // no key is trusted from an auth-service whose certificate does not verify.
+        let auth_channel = config
+            .auth_tls()
+            .and_then(|tls| tls.endpoint("AUTH_SERVICE_URL", &config.auth_service_url))
+            .map_err(ConfigError::from)?
             .connect_timeout(std::time::Duration::from_secs(2))
             .connect_lazy();
         let keys = match config.jwt.hs256_secret().map_err(ConfigError::from)? {
@@ -114,12 +120,18 @@ impl Application {
             keys: Arc::new(keys),
             auth_channel,
             page_tokens,
+            tls,
         })
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Whether the server speaks TLS (`TLS_CERT_FILE`) rather than plaintext.
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The verification-key cache (for tests and benchmarks).
@@ -138,9 +150,11 @@ impl Application {
             keys,
             auth_channel,
             page_tokens,
+            tls,
         } = self;
         let addr = listener.local_addr().unwrap_or(config.listen_addr);
-        tracing::info!(%addr, auth_service = %config.auth_service_url, strict_sessions = config.strict_sessions, "task-service listening (gRPC + grpc-web)");
+        let transport = ServerTls::mode(tls.as_ref());
+        tracing::info!(%addr, transport, auth_service = %config.auth_service_url, strict_sessions = config.strict_sessions, "task-service listening (gRPC + grpc-web)");
 
         // Stopped when `run` returns or is dropped.
         let _refresher = keys.spawn_refresher().map(AbortOnDrop);
@@ -174,6 +188,7 @@ impl Application {
 
         let ready_keys = Arc::clone(&keys);
         let result = server
+            .with_tls(tls)
             .ready_when(move || ready_keys.is_loaded())
             .watch_database(db.clone())
             .await

@@ -11,6 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    shared::tls::install_crypto_provider();
     let config = TaskConfig::parse();
     shared::telemetry::init(config.server.log_format);
     let result = async {

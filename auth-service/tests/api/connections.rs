@@ -158,3 +158,23 @@ async fn past_the_connection_cap_a_new_client_waits_until_one_closes() {
     }
     assert!(answered, "served once a connection closed");
 }
+
+#[tokio::test]
+async fn over_tls_streaming_calls_are_still_counted_per_connection() {
+    let app =
+        TestApp::spawn_tls(|c, _| c.server.connections.max_streaming_rpcs_per_connection = 2).await;
+    let files = app.tls.as_ref().unwrap();
+    let channel = files.channel(app.addr, false).await.unwrap();
+    let _open = [
+        watch(channel.clone()).await.expect("within the limit"),
+        watch(channel.clone()).await.expect("within the limit"),
+    ];
+    let refused = watch(channel)
+        .await
+        .expect_err("one too many on this TLS connection");
+    let info = refused.get_error_details().error_info().cloned().unwrap();
+    assert_eq!(
+        info.metadata["setting"],
+        "MAX_STREAMING_RPCS_PER_CONNECTION"
+    );
+}

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 
-pub use shared::testing::{assert_error, jwt_json, violated_fields, with_bearer};
+pub use shared::testing::{assert_error, jwt_json, tls::TlsFiles, violated_fields, with_bearer};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -25,6 +25,8 @@ pub struct TestApp {
     pub state: Arc<auth_service::internals::AuthState>,
     /// Its database.
     pub database_url: String,
+    /// The PKI of a server started with [`TestApp::spawn_tls`].
+    pub tls: Option<Arc<TlsFiles>>,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -61,9 +63,34 @@ impl TestApp {
     }
 
     pub async fn spawn_on(database_url: &str, configure: impl FnOnce(&mut AuthConfig)) -> Self {
+        Self::start(database_url, configure, None).await
+    }
+
+    /// A server on TLS with a fresh development PKI (`app.tls`); the client trusts its CA.
+    pub async fn spawn_tls(configure: impl FnOnce(&mut AuthConfig, &TlsFiles)) -> Self {
+        let files = Arc::new(TlsFiles::new());
+        let url = fresh_database_url().await;
+        let with_files = Arc::clone(&files);
+        Self::start(
+            &url,
+            move |config| {
+                with_files.serve_with(&mut config.server.tls);
+                configure(config, &with_files);
+            },
+            Some(files),
+        )
+        .await
+    }
+
+    async fn start(
+        database_url: &str,
+        configure: impl FnOnce(&mut AuthConfig),
+        tls: Option<Arc<TlsFiles>>,
+    ) -> Self {
         let mut config = AuthConfig::for_database("127.0.0.1:0".parse().unwrap(), database_url);
         config.server.shutdown_drain_secs = 1;
         configure(&mut config);
+        let client_cert = config.tls_client_ca_file.is_some();
         let clock = ManualClock::new(Utc::now());
         let app = Application::build(config, clock.clone())
             .await
@@ -72,15 +99,24 @@ impl TestApp {
         let state = app.state();
         let (shutdown, stopped) = shared::testing::shutdown_on_drop();
         tokio::spawn(app.run(stopped));
-        let client = AuthServiceClient::connect(format!("http://{addr}"))
-            .await
-            .expect("connect");
+        let client = match &tls {
+            None => AuthServiceClient::connect(format!("http://{addr}"))
+                .await
+                .expect("connect"),
+            Some(files) => AuthServiceClient::new(
+                files
+                    .channel(addr, client_cert)
+                    .await
+                    .expect("connect over TLS"),
+            ),
+        };
         Self {
             addr,
             client,
             clock,
             state,
             database_url: database_url.to_owned(),
+            tls,
             _shutdown: shutdown,
         }
     }
@@ -220,6 +256,15 @@ pub fn tokens(response: &pb::SignUpResponse) -> &pb::TokenPair {
 
 /// A channel to `addr` whose connections come from `from` (e.g. 127.0.0.2).
 pub async fn channel_from(from: &'static str, addr: std::net::SocketAddr) -> Channel {
+    channel_from_over(from, addr, None).await
+}
+
+/// [`channel_from`], over TLS with `tls` when given.
+pub async fn channel_from_over(
+    from: &'static str,
+    addr: std::net::SocketAddr,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Channel {
     let connector = tower::service_fn(move |_: http::Uri| async move {
         let socket = tokio::net::TcpSocket::new_v4()?;
         socket.bind(from.parse().map_err(std::io::Error::other)?)?;
@@ -228,14 +273,18 @@ pub async fn channel_from(from: &'static str, addr: std::net::SocketAddr) -> Cha
         stream.set_nodelay(true)?;
         Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
     });
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_with_connector(connector)
-        .await
-        .unwrap()
+    let endpoint = match tls {
+        None => tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap(),
+        Some(tls) => tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap(),
+    };
+    endpoint.connect_with_connector(connector).await.unwrap()
 }
 
 /// A client of `app` whose connections come from `from` (e.g. `127.0.0.2:0`).
 pub async fn client_from(from: &'static str, app: &TestApp) -> AuthServiceClient<Channel> {
-    AuthServiceClient::new(channel_from(from, app.addr).await)
+    let tls = app.tls.as_ref().map(|files| files.client_config(false));
+    AuthServiceClient::new(channel_from_over(from, app.addr, tls).await)
 }

@@ -11,4 +11,5 @@ mod refresh;
 mod retention;
 mod server;
 mod throttle;
+mod tls;
 mod token_verification;

@@ -52,7 +52,11 @@ pub fn launch(env: &[(&str, String)]) -> Launched {
         banner
             .lines()
             .find_map(|line| line.trim().strip_prefix(service))
-            .and_then(|rest| rest.trim().strip_prefix("http://"))
+            .map(str::trim)
+            .and_then(|rest| {
+                rest.strip_prefix("http://")
+                    .or_else(|| rest.strip_prefix("https://"))
+            })
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("no {service} address in the banner:\n{banner}"))

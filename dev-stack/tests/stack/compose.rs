@@ -130,7 +130,7 @@ fn the_services_start_in_order_and_report_health() {
             .1;
         let port = listen.rsplit(':').next().unwrap();
         assert!(
-            test.contains(&format!("http://127.0.0.1:{port}").as_str()),
+            test.contains(&format!("https://127.0.0.1:{port}").as_str()),
             "{test:?}"
         );
     }
@@ -145,7 +145,46 @@ fn the_services_start_in_order_and_report_health() {
         .find(|(k, _)| k == "AUTH_SERVICE_URL")
         .unwrap()
         .1;
-    assert_eq!(auth_url, "http://auth-service:50051");
+    assert_eq!(auth_url, "https://auth-service:50051");
+}
+
+#[test]
+fn both_services_serve_tls_and_the_task_service_verifies_the_auth_service() {
+    let compose = compose();
+    let services = &compose["services"];
+    let certs = strings(&services["certs"]["volumes"]);
+    assert!(certs.contains(&"./certs:/src:ro"), "{certs:?}");
+    let env_of = |name: &str| -> std::collections::BTreeMap<String, String> {
+        environment(&services[name]).into_iter().collect()
+    };
+    for name in ["auth-service", "task-service"] {
+        let env = env_of(name);
+        let volumes = strings(&services[name]["volumes"]);
+        assert!(volumes.contains(&"certs:/certs:ro"), "{name}: {volumes:?}");
+        for variable in ["TLS_CERT_FILE", "TLS_KEY_FILE"] {
+            let path = env
+                .get(variable)
+                .unwrap_or_else(|| panic!("{name} sets {variable}"));
+            assert!(path.starts_with("/certs/"), "{name}: {variable}={path}");
+        }
+        // The health check verifies the certificate with the CA.
+        let test = strings(&services[name]["healthcheck"]["test"]);
+        let ca = test.iter().position(|arg| *arg == "--ca-file");
+        assert_eq!(ca.map(|i| test[i + 1]), Some("/certs/ca.pem"), "{test:?}");
+    }
+    // The auth-service starts once the certificates are copied (the task-service after it).
+    assert_eq!(
+        services["auth-service"]["depends_on"]["certs"]["condition"].as_str(),
+        Some("service_completed_successfully")
+    );
+    let task = env_of("task-service");
+    assert_eq!(
+        task.get("AUTH_SERVICE_CA_FILE").map(String::as_str),
+        Some("/certs/ca.pem")
+    );
+    assert!(task.contains_key("TLS_CLIENT_CERT_FILE") && task.contains_key("TLS_CLIENT_KEY_FILE"));
+    // The runtime image can also verify certificates from public CAs.
+    assert!(repo_file("Dockerfile").contains("ca-certificates"));
 }
 
 #[test]

@@ -7,3 +7,4 @@ mod compose;
 mod launcher;
 mod least_privilege;
 mod startup_race;
+mod tls;

@@ -33,7 +33,7 @@ use tokio::{
     time::{Instant, Sleep},
 };
 use tokio_stream::Stream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
 /// The stable reason of a streaming RPC refused for the stream limits.
@@ -372,9 +372,15 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let peer = request
-            .extensions()
+        // Plain TCP, or TLS over it.
+        let extensions = request.extensions();
+        let peer = extensions
             .get::<TcpConnectInfo>()
+            .or_else(|| {
+                extensions
+                    .get::<TlsConnectInfo<TcpConnectInfo>>()
+                    .map(TlsConnectInfo::get_ref)
+            })
             .and_then(TcpConnectInfo::remote_addr);
         let mut in_flight = InFlight::start(&self.connections, peer);
         if STREAMING_PATHS.contains(&request.uri().path())

@@ -10,12 +10,14 @@ mod listener;
 mod reflection;
 mod signal;
 mod tasks;
+mod tls;
 
 pub use connections::TOO_MANY_STREAMS;
 pub use limits::REQUEST_TOO_LARGE;
 pub use listener::{BindError, bind};
 pub use signal::shutdown_signal;
 pub use tasks::AbortOnDrop;
+pub use tls::ServerTls;
 
 use crate::{
     config::ServerArgs, db::ReadyCheck, proto::FILE_DESCRIPTOR_SET, telemetry::RpcTraceLayer,
@@ -78,6 +80,8 @@ pub struct GrpcServer {
     watched_database: Option<DatabaseConnection>,
     /// The plain HTTP documents (`add_json_get`): the only non-gRPC requests served.
     plain_paths: Vec<String>,
+    /// TLS on the port, or plaintext.
+    tls: Option<ServerTls>,
 }
 
 impl GrpcServer {
@@ -97,6 +101,7 @@ impl GrpcServer {
             ready: None,
             watched_database: None,
             plain_paths: Vec::new(),
+            tls: None,
         })
     }
 
@@ -157,6 +162,13 @@ impl GrpcServer {
         self.plain_paths.push(path.to_owned());
         let router = std::mem::take(self.routes.axum_router_mut());
         *self.routes.axum_router_mut() = router.route(path, get(handler));
+        self
+    }
+
+    /// Serves TLS with `tls` (from [`ServerTls::load`]); `None` keeps plaintext.
+    #[must_use]
+    pub fn with_tls(mut self, tls: Option<ServerTls>) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -244,10 +256,16 @@ impl GrpcServer {
                     .fallback(unknown_path)
                     .into(),
             );
-        let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
-            // A dropped sender also means "stop".
+        // A dropped sender also means "stop".
+        let stop_signal = async {
             let _ = stopped.await;
-        }));
+        };
+        let mut server = match self.tls {
+            None => tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop_signal)),
+            Some(tls) => tokio::spawn(
+                router.serve_with_incoming_shutdown(tls.incoming(incoming), stop_signal),
+            ),
+        };
 
         tokio::select! {
             result = &mut server => return Ok(result??),

@@ -11,3 +11,4 @@ mod keys;
 mod limits;
 mod pagination;
 mod tasks;
+mod tls;
