@@ -115,14 +115,14 @@ const ROWS_PER_INSERT: usize = 500;
 /// Inserts `per_user` tasks for each of `users` into the task database at `url`; returns each
 /// user's task ids (oldest first) and the rate achieved (tasks/s). Every third task is
 /// completed.
-async fn bulk(
+pub async fn bulk(
     url: &str,
     users: &[BenchUser],
     per_user: usize,
 ) -> anyhow::Result<(Vec<Vec<String>>, f64)> {
     let started = Instant::now();
     let pool = PoolArgs {
-        database_max_connections: 1,
+        database_max_connections: Some(1),
         database_acquire_timeout_secs: 30,
         // Seeding writes rows into the migrated schema; it never migrates.
         migrate_on_start: false,

@@ -60,7 +60,7 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
     // One connection: migrations run statement by statement, and a second connection could
     // keep a half-migrated view of a SQLite schema.
     let pool = shared::config::PoolArgs {
-        database_max_connections: 1,
+        database_max_connections: Some(1),
         ..cli.pool
     };
     let (setting, url) = match (&cli.database_url, cli.service) {

@@ -178,9 +178,11 @@ impl JwtArgs {
 /// Settings of the database connection pool.
 #[derive(Debug, Clone, Args)]
 pub struct PoolArgs {
-    /// Most open database connections.
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
-    pub database_max_connections: u32,
+    /// Most open database connections (default: 16 on PostgreSQL; on SQLite twice the CPUs,
+    /// 2 to 16: each SQLite connection is a thread of its own, and more of them than the
+    /// cores can run only take turns).
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS")]
+    pub database_max_connections: Option<u32>,
 
     /// How long an RPC waits for a free connection before failing with UNAVAILABLE, in seconds.
     #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]

@@ -17,7 +17,7 @@ pub(crate) mod users;
 pub(crate) async fn test_database() -> sea_orm::DatabaseConnection {
     use migrations::{AuthMigrator, MigratorTrait};
     let pool = shared::config::PoolArgs {
-        database_max_connections: 1,
+        database_max_connections: Some(1),
         database_acquire_timeout_secs: 5,
         migrate_on_start: true,
     };

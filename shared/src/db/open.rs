@@ -118,7 +118,7 @@ where
     migrated.map_err(|e| target.migrate_error(e))?;
     target
         .pool(
-            pool.database_max_connections.max(1),
+            target.max_connections(pool),
             pool.database_acquire_timeout_secs,
         )
         .await
@@ -132,11 +132,7 @@ pub async fn connect(
     pool: &PoolArgs,
 ) -> Result<DatabaseConnection, OpenError> {
     let target = Target::parse(setting, url)?;
-    let connections = if target.kind == Kind::SqliteMemory {
-        1
-    } else {
-        pool.database_max_connections.max(1)
-    };
+    let connections = target.max_connections(pool);
     target
         .pool(connections, pool.database_acquire_timeout_secs)
         .await
@@ -161,6 +157,20 @@ struct Target {
 }
 
 impl Target {
+    /// DATABASE_MAX_CONNECTIONS, or its default for this kind of database.
+    fn max_connections(&self, pool: &PoolArgs) -> u32 {
+        match (&self.kind, pool.database_max_connections) {
+            // Each connection would be a database of its own.
+            (Kind::SqliteMemory, _) => 1,
+            (_, Some(n)) => n.max(1),
+            (Kind::Postgres { .. }, None) => 16,
+            (Kind::SqliteFile, None) => {
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                u32::try_from(cpus * 2).unwrap_or(16).clamp(2, 16)
+            }
+        }
+    }
+
     fn parse(setting: &'static str, url: &str) -> Result<Self, OpenError> {
         use sea_orm::sqlx::{postgres::PgConnectOptions, sqlite::SqliteConnectOptions};
         let shown = redact_url(url);

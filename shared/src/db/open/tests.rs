@@ -5,7 +5,7 @@ use sea_orm::{ConnectionTrait, DbErr};
 
 fn pool() -> PoolArgs {
     PoolArgs {
-        database_max_connections: 4,
+        database_max_connections: Some(4),
         database_acquire_timeout_secs: 2,
         migrate_on_start: true,
     }
