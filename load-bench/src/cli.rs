@@ -89,6 +89,9 @@ pub enum Scenario {
     List,
     /// ListTasks (page_size 100) for 200 users with 100 tasks each (the dashboard's call).
     List100,
+    /// ListTasks latency, one call at a time: page 1 for users with 100 and 100,000 tasks,
+    /// and page 500 of the large one.
+    ListDeep,
     /// CreateTask.
     Create,
     /// 80% list/get, 15% create/update/toggle, 5% delete across 1,000 users.

@@ -4,6 +4,7 @@
 
 mod cli;
 mod databases;
+mod deep;
 mod harness;
 mod load;
 mod mixed;
@@ -26,7 +27,8 @@ use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
-/// The services' allocator, as in their own binaries.
+/// mimalloc, as the task-service and launcher binaries (the auth-service binary keeps glibc's:
+/// see its main.rs).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -3,6 +3,7 @@
 
 use crate::{
     cli::{Args, Scenario, Signing},
+    deep,
     harness::progress,
     load::PhaseResult,
     overhead::Authentication,
@@ -31,6 +32,7 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         Scenario::AuthOverhead => plan::run(args, &stack, &AUTH_OVERHEAD).await,
         Scenario::List => plan::run(args, &stack, &LIST).await,
         Scenario::List100 => plan::run(args, &stack, &LIST100).await,
+        Scenario::ListDeep => deep::run(&stack).await,
         Scenario::Create => plan::run(args, &stack, &CREATE).await,
         Scenario::Mixed => plan::run(args, &stack, &MIXED).await,
         Scenario::SignInStorm => storm::run(args, &stack).await,
