@@ -40,7 +40,7 @@ enum Command {
     },
 }
 
-/// mimalloc: glibc malloc cost ListTasks ~18% more CPU (BENCHMARKS.md).
+/// mimalloc, as the task-service binary (list100 ~18% less CPU per call, BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
