@@ -3,6 +3,7 @@
 
 use crate::{
     accounts::SignedIn,
+    error::AuthError,
     fair::ClientKey,
     requests::{Credentials, Introspection, NewAccount, Presented, sign_out_refresh_token},
     sessions::TokenPair,
@@ -16,7 +17,7 @@ use shared::{
     },
     status::bearer_token,
 };
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
@@ -83,7 +84,7 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::SignUpResponse>, Status> {
         let client = self.client(&request);
         let account = NewAccount::try_from(request.into_inner())?;
-        let signed_in = self.state.sign_up(account, client).await?;
+        let signed_in = held(self.state.sign_up(account, client).await).await?;
         tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));
         let (user, tokens) = signed_in_pb(signed_in, self.state.now());
         Ok(Response::new(pb::SignUpResponse { user, tokens }))
@@ -96,7 +97,7 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::SignInResponse>, Status> {
         let address = self.client(&request);
         let credentials = Credentials::try_from(request.into_inner())?;
-        let signed_in = self.state.sign_in(credentials, address).await?;
+        let signed_in = held(self.state.sign_in(credentials, address).await).await?;
         tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));
         let (user, tokens) = signed_in_pb(signed_in, self.state.now());
         Ok(Response::new(pb::SignInResponse { user, tokens }))
@@ -195,5 +196,51 @@ impl AuthService for AuthApi {
             keys,
             cache_seconds: KEYS_CACHE_SECONDS.into(),
         }))
+    }
+}
+
+/// How long a SignUp or SignIn refused for a spent budget (throttled, or the hashing queue
+/// full) waits before it hears so, at most its retry delay. An honest client rarely meets a
+/// refusal; a flood's streams each wait this long per refusal, so they send a few requests a
+/// second instead of thousands, which would otherwise take the CPU from everyone's hashes
+/// (BENCHMARKS.md, "Password hashing under a flood").
+const REFUSAL_HOLD: Duration = Duration::from_millis(250);
+
+/// `result`, held [`REFUSAL_HOLD`] first when it is a refusal for a spent budget.
+async fn held<T>(result: Result<T, AuthError>) -> Result<T, AuthError> {
+    if let Err(
+        AuthError::Throttled(delay) | AuthError::SignUpThrottled(delay) | AuthError::Busy(delay),
+    ) = &result
+    {
+        tokio::time::sleep(REFUSAL_HOLD.min(*delay)).await;
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AuthError, Duration, REFUSAL_HOLD, held};
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_for_a_spent_budget_are_held_and_nothing_else_is() {
+        for refusal in [
+            AuthError::Throttled(Duration::from_secs(60)),
+            AuthError::SignUpThrottled(Duration::from_secs(60)),
+            AuthError::Busy(Duration::from_secs(5)),
+        ] {
+            let started = Instant::now();
+            assert!(held::<()>(Err(refusal)).await.is_err());
+            assert_eq!(started.elapsed(), REFUSAL_HOLD);
+        }
+        // Never longer than the client is told to wait.
+        let started = Instant::now();
+        let _ = held::<()>(Err(AuthError::Throttled(Duration::from_millis(30)))).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(30));
+        for answer in [Err(AuthError::InvalidCredentials), Ok(())] {
+            let started = Instant::now();
+            let _ = held(answer).await;
+            assert_eq!(started.elapsed(), Duration::ZERO);
+        }
     }
 }
