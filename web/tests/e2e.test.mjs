@@ -7,86 +7,17 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { createServer } from "node:http";
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, extname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { PASSWORD, dist, repo, serveApp, startStack } from "./harness.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const web = resolve(here, "..");
-const repo = resolve(web, "..");
-const dist = join(web, "dist");
 const artifacts = join(repo, "target", "web-e2e");
 const ACCESS_TOKEN_TTL_SECS = 3;
 const MAX_REQUEST_BYTES = 8192; // small enough for a description to go over it
-const PASSWORD = "correct horse battery staple";
 
 let stack, server, browser, origin, data;
-
-function stackBinary() {
-  const candidates = [
-    process.env.TODO_STACK_BIN,
-    process.env.CARGO_TARGET_DIR && join(process.env.CARGO_TARGET_DIR, "debug", "todo-stack"),
-    join(repo, "target", "debug", "todo-stack"),
-  ].filter(Boolean);
-  const found = candidates.find((path) => existsSync(path));
-  assert.ok(found, `todo-stack not found (tried ${candidates.join(", ")}): run cargo build -p todo-stack`);
-  return found;
-}
-
-/** Serves dist/ and a config.json naming the services. */
-function serveApp(config) {
-  const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".json": "application/json" };
-  return new Promise((resolveServer) => {
-    const http = createServer((request, response) => {
-      const path = new URL(request.url, "http://x").pathname;
-      if (path === "/config.json") {
-        response.writeHead(200, { "content-type": "application/json" });
-        return response.end(JSON.stringify(config()));
-      }
-      let file = join(dist, path === "/" ? "index.html" : path);
-      if (!file.startsWith(dist) || !existsSync(file) || statSync(file).isDirectory()) file = join(dist, "index.html");
-      response.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" });
-      createReadStream(file).pipe(response);
-    });
-    http.listen(0, "127.0.0.1", () => resolveServer(http));
-  });
-}
-
-/** Starts both services; resolves with their URLs once the banner is printed. */
-function startStack(allowedOrigin) {
-  data = mkdtempSync(join(tmpdir(), "todo-web-e2e-"));
-  const child = spawn(stackBinary(), [], {
-    env: {
-      ...process.env,
-      AUTH_LISTEN_ADDR: "127.0.0.1:0",
-      TASK_LISTEN_ADDR: "127.0.0.1:0",
-      AUTH_DATABASE_URL: `sqlite://${data}/auth.db`,
-      TASK_DATABASE_URL: `sqlite://${data}/tasks.db`,
-      CORS_ALLOWED_ORIGINS: allowedOrigin,
-      ACCESS_TOKEN_TTL_SECS: String(ACCESS_TOKEN_TTL_SECS),
-      MAX_REQUEST_BYTES: String(MAX_REQUEST_BYTES),
-      JWT_LEEWAY_SECS: "0",
-      RUST_LOG: "warn",
-    },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  return new Promise((resolveStack, reject) => {
-    let banner = "";
-    child.on("exit", (code) => reject(new Error(`todo-stack exited early (${code})`)));
-    child.stdout.on("data", (chunk) => {
-      banner += chunk;
-      const auth = banner.match(/auth-service {2}(http:\/\/\S+)/);
-      const task = banner.match(/task-service {2}(http:\/\/\S+)/);
-      if (auth && task && banner.includes("Ctrl-C stops both")) {
-        resolveStack({ child, authUrl: auth[1], taskUrl: task[1] });
-      }
-    });
-  });
-}
 
 /** Polls `check` until it returns truthy (or fails after `ms`). */
 async function eventually(check, what, ms = 10_000) {
@@ -138,7 +69,13 @@ before(async () => {
   let urls = {};
   server = await serveApp(() => urls);
   origin = `http://127.0.0.1:${server.address().port}`;
-  stack = await startStack(origin);
+  data = mkdtempSync(join(tmpdir(), "todo-web-e2e-"));
+  stack = await startStack(data, {
+    CORS_ALLOWED_ORIGINS: origin,
+    ACCESS_TOKEN_TTL_SECS: String(ACCESS_TOKEN_TTL_SECS),
+    MAX_REQUEST_BYTES: String(MAX_REQUEST_BYTES),
+    JWT_LEEWAY_SECS: "0",
+  });
   urls = { authUrl: stack.authUrl, taskUrl: stack.taskUrl };
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",

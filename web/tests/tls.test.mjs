@@ -10,83 +10,15 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { createHash, X509Certificate } from "node:crypto";
-import { createServer } from "node:http";
-import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, extname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
-
-const here = dirname(fileURLToPath(import.meta.url));
-const web = resolve(here, "..");
-const repo = resolve(web, "..");
-const dist = join(web, "dist");
-const PASSWORD = "correct horse battery staple";
+import { PASSWORD, dist, serveApp, stackBinary, startStack } from "./harness.mjs";
 
 let stack, server, browser, origin, dir;
-
-function stackBinary() {
-  const candidates = [
-    process.env.TODO_STACK_BIN,
-    process.env.CARGO_TARGET_DIR && join(process.env.CARGO_TARGET_DIR, "debug", "todo-stack"),
-    join(repo, "target", "debug", "todo-stack"),
-  ].filter(Boolean);
-  const found = candidates.find((path) => existsSync(path));
-  assert.ok(found, `todo-stack not found (tried ${candidates.join(", ")}): run cargo build -p todo-stack`);
-  return found;
-}
-
-/** Serves dist/ and a config.json naming the services (over plain HTTP: the app's origin). */
-function serveApp(config) {
-  const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".json": "application/json" };
-  return new Promise((resolveServer) => {
-    const http = createServer((request, response) => {
-      const path = new URL(request.url, "http://x").pathname;
-      if (path === "/config.json") {
-        response.writeHead(200, { "content-type": "application/json" });
-        return response.end(JSON.stringify(config()));
-      }
-      let file = join(dist, path === "/" ? "index.html" : path);
-      if (!file.startsWith(dist) || !existsSync(file) || statSync(file).isDirectory()) file = join(dist, "index.html");
-      response.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" });
-      createReadStream(file).pipe(response);
-    });
-    http.listen(0, "127.0.0.1", () => resolveServer(http));
-  });
-}
-
-/** Starts both services on TLS with the dev certificates; resolves with their https URLs. */
-function startStack(certs, allowedOrigin) {
-  const child = spawn(stackBinary(), [], {
-    env: {
-      ...process.env,
-      AUTH_LISTEN_ADDR: "127.0.0.1:0",
-      TASK_LISTEN_ADDR: "127.0.0.1:0",
-      AUTH_DATABASE_URL: `sqlite://${dir}/auth.db`,
-      TASK_DATABASE_URL: `sqlite://${dir}/tasks.db`,
-      TLS_CERT_FILE: join(certs, "server.pem"),
-      TLS_KEY_FILE: join(certs, "server-key.pem"),
-      AUTH_SERVICE_CA_FILE: join(certs, "ca.pem"),
-      CORS_ALLOWED_ORIGINS: allowedOrigin,
-      RUST_LOG: "warn",
-    },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  return new Promise((resolveStack, reject) => {
-    let banner = "";
-    child.on("exit", (code) => reject(new Error(`todo-stack exited early (${code})`)));
-    child.stdout.on("data", (chunk) => {
-      banner += chunk;
-      const auth = banner.match(/auth-service {2}(https:\/\/\S+)/);
-      const task = banner.match(/task-service {2}(https:\/\/\S+)/);
-      if (auth && task && banner.includes("Ctrl-C stops both")) {
-        resolveStack({ child, authUrl: auth[1], taskUrl: task[1] });
-      }
-    });
-  });
-}
 
 /** Base64 SHA-256 of a certificate's public key (SubjectPublicKeyInfo), as Chromium wants it. */
 function spkiHash(pemFile) {
@@ -102,7 +34,16 @@ before(async () => {
   let urls = {};
   server = await serveApp(() => urls);
   origin = `http://127.0.0.1:${server.address().port}`;
-  stack = await startStack(certs, origin);
+  stack = await startStack(
+    dir,
+    {
+      TLS_CERT_FILE: join(certs, "server.pem"),
+      TLS_KEY_FILE: join(certs, "server-key.pem"),
+      AUTH_SERVICE_CA_FILE: join(certs, "ca.pem"),
+      CORS_ALLOWED_ORIGINS: origin,
+    },
+    "https",
+  );
   urls = { authUrl: stack.authUrl, taskUrl: stack.taskUrl };
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",

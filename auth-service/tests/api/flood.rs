@@ -32,6 +32,48 @@ async fn timed_sign_ins(
     durations
 }
 
+/// While the honest client signs in 20 times, `streams` attacker streams call `attack` in a
+/// loop (call `n` of stream `s` gets `(s, n)`); the honest latencies, sorted, and how many
+/// attacker calls got `refused_with` and how many anything else.
+async fn during_flood<F, Fut>(
+    honest: &mut AuthServiceClient<tonic::transport::Channel>,
+    streams: usize,
+    refused_with: Code,
+    attack: F,
+) -> (Vec<Duration>, u32, u32)
+where
+    F: Fn(usize, u32) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
+{
+    let attack = std::sync::Arc::new(attack);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut set = tokio::task::JoinSet::new();
+    for stream in 0..streams {
+        let (attack, stop) = (attack.clone(), stop.clone());
+        set.spawn(async move {
+            let (mut refused, mut other, mut n) = (0u32, 0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                match attack(stream, n).await {
+                    Err(s) if s.code() == refused_with => refused += 1,
+                    _ => other += 1,
+                }
+            }
+            (refused, other)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let latencies = timed_sign_ins(honest, 20).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut refused, mut other) = (0, 0);
+    while let Some(result) = set.join_next().await {
+        let (r, o) = result.unwrap();
+        refused += r;
+        other += o;
+    }
+    (latencies, refused, other)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_from_one_address_is_refused_early_and_another_address_still_signs_in() {
     let app = TestApp::spawn_with(|c| {
@@ -47,38 +89,21 @@ async fn a_flood_from_one_address_is_refused_early_and_another_address_still_sig
     let alone = timed_sign_ins(&mut honest, 5).await;
 
     // The attacker: 256 streams re-registering a taken email (a hash each, nothing written).
+    // The honest user, from another address, signs in twenty times during the flood.
     let attacker = AuthServiceClient::new(channel_from("127.0.0.1:0", app.addr).await);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut streams = tokio::task::JoinSet::new();
-    for _ in 0..256 {
-        let (mut client, stop) = (attacker.clone(), stop.clone());
-        streams.spawn(async move {
-            let (mut busy, mut other) = (0u32, 0u32);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+    let (latencies, busy, hashed) =
+        during_flood(&mut honest, 256, Code::ResourceExhausted, move |_, _| {
+            let mut client = attacker.clone();
+            async move {
                 let request = SignUpRequest {
                     email: "ada@example.com".into(),
                     password: PASSWORD.into(),
                     display_name: None,
                 };
-                match client.sign_up(request).await {
-                    Err(s) if s.code() == Code::ResourceExhausted => busy += 1,
-                    _ => other += 1,
-                }
+                client.sign_up(request).await.map(|_| ())
             }
-            (busy, other)
-        });
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    // The honest user, from another address, signs in twenty times during the flood.
-    let latencies = timed_sign_ins(&mut honest, 20).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut busy, mut hashed) = (0, 0);
-    while let Some(result) = streams.join_next().await {
-        let (b, o) = result.unwrap();
-        busy += b;
-        hashed += o;
-    }
+        })
+        .await;
     // Reported, not asserted (timing belongs to benchmarks): BENCHMARKS.md has a release run.
     println!(
         "honest sign-in alone: median {:?}; during the flood: median {:?}, p95 {:?}, max {:?} \
@@ -111,34 +136,17 @@ async fn a_flood_of_tokens_naming_unknown_keys_is_refused_and_sign_ins_go_on() {
 
     // 64 streams, every call a token naming a key nobody has (each a new kid).
     let attacker = AuthServiceClient::new(channel_from("127.0.0.1:0", app.addr).await);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut streams = tokio::task::JoinSet::new();
-    for stream in 0..64 {
-        let (mut client, stop, token) = (attacker.clone(), stop.clone(), token.clone());
-        streams.spawn(async move {
-            let (mut refused, mut other) = (0u32, 0u32);
-            let mut n = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                n += 1;
-                let forged = with_kid(&token, &format!("forged-{stream}-{n}"));
+    let forger = token.clone();
+    let (latencies, refused, other) =
+        during_flood(&mut honest, 64, Code::Unauthenticated, move |stream, n| {
+            let mut client = attacker.clone();
+            let forged = with_kid(&forger, &format!("forged-{stream}-{n}"));
+            async move {
                 let request = with_bearer(GetCurrentUserRequest::default(), &forged);
-                match client.get_current_user(request).await {
-                    Err(s) if s.code() == Code::Unauthenticated => refused += 1,
-                    _ => other += 1,
-                }
+                client.get_current_user(request).await.map(|_| ())
             }
-            (refused, other)
-        });
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let latencies = timed_sign_ins(&mut honest, 20).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut refused, mut other) = (0, 0);
-    while let Some(result) = streams.join_next().await {
-        let (r, o) = result.unwrap();
-        refused += r;
-        other += o;
-    }
+        })
+        .await;
     println!(
         "honest sign-in alone: median {:?}; during the unknown-kid flood: median {:?}, p95 {:?} \
          (p95 = {:.1} x alone); flood: {refused} refused, {other} other",
