@@ -288,3 +288,22 @@ pub async fn client_from(from: &'static str, app: &TestApp) -> AuthServiceClient
     let tls = app.tls.as_ref().map(|files| files.client_config(false));
     AuthServiceClient::new(channel_from_over(from, app.addr, tls).await)
 }
+
+/// An empty GetSigningKeysRequest over grpc-web (one uncompressed frame of length 0).
+pub const GRPC_WEB_KEYS: &str = "POST /todo.auth.v1.AuthService/GetSigningKeys HTTP/1.1\r\nHost: test\r\n\
+    Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nOrigin: http://localhost:5173\r\n\
+    Content-Length: 5\r\nConnection: close\r\n\r\n\0\0\0\0\0";
+
+/// A successful grpc-web answer over HTTP/1.1: 200, the grpc-web content type, grpc-status 0.
+pub fn assert_grpc_web_answer(response: &str) {
+    let lower = response.to_lowercase();
+    assert!(lower.starts_with("http/1.1 200"), "{response}");
+    assert!(
+        lower.contains("content-type: application/grpc-web+proto"),
+        "{response}"
+    );
+    assert!(
+        response.contains("grpc-status:0") || lower.contains("grpc-status: 0"),
+        "{response}"
+    );
+}

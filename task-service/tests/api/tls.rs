@@ -2,7 +2,10 @@
 //! only from an auth-service whose certificate verifies, presents a client certificate for
 //! mutual TLS, and refuses settings that cannot work at start-up.
 
-use crate::helpers::{User, fresh_database_url, new_task, sign_up, start_auth, start_task};
+use crate::helpers::{
+    Running, User, fresh_database_url, new_task, sign_up, start_auth, start_task,
+};
+use auth_service::config::AuthConfig;
 use chrono::Utc;
 use shared::{
     clock::ManualClock,
@@ -12,7 +15,7 @@ use shared::{
     },
     testing::tls::TlsFiles,
 };
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 use task_service::config::TaskConfig;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -45,6 +48,39 @@ async fn becomes_serving(files: &TlsFiles, addr: SocketAddr, within: Duration) -
     false
 }
 
+/// A fresh database and clock, and an auth-service on them serving TLS with `auth_files`'
+/// certificate (plus `configure`).
+async fn auth_on_tls(
+    auth_files: &TlsFiles,
+    configure: impl FnOnce(&mut AuthConfig),
+) -> (String, Arc<ManualClock>, Running) {
+    let clock = ManualClock::new(Utc::now());
+    let database_url = fresh_database_url().await;
+    let any = "127.0.0.1:0".parse().unwrap();
+    let auth = start_auth(&database_url, any, clock.clone(), |c| {
+        auth_files.serve_with(&mut c.server.tls);
+        configure(c);
+    })
+    .await;
+    (database_url, clock, auth)
+}
+
+/// A user signed up at the auth-service (trusting `auth_files`' CA), calling the task-service
+/// over TLS (trusting `files`' CA).
+async fn user_over_tls(
+    files: &TlsFiles,
+    auth_files: &TlsFiles,
+    auth_addr: SocketAddr,
+    task_addr: SocketAddr,
+) -> User {
+    let auth_client = AuthServiceClient::new(auth_files.channel(auth_addr, false).await.unwrap());
+    User {
+        token: sign_up(&auth_client, "ada@example.com").await.access_token,
+        refresh_token: String::new(),
+        tasks: TaskServiceClient::new(files.channel(task_addr, false).await.unwrap()),
+    }
+}
+
 /// The task-service on TLS, fetching keys from `https://auth_addr` trusting `ca`.
 fn over_tls(
     files: &TlsFiles,
@@ -64,13 +100,7 @@ fn over_tls(
 #[tokio::test]
 async fn over_https_with_the_ca_file_the_task_service_gets_its_keys_and_serves_over_tls() {
     let files = TlsFiles::new();
-    let clock = ManualClock::new(Utc::now());
-    let database_url = fresh_database_url().await;
-    let any = "127.0.0.1:0".parse().unwrap();
-    let auth = start_auth(&database_url, any, clock.clone(), |c| {
-        files.serve_with(&mut c.server.tls)
-    })
-    .await;
+    let (database_url, clock, auth) = auth_on_tls(&files, |_| {}).await;
     let (task, keys) = start_task(
         &database_url,
         auth.addr,
@@ -81,26 +111,15 @@ async fn over_https_with_the_ca_file_the_task_service_gets_its_keys_and_serves_o
     assert!(becomes_serving(&files, task.addr, Duration::from_secs(15)).await);
     assert!(keys.is_loaded());
 
-    let auth_client = AuthServiceClient::new(files.channel(auth.addr, false).await.unwrap());
-    let user = User {
-        token: sign_up(&auth_client, "ada@example.com").await.access_token,
-        refresh_token: String::new(),
-        tasks: TaskServiceClient::new(files.channel(task.addr, false).await.unwrap()),
-    };
+    let user = user_over_tls(&files, &files, auth.addr, task.addr).await;
     assert_eq!(user.create("over TLS").await.title, "over TLS");
 }
 
 #[tokio::test]
 async fn an_auth_service_whose_certificate_does_not_verify_is_never_trusted_for_keys() {
     let (files, impostor) = (TlsFiles::new(), TlsFiles::new());
-    let clock = ManualClock::new(Utc::now());
-    let database_url = fresh_database_url().await;
-    let any = "127.0.0.1:0".parse().unwrap();
     // The auth-service's certificate comes from a CA the task-service does not trust.
-    let auth = start_auth(&database_url, any, clock.clone(), |c| {
-        impostor.serve_with(&mut c.server.tls)
-    })
-    .await;
+    let (database_url, clock, auth) = auth_on_tls(&impostor, |_| {}).await;
     let (task, keys) = start_task(
         &database_url,
         auth.addr,
@@ -111,12 +130,7 @@ async fn an_auth_service_whose_certificate_does_not_verify_is_never_trusted_for_
     assert!(!becomes_serving(&files, task.addr, Duration::from_secs(2)).await);
     assert!(!keys.is_loaded());
 
-    let auth_client = AuthServiceClient::new(impostor.channel(auth.addr, false).await.unwrap());
-    let user = User {
-        token: sign_up(&auth_client, "ada@example.com").await.access_token,
-        refresh_token: String::new(),
-        tasks: TaskServiceClient::new(files.channel(task.addr, false).await.unwrap()),
-    };
+    let user = user_over_tls(&files, &impostor, auth.addr, task.addr).await;
     let refused = user.try_create(new_task("never")).await.unwrap_err();
     assert_ne!(refused.code(), tonic::Code::Ok);
 }
@@ -124,14 +138,9 @@ async fn an_auth_service_whose_certificate_does_not_verify_is_never_trusted_for_
 #[tokio::test]
 async fn with_mutual_tls_only_a_task_service_with_the_client_certificate_gets_keys() {
     let files = TlsFiles::new();
-    let clock = ManualClock::new(Utc::now());
-    let database_url = fresh_database_url().await;
-    let any = "127.0.0.1:0".parse().unwrap();
-    let auth = start_auth(&database_url, any, clock.clone(), |c| {
-        files.serve_with(&mut c.server.tls);
-        c.tls_client_ca_file = Some(files.path("ca.pem"));
-    })
-    .await;
+    let ca = files.path("ca.pem");
+    let (database_url, clock, auth) =
+        auth_on_tls(&files, |c| c.tls_client_ca_file = Some(ca)).await;
 
     let (anonymous, anonymous_keys) = start_task(
         &database_url,
