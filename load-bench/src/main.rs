@@ -32,8 +32,7 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let matches = Args::command().get_matches();
     let mut args = match Args::from_arg_matches(&matches) {
         Ok(args) => args,
@@ -50,7 +49,17 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    match run(&args).await {
+    // The load generator's runtime; the services get their own (`stack.rs`), so each side's
+    // CPU time can be measured.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name(system::CLIENT_THREAD)
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(run(&args)),
+        Err(error) => Err(anyhow::anyhow!("cannot start a tokio runtime: {error}")),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("load-bench: {error:#}");

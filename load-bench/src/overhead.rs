@@ -133,7 +133,9 @@ pub async fn start(
     let mut addrs = Vec::new();
     let mut servers = Vec::new();
     for kind in kinds {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        // Bound here, registered with the services' runtime once there.
+        let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        listener.set_nonblocking(true)?;
         addrs.push(listener.local_addr()?);
         let server = GrpcServer::new(task_service::SERVICE_NAMES)?;
         let server = match *kind {
@@ -148,12 +150,21 @@ pub async fn start(
         };
         let args = config.server.clone();
         // Served until aborted: no drain is needed for a benchmark fixture.
-        servers.push(AbortOnDrop(tokio::spawn(async move {
+        // On the services' runtime, so its CPU is counted as theirs.
+        servers.push(AbortOnDrop(stack.spawn_service(async move {
             let shutdown = std::future::pending();
-            if let Err(error) = server.serve(listener, &args, shutdown).await {
+            let failed = match TcpListener::from_std(listener) {
+                Ok(listener) => server
+                    .serve(listener, &args, shutdown)
+                    .await
+                    .err()
+                    .map(|e| e.to_string()),
+                Err(error) => Some(error.to_string()),
+            };
+            if let Some(error) = failed {
                 eprintln!("load-bench: trivial server failed: {error}");
             }
-        })));
+        })?));
     }
     let mut clients = Vec::new();
     for addr in addrs {

@@ -18,7 +18,11 @@ use shared::clock::{SharedClock, SystemClock};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use task_service::config::TaskConfig;
 use todo_stack::StackError;
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::{
+    runtime::{Handle, Runtime},
+    sync::watch,
+    task::JoinHandle,
+};
 use tonic::{
     metadata::{Ascii, MetadataValue},
     transport::{Channel, Endpoint},
@@ -80,6 +84,36 @@ pub struct Stack {
     stop: watch::Sender<bool>,
     running: JoinHandle<Result<(), StackError>>,
     databases: Databases,
+    runtime: ServiceRuntime,
+}
+
+/// The services' own tokio runtime, apart from the load generator's, as they would be in
+/// their own processes; its threads are not named [`system::CLIENT_THREAD`], so the
+/// services' CPU time is told apart from the load generator's.
+struct ServiceRuntime(Option<Runtime>);
+
+impl ServiceRuntime {
+    fn new() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("services")
+            .enable_all()
+            .build()
+            .context("cannot start the services' runtime")?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn handle(&self) -> Option<&Handle> {
+        self.0.as_ref().map(Runtime::handle)
+    }
+}
+
+impl Drop for ServiceRuntime {
+    /// Without waiting: a runtime must not block while dropped inside another one.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Stack {
@@ -88,7 +122,16 @@ impl Stack {
     pub async fn start(args: &Args, options: Options) -> anyhow::Result<Self> {
         let databases = Databases::create(args.database_url.as_deref()).await?;
         let (stop, stopped) = watch::channel(false);
-        match start_services(args, options, &databases, stopped).await {
+        let runtime = ServiceRuntime::new()?;
+        let starting = start_services(args.signing, options, settings(&databases), stopped);
+        let started = match runtime.handle() {
+            Some(services) => services
+                .spawn(starting)
+                .await
+                .unwrap_or_else(|panicked| Err(anyhow::anyhow!("{panicked}"))),
+            None => Err(anyhow::anyhow!("the services' runtime is gone")),
+        };
+        match started {
             Ok(started) => Ok(Self {
                 task_addr: started.task_addr,
                 auth_addr: started.auth_addr,
@@ -101,6 +144,7 @@ impl Stack {
                 stop,
                 running: started.running,
                 databases,
+                runtime,
             }),
             Err(error) => {
                 let _ = stop.send(true);
@@ -146,6 +190,19 @@ impl Stack {
         channels(self.auth_addr, n).await
     }
 
+    /// Runs `future` on the services' runtime (for servers a scenario adds).
+    pub fn spawn_service<F>(&self, future: F) -> anyhow::Result<JoinHandle<F::Output>>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let services = self
+            .runtime
+            .handle()
+            .context("the services' runtime is gone")?;
+        Ok(services.spawn(future))
+    }
+
     /// Stops both services (task-service first) and drops the databases.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
@@ -167,10 +224,25 @@ struct Started {
     running: JoinHandle<Result<(), StackError>>,
 }
 
+/// What the services are started with from the databases made for them.
+struct DatabaseSettings {
+    auth_url: String,
+    task_url: String,
+    shared_secret: shared::config::Secret,
+}
+
+fn settings(databases: &Databases) -> DatabaseSettings {
+    DatabaseSettings {
+        auth_url: databases.auth_url.clone(),
+        task_url: databases.task_url.clone(),
+        shared_secret: databases.shared_secret.clone(),
+    }
+}
+
 async fn start_services(
-    args: &Args,
+    signing: Signing,
     options: Options,
-    databases: &Databases,
+    databases: DatabaseSettings,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<Started> {
     let clock: SharedClock = Arc::new(SystemClock);
@@ -189,7 +261,7 @@ async fn start_services(
     auth_config.passwords.hash_queue_per_client = auth_config.passwords.hash_queue_max;
     auth_config.throttle.throttle_signup_max_per_address = u32::MAX;
     for jwt in [&mut auth_config.tokens.jwt, &mut task_config.jwt] {
-        jwt.signing_algorithm = match args.signing {
+        jwt.signing_algorithm = match signing {
             Signing::Hs256 => SigningMode::Hs256,
             Signing::Eddsa => SigningMode::EdDsa,
         };

@@ -63,11 +63,18 @@ pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Clock ticks of CPU time: this process's (user + system), and the machine's busy and total.
+/// The name of the load generator's threads (its tokio runtime's workers). Every other
+/// thread of this process works for the services: their runtime, the SQLite connections'
+/// threads, password hashing.
+pub const CLIENT_THREAD: &str = "load-client";
+
+/// Clock ticks of CPU time: this process's (user + system), its load generator's, and the
+/// machine's busy and total.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuSample {
     at: Instant,
     process_ticks: u64,
+    client_ticks: u64,
     machine_busy: u64,
     machine_total: u64,
 }
@@ -77,8 +84,37 @@ pub struct CpuSample {
 pub struct CpuUse {
     /// This process (both services and the load generator).
     pub process_pct: f64,
+    /// The services alone: the process less the load generator's threads.
+    pub services_pct: f64,
     /// The whole machine, including the database server and anything else running.
     pub machine_pct: f64,
+}
+
+/// utime + stime from a `/proc/…/stat` line (fields 14 and 15, counted after the
+/// parenthesised command name, which may itself hold spaces).
+fn stat_ticks(stat: &str) -> Option<u64> {
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// CPU ticks of the load generator's threads: those named [`CLIENT_THREAD`], and the main
+/// thread (which drives the scenario).
+fn client_ticks() -> u64 {
+    let pid = std::process::id().to_string();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            name.starts_with(CLIENT_THREAD) || task.file_name().to_str() == Some(pid.as_str())
+        })
+        .filter_map(|task| stat_ticks(&std::fs::read_to_string(task.path().join("stat")).ok()?))
+        .sum()
 }
 
 /// Linux reports CPU time in USER_HZ ticks, 100 per second on every mainstream platform.
@@ -89,15 +125,9 @@ impl CpuSample {
     pub fn now() -> Self {
         let process_ticks = std::fs::read_to_string("/proc/self/stat")
             .ok()
-            .and_then(|stat| {
-                // Fields after the parenthesised command name; utime and stime are 14 and 15.
-                let rest = stat.rsplit_once(')')?.1;
-                let fields: Vec<&str> = rest.split_whitespace().collect();
-                let utime: u64 = fields.get(11)?.parse().ok()?;
-                let stime: u64 = fields.get(12)?.parse().ok()?;
-                Some(utime + stime)
-            })
+            .and_then(|stat| stat_ticks(&stat))
             .unwrap_or(0);
+        let client_ticks = client_ticks();
         let (machine_busy, machine_total) = std::fs::read_to_string("/proc/stat")
             .ok()
             .and_then(|stat| {
@@ -116,6 +146,7 @@ impl CpuSample {
         Self {
             at: Instant::now(),
             process_ticks,
+            client_ticks,
             machine_busy,
             machine_total,
         }
@@ -125,14 +156,19 @@ impl CpuSample {
     pub fn until(&self, later: &Self) -> CpuUse {
         let wall = later.at.duration_since(self.at).as_secs_f64();
         let process = later.process_ticks.saturating_sub(self.process_ticks) as f64;
+        let client = later.client_ticks.saturating_sub(self.client_ticks) as f64;
+        let pct = |ticks: f64| {
+            if wall > 0.0 {
+                100.0 * ticks / TICKS_PER_SEC / wall
+            } else {
+                0.0
+            }
+        };
         let busy = later.machine_busy.saturating_sub(self.machine_busy) as f64;
         let total = later.machine_total.saturating_sub(self.machine_total) as f64;
         CpuUse {
-            process_pct: if wall > 0.0 {
-                100.0 * process / TICKS_PER_SEC / wall
-            } else {
-                0.0
-            },
+            process_pct: pct(process),
+            services_pct: pct((process - client).max(0.0)),
             // /proc/stat's total counts every CPU, so scale to "percent of one core".
             machine_pct: if total > 0.0 {
                 100.0 * busy / total * cpus() as f64

@@ -103,6 +103,7 @@ impl RawPhase {
         };
         let cpu = CpuUse {
             process_pct: mean(|c| c.process_pct),
+            services_pct: mean(|c| c.services_pct),
             machine_pct: mean(|c| c.machine_pct),
         };
         PhaseResult {
@@ -150,8 +151,17 @@ impl PhaseResult {
 
     /// CPU time one call cost the whole process (services + client), µs.
     pub fn cpu_us_per_call(&self) -> f64 {
+        self.per_call(self.cpu.process_pct)
+    }
+
+    /// CPU time one call cost the services alone (the load generator's threads apart), µs.
+    pub fn services_cpu_us_per_call(&self) -> f64 {
+        self.per_call(self.cpu.services_pct)
+    }
+
+    fn per_call(&self, pct: f64) -> f64 {
         if self.total.rps > 0.0 {
-            self.cpu.process_pct / 100.0 * 1e6 / self.total.rps
+            pct / 100.0 * 1e6 / self.total.rps
         } else {
             0.0
         }
