@@ -23,6 +23,11 @@ const URL_EXAMPLES: &str = "e.g. sqlite://data/tasks.db (a file, created if miss
 /// follow), so a page is read without the worker blocking half-way and waking again.
 const SQLITE_ROW_BUFFER: usize = 1024;
 
+/// A pooled PostgreSQL connection idle at least this long is pinged before it is handed out
+/// (a proxy, a firewall or a server restart may have dropped it meanwhile). sqlx's default
+/// pings on *every* checkout: a second round trip to the server for each query.
+const PG_PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+
 /// How long the reachability probe of a database server that refused a pool may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -253,7 +258,14 @@ impl Target {
             Kind::SqliteMemory => {
                 options.map_sqlx_sqlite_opts(|sqlite| sqlite.row_buffer_size(SQLITE_ROW_BUFFER));
             }
-            Kind::Postgres { .. } => {}
+            Kind::Postgres { .. } => {
+                options.test_before_acquire_if_idle_for(PG_PING_IF_IDLE_FOR);
+            }
+        }
+        if !self.is_postgres() {
+            // A SQLite connection is a file handle in this process: nothing can drop it, and
+            // a ping is one more hand-off to its worker thread and back per query.
+            options.test_before_acquire(false);
         }
         match Database::connect(options).await {
             Ok(db) => Ok(db),

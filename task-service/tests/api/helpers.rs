@@ -108,6 +108,8 @@ pub async fn wait_until_serving(addr: SocketAddr, service: &str) {
 
 /// Both services, ready: started together the way `todo-stack` starts them.
 pub struct TestStack {
+    /// The database both services use.
+    pub database_url: String,
     pub auth_addr: SocketAddr,
     pub task_addr: SocketAddr,
     pub clock: Arc<ManualClock>,
@@ -146,6 +148,7 @@ impl TestStack {
         tokio::spawn(stack.run(stopped));
         wait_until_serving(task_addr, "todo.task.v1.TaskService").await;
         Self {
+            database_url,
             auth_addr,
             task_addr,
             clock,

@@ -5,6 +5,7 @@
 mod authentication;
 mod concurrency;
 mod edges;
+mod faults;
 mod helpers;
 mod isolation;
 mod keys;

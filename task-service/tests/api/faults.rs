@@ -1,0 +1,102 @@
+//! Faults under load: every acknowledged write survives, the calls that met the fault are
+//! told to retry, and the service recovers by itself.
+
+use crate::helpers::*;
+use sea_orm::{ConnectionTrait, Database};
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+use tonic::Code;
+
+/// Closes every other connection to the database at `url`, as a server restart or a
+/// failover does; how many it closed.
+async fn drop_every_connection(url: &str) -> usize {
+    let admin = Database::connect(url).await.expect("connect as the admin");
+    let closed = admin
+        .query_all_raw(sea_orm::Statement::from_string(
+            admin.get_database_backend(),
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        ))
+        .await
+        .expect("terminate the other connections")
+        .len();
+    let _ = admin.close().await;
+    closed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_creates_survive_the_database_dropping_every_connection_mid_load() {
+    let stack = TestStack::spawn().await;
+    if !stack.database_url.starts_with("postgres") {
+        // A SQLite database is a file in this process: no server can drop its connections.
+        eprintln!("PostgreSQL only (TEST_DATABASE_URL=postgres://…); skipped on SQLite");
+        return;
+    }
+    let user = Arc::new(stack.user("writer@example.com").await);
+
+    // 8 writers create tasks in a loop; each keeps the ids it was answered and the codes of
+    // the calls that failed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..8 {
+        let (user, stop) = (user.clone(), stop.clone());
+        writers.spawn(async move {
+            let (mut acknowledged, mut failed) = (Vec::new(), Vec::new());
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                match user.try_create(new_task(&format!("w{writer}-{n}"))).await {
+                    Ok(task) => acknowledged.push(task.id),
+                    Err(status) => failed.push(status.code()),
+                }
+            }
+            (acknowledged, failed)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut closed = 0;
+    for _ in 0..3 {
+        closed += drop_every_connection(&stack.database_url).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut acknowledged, mut failed) = (Vec::new(), Vec::new());
+    while let Some(result) = writers.join_next().await {
+        let (a, f) = result.unwrap();
+        acknowledged.extend(a);
+        failed.extend(f);
+    }
+    println!(
+        "{closed} connections closed; {} creates acknowledged, {} refused: {failed:?}",
+        acknowledged.len(),
+        failed.len()
+    );
+    assert!(closed > 0, "the fault reached the service's connections");
+    assert!(
+        failed.iter().all(|code| *code == Code::Unavailable),
+        "a call that met the fault is told to retry (UNAVAILABLE), never INTERNAL: {failed:?}"
+    );
+
+    // The service recovered by itself, and every acknowledged task is there. A create whose
+    // answer was lost with its connection may be stored too, but never more than those.
+    user.create("after the fault").await;
+    let stored: HashSet<String> = user
+        .list_all(1000, None)
+        .await
+        .into_iter()
+        .map(|task| task.id)
+        .collect();
+    let missing: Vec<_> = acknowledged
+        .iter()
+        .filter(|id| !stored.contains(*id))
+        .collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+    assert!(stored.len() <= acknowledged.len() + failed.len() + 1);
+}
