@@ -268,6 +268,36 @@ async fn a_trusted_proxy_is_believed_about_whom_it_forwards_for() {
 }
 
 #[tokio::test]
+async fn ipv6_clients_share_one_budget_per_64_and_another_64_has_its_own() {
+    let app = TestApp::spawn_with(|c| {
+        c.throttle.throttle_address_max_failures = 2;
+        c.throttle.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    // Two addresses of one /64 (what one IPv6 host can switch between at will)...
+    for (email, client) in [
+        ("a@example.com", "2001:db8:1:1::1"),
+        ("b@example.com", "2001:db8:1:1::2"),
+    ] {
+        assert_eq!(
+            forwarded_sign_in(&app, email, client).await,
+            Code::Unauthenticated
+        );
+    }
+    // ...spend one budget: a third address of it gets nothing new.
+    assert_eq!(
+        forwarded_sign_in(&app, "c@example.com", "2001:db8:1:1:ffff::3").await,
+        Code::ResourceExhausted,
+        "the /64's budget is used up"
+    );
+    assert_eq!(
+        forwarded_sign_in(&app, "c@example.com", "2001:db8:1:2::1").await,
+        Code::Unauthenticated,
+        "the next /64 is another client"
+    );
+}
+
+#[tokio::test]
 async fn a_success_that_used_up_the_address_budget_gives_it_back() {
     let app = TestApp::spawn_with(|c| c.throttle.throttle_address_max_failures = 2).await;
     app.sign_up("ada@example.com").await;
