@@ -178,9 +178,9 @@ impl JwtArgs {
 /// Settings of the database connection pool.
 #[derive(Debug, Clone, Args)]
 pub struct PoolArgs {
-    /// Most open database connections (default: 16 on PostgreSQL; on SQLite twice the CPUs,
-    /// 2 to 16: each SQLite connection is a thread of its own, and more of them than the
-    /// cores can run only take turns).
+    /// Most open database connections (default: 16 on PostgreSQL; on SQLite four per CPU,
+    /// 2 to 16: each SQLite connection is a thread of its own; four per core measured best,
+    /// BENCHMARKS.md).
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS")]
     pub database_max_connections: Option<u32>,
 

@@ -171,7 +171,9 @@ impl Target {
             (Kind::Postgres { .. }, None) => 16,
             (Kind::SqliteFile, None) => {
                 let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-                u32::try_from(cpus * 2).unwrap_or(16).clamp(2, 16)
+                // Measured on 2 cores (BENCHMARKS.md, list100 / mixed / create): 8 beat
+                // 2, 3, 4 and 6; 12 and 16 gained little more and lengthened the p99.
+                u32::try_from(cpus * 4).unwrap_or(16).clamp(2, 16)
             }
         }
     }
