@@ -24,6 +24,12 @@ pub fn launch(env: &[(&str, String)]) -> Launched {
         .join("todo-grpc-tests")
         .join(format!("stack-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir).unwrap();
+    launch_in(dir, env)
+}
+
+/// Starts the binary in `dir` (whose `./data` may hold an earlier run's databases), as
+/// [`launch`] does.
+pub fn launch_in(dir: PathBuf, env: &[(&str, String)]) -> Launched {
     let mut command = Command::new(env!("CARGO_BIN_EXE_todo-stack"));
     command
         .current_dir(&dir)
@@ -79,6 +85,16 @@ impl Launched {
         let status = self.child.wait().unwrap();
         assert!(status.success(), "exit status {status:?}");
         std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+impl Launched {
+    /// SIGKILL, as a crash, an OOM kill or a power cut to the process would end it; the
+    /// directory stays for the next [`launch_in`].
+    pub fn kill(mut self) -> PathBuf {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::mem::take(&mut self.dir)
     }
 }
 

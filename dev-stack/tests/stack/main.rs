@@ -4,6 +4,7 @@
 
 mod binary;
 mod compose;
+mod crash;
 mod launcher;
 mod least_privilege;
 mod startup_race;
