@@ -76,6 +76,17 @@ pub struct TaskConfig {
     #[arg(long, env = "TASK_QUOTA", default_value_t = 10_000)]
     pub task_quota: u64,
 
+    /// Most bytes of replies waiting for their clients to read them, all users together. A
+    /// reply is charged its size until it has been sent; past this, calls answer
+    /// RESOURCE_EXHAUSTED (`TOO_MANY_UNREAD_REPLIES`). Bounds what clients that ask and
+    /// never read can make the service hold.
+    #[arg(long, env = "MAX_UNREAD_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub max_unread_bytes: u64,
+
+    /// The same, per user (at least the largest reply, 2 MiB).
+    #[arg(long, env = "MAX_UNREAD_BYTES_PER_USER", default_value_t = 8 * 1024 * 1024)]
+    pub max_unread_bytes_per_user: u64,
+
     /// Key that signs ListTasks page tokens (any length; 32+ random bytes recommended).
     /// Replicas behind one load balancer need the same value; when unset, a random key is
     /// made at start-up and page tokens do not survive a restart.
@@ -107,6 +118,16 @@ pub enum ConfigError {
     /// TLS settings that cannot work.
     #[error(transparent)]
     Tls(#[from] shared::tls::TlsError),
+    /// An unread-replies budget that cannot work.
+    #[error(
+        "MAX_UNREAD_BYTES_PER_USER={per_user} must be at least {largest} (the largest reply) \
+         and at most MAX_UNREAD_BYTES={total}"
+    )]
+    UnreadBudget {
+        per_user: u64,
+        total: u64,
+        largest: usize,
+    },
 }
 
 impl TaskConfig {
@@ -123,6 +144,16 @@ impl TaskConfig {
         }
         self.auth_tls()?
             .check_url("AUTH_SERVICE_URL", &self.auth_service_url)?;
+        let largest = shared::server::MAX_RESPONSE_BYTES;
+        if self.max_unread_bytes_per_user < largest as u64
+            || self.max_unread_bytes_per_user > self.max_unread_bytes
+        {
+            return Err(ConfigError::UnreadBudget {
+                per_user: self.max_unread_bytes_per_user,
+                total: self.max_unread_bytes,
+                largest,
+            });
+        }
         Ok(())
     }
 
@@ -171,5 +202,20 @@ mod tests {
     fn every_default_parses_without_reading_the_environment() {
         let config: Option<TaskConfig> = shared::config::defaults("task-service");
         assert!(config.is_some_and(|c| c.validate().is_ok()));
+    }
+
+    #[test]
+    fn an_unread_budget_below_the_largest_reply_or_above_the_total_is_refused_by_name() {
+        let mut config = TaskConfig::for_database(
+            "127.0.0.1:0".parse().unwrap(),
+            "sqlite::memory:",
+            "http://127.0.0.1:1",
+        );
+        config.max_unread_bytes_per_user = 1024;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("MAX_UNREAD_BYTES_PER_USER=1024"), "{error}");
+        config.max_unread_bytes_per_user = config.max_unread_bytes + 1;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("at most MAX_UNREAD_BYTES="), "{error}");
     }
 }

@@ -2,6 +2,7 @@
 //! public message, log level per variant) is the README's error table; the boundary itself is
 //! `shared::error`, shared with the auth-service.
 
+use crate::unread::Exhausted;
 use sea_orm::DbErr;
 use shared::{
     error::{DatabaseError, Extra, INTERNAL, INTERNAL_MESSAGE, LogLevel, ServiceError, to_status},
@@ -9,6 +10,9 @@ use shared::{
 };
 use std::borrow::Cow;
 use tonic::{Code, Status};
+
+/// When a call refused for unread replies is told to retry.
+const UNREAD_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `ErrorInfo.domain` of every task-service error.
 pub const ERROR_DOMAIN: &str = "todo.task.v1";
@@ -31,6 +35,9 @@ pub enum TaskError {
     /// The caller already has as many tasks as TASK_QUOTA allows.
     #[error("task quota of {0} reached")]
     QuotaExceeded(u64),
+    /// Replies not yet read by their clients have used up a budget.
+    #[error("unread replies: {0:?}")]
+    Unread(Exhausted),
     /// Missing, malformed, expired, forged or (strict mode) signed-out access token. The
     /// reason goes to the log only.
     #[error("access token refused: {0}")]
@@ -60,7 +67,7 @@ impl ServiceError for TaskError {
             Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::NotFound => Code::NotFound,
             Self::EtagMismatch => Code::Aborted,
-            Self::QuotaExceeded(_) => Code::ResourceExhausted,
+            Self::QuotaExceeded(_) | Self::Unread(_) => Code::ResourceExhausted,
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::AuthUnavailable(_) => Code::Unavailable,
             Self::Database(error) => error.code(),
@@ -74,6 +81,7 @@ impl ServiceError for TaskError {
             Self::NotFound => "TASK_NOT_FOUND",
             Self::EtagMismatch => "ETAG_MISMATCH",
             Self::QuotaExceeded(_) => "TASK_QUOTA_EXCEEDED",
+            Self::Unread(_) => "TOO_MANY_UNREAD_REPLIES",
             Self::Unauthenticated(_) => "INVALID_TOKEN",
             Self::AuthUnavailable(_) => "AUTH_SERVICE_UNAVAILABLE",
             Self::Database(error) => error.reason(),
@@ -92,6 +100,16 @@ impl ServiceError for TaskError {
                 "you have {limit} tasks, the most one account may have: delete some to create more"
             )
             .into(),
+            Self::Unread(Exhausted::User(bytes)) => format!(
+                "your replies not yet read have reached {bytes} bytes (MAX_UNREAD_BYTES_PER_USER): \
+                 read or cancel them, then retry"
+            )
+            .into(),
+            Self::Unread(Exhausted::Service(bytes)) => format!(
+                "replies not yet read have reached {bytes} bytes on this server \
+                 (MAX_UNREAD_BYTES): retry shortly"
+            )
+            .into(),
             Self::Unauthenticated(_) => INVALID_TOKEN_MESSAGE.into(),
             Self::AuthUnavailable(_) => "cannot verify access tokens right now, retry later".into(),
             Self::Database(error) => error.public_message(),
@@ -104,7 +122,9 @@ impl ServiceError for TaskError {
             Self::InvalidArgument(_)
             | Self::NotFound
             | Self::EtagMismatch
-            | Self::QuotaExceeded(_) => LogLevel::None,
+            | Self::QuotaExceeded(_)
+            | Self::Unread(Exhausted::User(_)) => LogLevel::None,
+            Self::Unread(Exhausted::Service(_)) => LogLevel::Warn,
             Self::Unauthenticated(_) => LogLevel::Info,
             Self::AuthUnavailable(_) => LogLevel::Warn,
             Self::Database(_) | Self::Internal(_) => LogLevel::Error,
@@ -114,6 +134,7 @@ impl ServiceError for TaskError {
     fn extra(&self) -> Extra<'_> {
         match self {
             Self::InvalidArgument(violations) => Extra::BadRequest(violations),
+            Self::Unread(_) => Extra::RetryAfter(UNREAD_RETRY),
             _ => Extra::None,
         }
     }

@@ -14,6 +14,7 @@ mod page_token;
 mod repo;
 mod requests;
 mod service;
+mod unread;
 
 /// Internals for this crate's benchmarks and integration tests and for `load-bench`
 /// (feature `internals`): the authentication layer on its own, not a stable API.
@@ -159,10 +160,17 @@ impl Application {
         // Stopped when `run` returns or is dropped.
         let _refresher = keys.spawn_refresher().map(AbortOnDrop);
         let quota = TaskQuota::new(config.task_quota);
-        let api =
-            TaskServiceServer::new(TaskApi::new(db.clone(), clock.clone(), page_tokens, quota))
-                .max_decoding_message_size(config.server.max_request_bytes)
-                .max_encoding_message_size(shared::server::MAX_RESPONSE_BYTES);
+        let unread =
+            unread::UnreadBudget::new(config.max_unread_bytes, config.max_unread_bytes_per_user);
+        let api = TaskServiceServer::new(TaskApi::new(
+            db.clone(),
+            clock.clone(),
+            page_tokens,
+            quota,
+            unread,
+        ))
+        .max_decoding_message_size(config.server.max_request_bytes)
+        .max_encoding_message_size(shared::server::MAX_RESPONSE_BYTES);
         let verified = Arc::new(VerifiedTokens::new(config.verified_token_cache_size));
         let verifier = config.jwt.verifier();
         let server = GrpcServer::new(SERVICE_NAMES)?;

@@ -9,6 +9,7 @@ use crate::{
     page_token::PageTokens,
     repo::{Page, Task, Tasks},
     requests::{Deletion, ListQuery, Update},
+    unread::UnreadBudget,
 };
 use prost::Message;
 use sea_orm::DatabaseConnection;
@@ -30,22 +31,31 @@ pub struct TaskApi {
     clock: SharedClock,
     page_tokens: PageTokens,
     quota: TaskQuota,
+    unread: std::sync::Arc<UnreadBudget>,
 }
 
 impl TaskApi {
-    /// Serves RPCs from `db`, stamping times from `clock`, with at most `quota` tasks per user.
+    /// Serves RPCs from `db`, stamping times from `clock`, with at most `quota` tasks per user
+    /// and replies held for slow readers within `unread`.
     pub fn new(
         db: DatabaseConnection,
         clock: SharedClock,
         page_tokens: PageTokens,
         quota: TaskQuota,
+        unread: UnreadBudget,
     ) -> Self {
         Self {
             db,
             clock,
             page_tokens,
             quota,
+            unread: std::sync::Arc::new(unread),
         }
+    }
+
+    /// `task` as the reply to `caller`, charged until sent.
+    fn reply(&self, caller: &Caller, task: Task) -> Result<Response<pb::Task>, Status> {
+        Ok(self.unread.reply(caller, task_pb(task))?)
     }
 
     /// The verified caller of `request` (recorded on the RPC's span) and their tasks.
@@ -104,11 +114,11 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::CreateTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let (_, tasks) = self.caller(&request)?;
+        let (caller, tasks) = self.caller(&request)?;
         let new = NewTask::try_from(request.into_inner())?;
         let task = tasks.create(new, self.clock.now(), self.quota).await?;
         record(&task.id);
-        Ok(Response::new(task_pb(task)))
+        self.reply(&caller, task)
     }
 
     #[instrument(name = "GetTask", skip_all, fields(user_id, task_id))]
@@ -116,9 +126,9 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let (_, tasks) = self.caller(&request)?;
+        let (caller, tasks) = self.caller(&request)?;
         let id = record(TaskId::try_from(request.get_ref())?);
-        Ok(Response::new(task_pb(tasks.get(id).await?)))
+        self.reply(&caller, tasks.get(id).await?)
     }
 
     #[instrument(name = "ListTasks", skip_all, fields(user_id, page_size, count))]
@@ -138,10 +148,11 @@ impl TaskService for TaskApi {
                     .encode(caller.user_id(), query.filter, last)
             })
             .unwrap_or_default();
-        Ok(Response::new(pb::ListTasksResponse {
+        let page = pb::ListTasksResponse {
             tasks,
             next_page_token,
-        }))
+        };
+        Ok(self.unread.reply(&caller, page)?)
     }
 
     #[instrument(name = "UpdateTask", skip_all, fields(user_id, task_id))]
@@ -149,13 +160,13 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::UpdateTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let (_, tasks) = self.caller(&request)?;
+        let (caller, tasks) = self.caller(&request)?;
         let update = Update::try_from(request.into_inner())?;
         let id = record(update.id);
         let task = tasks
             .update(id, update.changes, update.etag, self.clock.now())
             .await?;
-        Ok(Response::new(task_pb(task)))
+        self.reply(&caller, task)
     }
 
     #[instrument(name = "DeleteTask", skip_all, fields(user_id, task_id))]
@@ -174,10 +185,8 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::ToggleTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let (_, tasks) = self.caller(&request)?;
+        let (caller, tasks) = self.caller(&request)?;
         let id = record(TaskId::try_from(request.get_ref())?);
-        Ok(Response::new(task_pb(
-            tasks.toggle(id, self.clock.now()).await?,
-        )))
+        self.reply(&caller, tasks.toggle(id, self.clock.now()).await?)
     }
 }

@@ -4,6 +4,7 @@
 
 mod connections;
 mod cors;
+mod held;
 mod http1;
 mod limits;
 mod listener;
@@ -13,6 +14,7 @@ mod tasks;
 mod tls;
 
 pub use connections::TOO_MANY_STREAMS;
+pub use held::HeldUntilSent;
 pub use limits::REQUEST_TOO_LARGE;
 pub use listener::{BindError, bind};
 pub use signal::shutdown_signal;

@@ -11,5 +11,6 @@ mod isolation;
 mod keys;
 mod limits;
 mod pagination;
+mod slow_readers;
 mod tasks;
 mod tls;

@@ -2,6 +2,7 @@
 //! response body ends, and streaming RPCs are admitted against the limits.
 
 use super::{Connections, Counters, STREAMING_PATHS, TOO_MANY_STREAMS};
+use crate::server::HeldUntilSent;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::{
@@ -45,12 +46,14 @@ pub(crate) struct ConnectionService<S> {
     connections: Arc<Connections>,
 }
 
-/// Held while an RPC is in flight (until its response body ends or is dropped).
+/// Held while an RPC is in flight (until its response body ends or is dropped), with what
+/// its handler asked to keep until then ([`HeldUntilSent`]).
 #[derive(Debug)]
 pub(crate) struct InFlight {
     counters: Option<Arc<Counters>>,
     connections: Arc<Connections>,
     stream: Option<OwnedSemaphorePermit>,
+    held: Option<HeldUntilSent>,
 }
 
 impl Drop for InFlight {
@@ -80,6 +83,7 @@ impl InFlight {
             counters,
             connections: Arc::clone(connections),
             stream: None,
+            held: None,
         }
     }
 
@@ -152,7 +156,8 @@ where
         }
         let call = self.inner.call(request);
         Box::pin(async move {
-            let response = call.await?;
+            let mut response = call.await?;
+            in_flight.held = response.extensions_mut().remove::<HeldUntilSent>();
             Ok(response.map(|body| Counted::new(body, in_flight)))
         })
     }

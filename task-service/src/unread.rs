@@ -1,0 +1,149 @@
+//! A bound on what clients can make the task-service hold by not reading: every reply carrying
+//! tasks is charged its encoded size until its body has been sent (or dropped), against one
+//! budget per user and one for the whole service. A client that asks for pages and never reads
+//! them (an HTTP/2 window of 0, a TCP window of 0) keeps its charge; past the budget its calls
+//! are refused with RESOURCE_EXHAUSTED instead of the server holding ever more replies.
+
+use crate::{auth::Caller, error::TaskError};
+use prost::Message;
+use shared::server::HeldUntilSent;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::Response;
+use uuid::Uuid;
+
+/// The budgets, in KiB (one permit per started KiB of reply).
+#[derive(Debug)]
+pub struct UnreadBudget {
+    total: Arc<Semaphore>,
+    total_kib: u32,
+    per_user_kib: u32,
+    users: Arc<Mutex<HashMap<Uuid, u32>>>,
+}
+
+/// Which budget a refused reply ran out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exhausted {
+    /// The caller's own (`MAX_UNREAD_BYTES_PER_USER`).
+    User(u64),
+    /// The service's (`MAX_UNREAD_BYTES`).
+    Service(u64),
+}
+
+impl UnreadBudget {
+    /// At most `total_bytes` of replies unsent in all, and `per_user_bytes` per user.
+    pub fn new(total_bytes: u64, per_user_bytes: u64) -> Self {
+        let kib = |bytes: u64| u32::try_from(bytes / 1024).unwrap_or(u32::MAX).max(1);
+        let total_kib =
+            kib(total_bytes).min(u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX));
+        Self {
+            total: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+            per_user_kib: kib(per_user_bytes),
+            users: Arc::default(),
+        }
+    }
+
+    /// `message` as the reply to `caller`, charged until it has been sent.
+    pub fn reply<T: Message>(&self, caller: &Caller, message: T) -> Result<Response<T>, TaskError> {
+        let kib = u32::try_from(message.encoded_len().div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let charge = self
+            .charge(caller.user_id(), kib)
+            .map_err(TaskError::Unread)?;
+        Ok(HeldUntilSent::new(charge).attach(Response::new(message)))
+    }
+
+    fn charge(&self, user: Uuid, kib: u32) -> Result<Charge, Exhausted> {
+        let bytes = |kib: u32| u64::from(kib) * 1024;
+        {
+            let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+            let used = users.entry(user).or_default();
+            if used.saturating_add(kib) > self.per_user_kib {
+                if *used == 0 {
+                    users.remove(&user);
+                }
+                return Err(Exhausted::User(bytes(self.per_user_kib)));
+            }
+            *used += kib;
+        }
+        // Taken after the user's share, so a refusal here must give that back: `Charge`
+        // does, on drop.
+        let mut charge = Charge {
+            users: Arc::clone(&self.users),
+            user,
+            kib,
+            _permit: None,
+        };
+        match Arc::clone(&self.total).try_acquire_many_owned(kib) {
+            Ok(permit) => {
+                charge._permit = Some(permit);
+                Ok(charge)
+            }
+            Err(_) => Err(Exhausted::Service(bytes(self.total_kib))),
+        }
+    }
+}
+
+/// One reply's charge, given back when dropped.
+struct Charge {
+    users: Arc<Mutex<HashMap<Uuid, u32>>>,
+    user: Uuid,
+    kib: u32,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(used) = users.get_mut(&self.user) {
+            *used = used.saturating_sub(self.kib);
+            if *used == 0 {
+                users.remove(&self.user);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_gets_their_share_and_gets_it_back_when_replies_are_sent() {
+        let budget = UnreadBudget::new(64 * 1024, 8 * 1024);
+        let (ada, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        let held: Vec<_> = (0..4).map(|_| budget.charge(ada, 2).unwrap()).collect();
+        assert_eq!(budget.charge(ada, 1).err(), Some(Exhausted::User(8 * 1024)));
+        // Someone else's share is untouched.
+        let other = budget.charge(bob, 8).unwrap();
+        drop(held);
+        assert!(
+            budget.charge(ada, 8).is_ok(),
+            "sent replies give their share back"
+        );
+        drop(other);
+        assert!(
+            budget.users.lock().unwrap().is_empty(),
+            "no entry outlives its charges"
+        );
+    }
+
+    #[test]
+    fn the_service_budget_bounds_all_users_together_and_a_refusal_charges_nobody() {
+        let budget = UnreadBudget::new(10 * 1024, 8 * 1024);
+        let first = budget.charge(Uuid::now_v7(), 8).unwrap();
+        let late = Uuid::now_v7();
+        assert_eq!(
+            budget.charge(late, 4).err(),
+            Some(Exhausted::Service(10 * 1024))
+        );
+        assert!(!budget.users.lock().unwrap().contains_key(&late));
+        drop(first);
+        assert!(budget.charge(late, 8).is_ok());
+    }
+}

@@ -1,0 +1,136 @@
+//! Clients that ask for large pages and never read them (HTTP/2 stream windows of 0): what the
+//! server holds for them is bounded.
+
+use crate::helpers::*;
+use shared::proto::todo::task::v1 as pb;
+use std::time::Duration;
+
+/// This process's resident set, MiB.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// A gRPC frame of ListTasks `page_size: 1000`.
+fn list_1000() -> bytes::Bytes {
+    // Field 1 (page_size), varint 1000.
+    let message = [0x08, 0xE8, 0x07];
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    frame.into()
+}
+
+/// Opens a connection that never lets the server send it any data, and asks for `streams`
+/// pages on it; returns once the server has answered every request's headers, with the
+/// responses (held, unread) and how many of them were refused outright (a trailers-only
+/// answer carrying `grpc-status`).
+async fn never_reading(
+    addr: std::net::SocketAddr,
+    token: &str,
+    streams: usize,
+) -> (Vec<h2::RecvStream>, Vec<String>) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut pending = Vec::new();
+    for _ in 0..streams {
+        let mut client = client.clone().ready().await.unwrap();
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{addr}/todo.task.v1.TaskService/ListTasks"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap();
+        let (response, mut send) = client.send_request(request, false).unwrap();
+        send.send_data(list_1000(), true).unwrap();
+        pending.push(response);
+    }
+    let (mut held, mut refused) = (Vec::new(), Vec::new());
+    for response in pending {
+        let response = response.await.unwrap();
+        match response.headers().get("grpc-status") {
+            Some(status) => refused.push(status.to_str().unwrap().to_owned()),
+            None => held.push(response.into_body()),
+        }
+    }
+    (held, refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_read_their_pages_hold_a_bounded_amount_of_memory() {
+    let stack = TestStack::spawn().await;
+    let reader = stack.user("reader@example.com").await;
+    let other = stack.user("other@example.com").await;
+    // 120 tasks of 9 KB: a page of them reaches the 1 MiB page cap.
+    let description = "x".repeat(9_000);
+    for i in 0..120 {
+        let mut request = new_task(&format!("big {i}"));
+        request.description = description.clone();
+        reader.try_create(request).await.unwrap();
+    }
+    other.create("small").await;
+
+    // 800 pages of ~1 MiB asked for over 8 connections, none read. Before the budget the
+    // server held every one (RSS +827 MiB).
+    let before = rss_mib();
+    let mut connections = Vec::new();
+    for _ in 0..8 {
+        connections.push(never_reading(stack.task_addr, &reader.token, 100).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let grown = rss_mib() - before;
+    let held: usize = connections.iter().map(|(held, _)| held.len()).sum();
+    let refused: Vec<&String> = connections.iter().flat_map(|(_, r)| r).collect();
+    println!(
+        "800 pages asked for and never read: {held} held, {} refused; RSS grew {grown:.0} MiB",
+        refused.len()
+    );
+    // MAX_UNREAD_BYTES_PER_USER (8 MiB) holds 8 pages of up to 1 MiB; the rest is refused
+    // RESOURCE_EXHAUSTED (8) at once.
+    assert!(held <= 8, "{held} pages held for one user");
+    assert!(refused.iter().all(|code| *code == "8"), "{refused:?}");
+    assert!(grown < 200.0, "RSS grew {grown:.0} MiB");
+
+    // Another user is not affected; the reader is refused, with the reason.
+    let small = pb::ListTasksRequest {
+        page_size: 10,
+        ..Default::default()
+    };
+    let page = other.list(small.clone()).await.expect("another user lists");
+    assert_eq!(page.tasks.len(), 1);
+    let refusal = assert_error(
+        reader.list(small.clone()).await,
+        tonic::Code::ResourceExhausted,
+        "TOO_MANY_UNREAD_REPLIES",
+    );
+    assert!(refusal.message().contains("MAX_UNREAD_BYTES_PER_USER"));
+
+    // Once those connections are gone, so is the charge.
+    drop(connections);
+    let mut listed = None;
+    for _ in 0..100 {
+        if let Ok(page) = reader.list(small.clone()).await {
+            listed = Some(page);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(listed.expect("the reader lists again").tasks.len(), 10);
+}
