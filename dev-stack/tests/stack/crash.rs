@@ -3,13 +3,15 @@
 //! Every task it answered is there, and every create it never answered, retried with its
 //! `request_id`, is made exactly once.
 
-use crate::binary::{launch, launch_in};
+use crate::{
+    binary::{launch, launch_in},
+    client::{database_env, sign_up},
+};
 use shared::{
-    proto::todo::{
-        auth::v1::{SignUpRequest, auth_service_client::AuthServiceClient},
-        task::v1::{CreateTaskRequest, ListTasksRequest, task_service_client::TaskServiceClient},
+    proto::todo::task::v1::{
+        CreateTaskRequest, ListTasksRequest, task_service_client::TaskServiceClient,
     },
-    testing::{channel, persistent_database_url, with_bearer},
+    testing::{channel, with_bearer},
 };
 use std::{collections::HashSet, time::Duration};
 use tonic::{Code, transport::Channel};
@@ -67,37 +69,14 @@ async fn all_tasks(tasks: &mut TaskServiceClient<Channel>, token: &str) -> Vec<S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_process_loses_no_acknowledged_task_and_retries_are_made_once() {
-    // SQLite files under ./data by default; PostgreSQL databases under TEST_DATABASE_URL.
-    let env = if std::env::var("TEST_DATABASE_URL").is_ok_and(|url| url.starts_with("postgres")) {
-        vec![
-            (
-                "AUTH_DATABASE_URL",
-                persistent_database_url("auth_test").await.unwrap(),
-            ),
-            (
-                "TASK_DATABASE_URL",
-                persistent_database_url("task_test").await.unwrap(),
-            ),
-        ]
-    } else {
-        Vec::new()
-    };
+    let env = database_env().await;
     let first_env = env.clone();
     let launched = tokio::task::spawn_blocking(move || launch(&first_env))
         .await
         .unwrap();
-    let token = AuthServiceClient::new(channel(launched.auth_addr).await)
-        .sign_up(SignUpRequest {
-            email: "crash@example.com".into(),
-            password: "correct horse battery staple".into(),
-            display_name: None,
-        })
+    let token = sign_up(launched.auth_addr, "crash@example.com")
         .await
-        .unwrap()
-        .into_inner()
-        .tokens
-        .unwrap()
-        .access_token;
+        .unwrap();
     let tasks = TaskServiceClient::new(channel(launched.task_addr).await);
     // The task-service may still be fetching its keys: wait until a call goes through.
     for _ in 0..200 {

@@ -1,12 +1,11 @@
 //! One process, both services: a user signs up at one and manages tasks at the other.
 
-use crate::binary::launch;
+use crate::{binary::launch, client::sign_up};
 use auth_service::config::AuthConfig;
 use shared::{
     clock::SystemClock,
-    proto::todo::{
-        auth::v1::{SignUpRequest, auth_service_client::AuthServiceClient},
-        task::v1::{CreateTaskRequest, ListTasksRequest, task_service_client::TaskServiceClient},
+    proto::todo::task::v1::{
+        CreateTaskRequest, ListTasksRequest, task_service_client::TaskServiceClient,
     },
     testing::{channel, fresh_database_url, shutdown_on_drop, with_bearer},
 };
@@ -31,18 +30,7 @@ async fn the_stack_serves_both_services_wired_together_and_stops_cleanly() {
     let (stop, stopped) = shutdown_on_drop();
     let running = tokio::spawn(stack.run(stopped));
 
-    let token = AuthServiceClient::new(channel(auth_addr).await)
-        .sign_up(SignUpRequest {
-            email: "stack@example.com".into(),
-            password: "correct horse battery staple".into(),
-            display_name: None,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tokens
-        .unwrap()
-        .access_token;
+    let token = sign_up(auth_addr, "stack@example.com").await.unwrap();
     let mut tasks = TaskServiceClient::new(channel(task_addr).await);
     // The task-service may still be fetching its keys for a moment after start-up.
     let mut created = None;

@@ -4,13 +4,13 @@
 //! task-service's role cannot connect to the auth database, and both services run on their
 //! roles with MIGRATE_ON_START=false after `migrate` ran as the migrator.
 
+use crate::client::sign_up;
 use auth_service::config::AuthConfig;
 use clap::Parser;
 use shared::{
     clock::SystemClock,
-    proto::todo::{
-        auth::v1::{SignUpRequest, auth_service_client::AuthServiceClient},
-        task::v1::{CreateTaskRequest, ListTasksRequest, task_service_client::TaskServiceClient},
+    proto::todo::task::v1::{
+        CreateTaskRequest, ListTasksRequest, task_service_client::TaskServiceClient,
     },
     testing::{channel, with_bearer},
 };
@@ -158,18 +158,9 @@ async fn each_service_reaches_only_its_own_rows_and_only_the_migrator_changes_sc
     let (auth_addr, task_addr) = (stack.auth_addr(), stack.task_addr());
     let (_stop, stopped) = shared::testing::shutdown_on_drop();
     tokio::spawn(stack.run(stopped));
-    let token = AuthServiceClient::new(channel(auth_addr).await)
-        .sign_up(SignUpRequest {
-            email: "least@example.com".into(),
-            password: "correct horse battery staple".into(),
-            display_name: None,
-        })
+    let token = sign_up(auth_addr, "least@example.com")
         .await
-        .expect("sign-up writes with the auth role")
-        .into_inner()
-        .tokens
-        .unwrap()
-        .access_token;
+        .expect("sign-up writes with the auth role");
     let mut tasks = TaskServiceClient::new(channel(task_addr).await);
     let create = CreateTaskRequest {
         title: "least privilege".into(),

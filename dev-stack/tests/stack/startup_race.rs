@@ -2,13 +2,13 @@
 //! the start-up must never leave a connection with a half-migrated schema (which answered the
 //! first idempotent CreateTask with INTERNAL on fresh SQLite files).
 
-use crate::binary::launch;
+use crate::{
+    binary::launch,
+    client::{database_env, sign_up},
+};
 use shared::{
-    proto::todo::{
-        auth::v1::{SignUpRequest, auth_service_client::AuthServiceClient},
-        task::v1::{CreateTaskRequest, task_service_client::TaskServiceClient},
-    },
-    testing::{channel, fresh_database_url, with_bearer},
+    proto::todo::task::v1::{CreateTaskRequest, task_service_client::TaskServiceClient},
+    testing::{channel, with_bearer},
 };
 use std::{
     sync::{
@@ -57,39 +57,15 @@ impl Drop for CpuLoad {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_calls_on_a_fresh_database_never_fail_even_with_busy_cpus() {
     let _load = CpuLoad::start();
-    // SQLite files under ./data by default; fresh PostgreSQL databases under TEST_DATABASE_URL.
-    let postgres = std::env::var("TEST_DATABASE_URL").is_ok_and(|url| url.starts_with("postgres"));
     let mut waited_for_keys = 0;
     for start in 0..STARTS {
-        let env = if postgres {
-            vec![
-                (
-                    "AUTH_DATABASE_URL",
-                    fresh_database_url("auth_test").await.unwrap(),
-                ),
-                (
-                    "TASK_DATABASE_URL",
-                    fresh_database_url("task_test").await.unwrap(),
-                ),
-            ]
-        } else {
-            Vec::new()
-        };
+        let env = database_env().await;
         let launched = tokio::task::spawn_blocking(move || launch(&env))
             .await
             .unwrap();
-        let token = AuthServiceClient::new(channel(launched.auth_addr).await)
-            .sign_up(SignUpRequest {
-                email: format!("first-{start}@example.com"),
-                password: "correct horse battery staple".into(),
-                display_name: None,
-            })
+        let token = sign_up(launched.auth_addr, &format!("first-{start}@example.com"))
             .await
-            .unwrap_or_else(|status| panic!("start {start}: SignUp: {status:?}"))
-            .into_inner()
-            .tokens
-            .unwrap()
-            .access_token;
+            .unwrap_or_else(|status| panic!("start {start}: SignUp: {status:?}"));
         let mut tasks = TaskServiceClient::new(channel(launched.task_addr).await);
         let request = CreateTaskRequest {
             title: "first task".into(),

@@ -1,0 +1,41 @@
+//! What several tests do as a client of the pair.
+
+use shared::{
+    proto::todo::auth::v1::{SignUpRequest, auth_service_client::AuthServiceClient},
+    testing::{channel, fresh_database_url},
+};
+use std::net::SocketAddr;
+
+/// Signs `email` up at the auth-service at `auth_addr`; the access token.
+pub async fn sign_up(auth_addr: SocketAddr, email: &str) -> Result<String, tonic::Status> {
+    let response = AuthServiceClient::new(channel(auth_addr).await)
+        .sign_up(SignUpRequest {
+            email: email.into(),
+            password: "correct horse battery staple".into(),
+            display_name: None,
+        })
+        .await?;
+    Ok(response
+        .into_inner()
+        .tokens
+        .unwrap_or_default()
+        .access_token)
+}
+
+/// The environment for the `todo-stack` binary: none (its SQLite files under `./data`), or,
+/// when `TEST_DATABASE_URL` is a PostgreSQL URL, a fresh database for each service.
+pub async fn database_env() -> Vec<(&'static str, String)> {
+    if !std::env::var("TEST_DATABASE_URL").is_ok_and(|url| url.starts_with("postgres")) {
+        return Vec::new();
+    }
+    vec![
+        (
+            "AUTH_DATABASE_URL",
+            fresh_database_url("auth_test").await.unwrap(),
+        ),
+        (
+            "TASK_DATABASE_URL",
+            fresh_database_url("task_test").await.unwrap(),
+        ),
+    ]
+}
