@@ -171,6 +171,16 @@ mod tests {
                 "TASK_QUOTA_EXCEEDED",
             ),
             (
+                TaskError::Unread(Exhausted::User(8 << 20)),
+                Code::ResourceExhausted,
+                "TOO_MANY_UNREAD_REPLIES",
+            ),
+            (
+                TaskError::Unread(Exhausted::Service(128 << 20)),
+                Code::ResourceExhausted,
+                "TOO_MANY_UNREAD_REPLIES",
+            ),
+            (
                 TaskError::Unauthenticated("expired".into()),
                 Code::Unauthenticated,
                 "INVALID_TOKEN",
