@@ -16,6 +16,10 @@ pub const MAX_DESCRIPTION_BYTES: usize = 32 * 1024;
 /// Most bytes of tasks in one ListTasks reply: a page stops early (with a next_page_token)
 /// rather than pass it.
 pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
+
+/// The most a reply of one task can take encoded: its title and description at their limits,
+/// and 1 KiB for the id, times, etag and framing.
+pub const MAX_TASK_REPLY_BYTES: usize = MAX_TITLE_BYTES + MAX_DESCRIPTION_BYTES + 1024;
 /// Tasks per page when the client does not say.
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 /// Most tasks per page; larger requests are served this many.

@@ -101,13 +101,13 @@ impl ServiceError for TaskError {
             )
             .into(),
             Self::Unread(Exhausted::User(bytes)) => format!(
-                "your replies not yet read have reached {bytes} bytes (MAX_UNREAD_BYTES_PER_USER): \
-                 read or cancel them, then retry"
+                "this reply would take your replies not yet read past {bytes} bytes \
+                 (MAX_UNREAD_BYTES_PER_USER): read or cancel them, then retry"
             )
             .into(),
             Self::Unread(Exhausted::Service(bytes)) => format!(
-                "replies not yet read have reached {bytes} bytes on this server \
-                 (MAX_UNREAD_BYTES): retry shortly"
+                "this reply would take the replies not yet read on this server past {bytes} \
+                 bytes (MAX_UNREAD_BYTES): retry shortly"
             )
             .into(),
             Self::Unauthenticated(_) => INVALID_TOKEN_MESSAGE.into(),

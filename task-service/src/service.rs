@@ -4,12 +4,12 @@
 
 use crate::{
     auth::Caller,
-    domain::{Etag, MAX_PAGE_BYTES, NewTask, TaskId, TaskQuota},
+    domain::{Etag, MAX_PAGE_BYTES, MAX_TASK_REPLY_BYTES, NewTask, TaskId, TaskQuota},
     error::TaskError,
     page_token::PageTokens,
     repo::{Page, Task, Tasks},
     requests::{Deletion, ListQuery, Update},
-    unread::UnreadBudget,
+    unread::{Reserved, UnreadBudget},
 };
 use prost::Message;
 use sea_orm::DatabaseConnection;
@@ -53,9 +53,15 @@ impl TaskApi {
         }
     }
 
-    /// `task` as the reply to `caller`, charged until sent.
-    fn reply(&self, caller: &Caller, task: Task) -> Result<Response<pb::Task>, Status> {
-        Ok(self.unread.reply(caller, task_pb(task))?)
+    /// The verified caller, their tasks, and a reply of one task charged to them before any
+    /// work (a write is then never refused after it was done).
+    fn caller_with_reply<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(Tasks<'_>, Reserved), TaskError> {
+        let (caller, tasks) = self.caller(request)?;
+        let reserved = self.unread.reserve(&caller, MAX_TASK_REPLY_BYTES)?;
+        Ok((tasks, reserved))
     }
 
     /// The verified caller of `request` (recorded on the RPC's span) and their tasks.
@@ -114,11 +120,11 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::CreateTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let (caller, tasks) = self.caller(&request)?;
+        let (tasks, reply) = self.caller_with_reply(&request)?;
         let new = NewTask::try_from(request.into_inner())?;
         let task = tasks.create(new, self.clock.now(), self.quota).await?;
         record(&task.id);
-        self.reply(&caller, task)
+        Ok(reply.reply(task_pb(task)))
     }
 
     #[instrument(name = "GetTask", skip_all, fields(user_id, task_id))]
@@ -126,9 +132,9 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let (caller, tasks) = self.caller(&request)?;
+        let (tasks, reply) = self.caller_with_reply(&request)?;
         let id = record(TaskId::try_from(request.get_ref())?);
-        self.reply(&caller, tasks.get(id).await?)
+        Ok(reply.reply(task_pb(tasks.get(id).await?)))
     }
 
     #[instrument(name = "ListTasks", skip_all, fields(user_id, page_size, count))]
@@ -137,6 +143,7 @@ impl TaskService for TaskApi {
         request: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
         let (caller, tasks) = self.caller(&request)?;
+        self.unread.has_room(&caller)?;
         let query = ListQuery::parse(request.get_ref(), caller.user_id(), &self.page_tokens)?;
         Span::current().record("page_size", query.size.0);
         let page = tasks.list(query.filter, query.after, query.size).await?;
@@ -160,13 +167,13 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::UpdateTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let (caller, tasks) = self.caller(&request)?;
+        let (tasks, reply) = self.caller_with_reply(&request)?;
         let update = Update::try_from(request.into_inner())?;
         let id = record(update.id);
         let task = tasks
             .update(id, update.changes, update.etag, self.clock.now())
             .await?;
-        self.reply(&caller, task)
+        Ok(reply.reply(task_pb(task)))
     }
 
     #[instrument(name = "DeleteTask", skip_all, fields(user_id, task_id))]
@@ -185,8 +192,8 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::ToggleTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let (caller, tasks) = self.caller(&request)?;
+        let (tasks, reply) = self.caller_with_reply(&request)?;
         let id = record(TaskId::try_from(request.get_ref())?);
-        self.reply(&caller, tasks.toggle(id, self.clock.now()).await?)
+        Ok(reply.reply(task_pb(tasks.toggle(id, self.clock.now()).await?)))
     }
 }

@@ -47,15 +47,45 @@ impl UnreadBudget {
         }
     }
 
-    /// `message` as the reply to `caller`, charged until it has been sent.
+    /// `message` as the reply to `caller`, charged its size until it has been sent. For
+    /// replies whose size is known only once the work is done and that may be refused
+    /// after it (a page: reading it changed nothing); see [`Self::has_room`].
     pub fn reply<T: Message>(&self, caller: &Caller, message: T) -> Result<Response<T>, TaskError> {
-        let kib = u32::try_from(message.encoded_len().div_ceil(1024))
-            .unwrap_or(u32::MAX)
-            .max(1);
         let charge = self
-            .charge(caller.user_id(), kib)
+            .charge(caller.user_id(), kib_of(message.encoded_len()))
             .map_err(TaskError::Unread)?;
         Ok(HeldUntilSent::new(charge).attach(Response::new(message)))
+    }
+
+    /// Refuses at once a caller with no room left (before a query that [`Self::reply`]
+    /// would then refuse anyway).
+    pub fn has_room(&self, caller: &Caller) -> Result<(), TaskError> {
+        let used = self
+            .users
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&caller.user_id())
+            .copied()
+            .unwrap_or(0);
+        if used >= self.per_user_kib {
+            return Err(TaskError::Unread(Exhausted::User(
+                u64::from(self.per_user_kib) * 1024,
+            )));
+        }
+        if self.total.available_permits() == 0 {
+            return Err(TaskError::Unread(Exhausted::Service(
+                u64::from(self.total_kib) * 1024,
+            )));
+        }
+        Ok(())
+    }
+
+    /// Charges `caller` for a reply of at most `bytes` before the work that makes it, so a
+    /// write is never refused after it was done; see [`Reserved::reply`].
+    pub fn reserve(&self, caller: &Caller, bytes: usize) -> Result<Reserved, TaskError> {
+        self.charge(caller.user_id(), kib_of(bytes))
+            .map(Reserved)
+            .map_err(TaskError::Unread)
     }
 
     fn charge(&self, user: Uuid, kib: u32) -> Result<Charge, Exhausted> {
@@ -77,11 +107,11 @@ impl UnreadBudget {
             users: Arc::clone(&self.users),
             user,
             kib,
-            _permit: None,
+            permit: None,
         };
         match Arc::clone(&self.total).try_acquire_many_owned(kib) {
             Ok(permit) => {
-                charge._permit = Some(permit);
+                charge.permit = Some(permit);
                 Ok(charge)
             }
             Err(_) => Err(Exhausted::Service(bytes(self.total_kib))),
@@ -89,12 +119,53 @@ impl UnreadBudget {
     }
 }
 
+/// Whole KiB (at least one) for `bytes`.
+fn kib_of(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
+
+/// A charge taken before the reply exists.
+#[derive(Debug)]
+pub struct Reserved(Charge);
+
+impl Reserved {
+    /// `message` as the reply, charged its own size (at most what was reserved) until sent.
+    pub fn reply<T: Message>(mut self, message: T) -> Response<T> {
+        self.0.shrink_to(kib_of(message.encoded_len()));
+        HeldUntilSent::new(self.0).attach(Response::new(message))
+    }
+}
+
 /// One reply's charge, given back when dropped.
+#[derive(Debug)]
 struct Charge {
     users: Arc<Mutex<HashMap<Uuid, u32>>>,
     user: Uuid,
     kib: u32,
-    _permit: Option<OwnedSemaphorePermit>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Charge {
+    /// Gives back all but `kib` (when less than what is held).
+    fn shrink_to(&mut self, kib: u32) {
+        let Some(excess) = self.kib.checked_sub(kib).filter(|n| *n > 0) else {
+            return;
+        };
+        if let Some(permit) = &mut self.permit {
+            drop(permit.split(excess as usize));
+        }
+        if let Some(used) = self
+            .users
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(&self.user)
+        {
+            *used = used.saturating_sub(excess);
+        }
+        self.kib = kib;
+    }
 }
 
 impl Drop for Charge {

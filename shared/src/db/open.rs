@@ -25,7 +25,8 @@ const SQLITE_ROW_BUFFER: usize = 1024;
 
 /// A pooled PostgreSQL connection idle at least this long is pinged before it is handed out
 /// (a proxy, a firewall or a server restart may have dropped it meanwhile). sqlx's default
-/// pings on *every* checkout: a second round trip to the server for each query.
+/// pings on *every* checkout, a round trip on each query's path (it also pings when a
+/// connection is given back, after the query, which is not configurable).
 const PG_PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 
 /// How long the reachability probe of a database server that refused a pool may take.
@@ -266,7 +267,7 @@ impl Target {
         }
         if !self.is_postgres() {
             // A SQLite connection is a file handle in this process: nothing can drop it, and
-            // a ping is one more hand-off to its worker thread and back per query.
+            // a ping is one more hand-off to its worker thread and back on each query's path.
             options.test_before_acquire(false);
         }
         match Database::connect(options).await {

@@ -163,10 +163,19 @@ where
     }
 }
 
-/// A response body that keeps its RPC counted until it ends.
+/// The largest data frame a response body hands to HTTP/2. hyper passes a whole frame to
+/// h2 as soon as the stream has one byte of window, and h2 then holds all of it; in pieces
+/// this size, what a client that does not read makes h2 hold is one piece per stream, and
+/// the rest stays in the body, where it is still counted ([`HeldUntilSent`]).
+const MAX_FRAME_BYTES: usize = 16 * 1024;
+
+/// A response body that keeps its RPC counted until it ends, in frames of at most
+/// [`MAX_FRAME_BYTES`].
 pub(crate) struct Counted<B> {
     inner: B,
     in_flight: Option<InFlight>,
+    /// What is left of a larger data frame of `inner`.
+    rest: Bytes,
 }
 
 impl<B> Counted<B> {
@@ -174,8 +183,14 @@ impl<B> Counted<B> {
         Self {
             inner,
             in_flight: Some(in_flight),
+            rest: Bytes::new(),
         }
     }
+}
+
+/// The first [`MAX_FRAME_BYTES`] of `data` as a frame; the rest stays in `data`.
+fn piece(data: &mut Bytes) -> Frame<Bytes> {
+    Frame::data(data.split_to(data.len().min(MAX_FRAME_BYTES)))
 }
 
 impl<B> Body for Counted<B>
@@ -190,18 +205,75 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        let frame = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(None) = frame {
-            this.in_flight = None;
+        if !this.rest.is_empty() {
+            return Poll::Ready(Some(Ok(piece(&mut this.rest))));
         }
-        frame
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                this.in_flight = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(mut data) if data.len() > MAX_FRAME_BYTES => {
+                    let first = piece(&mut data);
+                    this.rest = data;
+                    Poll::Ready(Some(Ok(first)))
+                }
+                Ok(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            other => other,
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.rest.is_empty() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let inner = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + rest);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_large_data_frame_goes_out_in_pieces_and_trailers_follow() {
+        let connections = super::super::tests::connections(|_| {});
+        let data = Bytes::from(vec![7u8; 40 * 1024]);
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let frames = vec![
+            Ok::<_, std::convert::Infallible>(Frame::data(data.clone())),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let inner = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+        let mut body = Counted::new(inner, InFlight::start(&connections, None));
+        assert_eq!(body.size_hint().lower(), 0);
+        let mut sizes = Vec::new();
+        let mut sent = Vec::new();
+        let mut saw_trailers = false;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.unwrap();
+            if let Some(chunk) = frame.data_ref() {
+                sizes.push(chunk.len());
+                sent.extend_from_slice(chunk);
+            } else {
+                saw_trailers = frame.is_trailers();
+            }
+        }
+        assert_eq!(sizes, [16 * 1024, 16 * 1024, 8 * 1024]);
+        assert_eq!(sent, data);
+        assert!(saw_trailers);
     }
 }

@@ -11,7 +11,7 @@ struct Defaults {
     args: ConnectionArgs,
 }
 
-fn connections(configure: impl FnOnce(&mut ConnectionArgs)) -> Arc<Connections> {
+pub(super) fn connections(configure: impl FnOnce(&mut ConnectionArgs)) -> Arc<Connections> {
     let mut args = crate::config::defaults::<Defaults>("test").unwrap().args;
     configure(&mut args);
     Connections::new(&args, "todo.test.v1")
