@@ -89,8 +89,8 @@ impl Launched {
 }
 
 impl Launched {
-    /// SIGKILL, as a crash, an OOM kill or a power cut to the process would end it; the
-    /// directory stays for the next [`launch_in`].
+    /// SIGKILL, as a crash or an OOM kill would end the process (not a power cut: the OS
+    /// keeps what the process wrote); the directory stays for the next [`launch_in`].
     pub fn kill(mut self) -> PathBuf {
         self.child.kill().unwrap();
         self.child.wait().unwrap();

@@ -116,16 +116,19 @@ async fn a_killed_process_loses_no_acknowledged_task_and_retries_are_made_once()
         .await
         .unwrap();
     let mut tasks = TaskServiceClient::new(channel(relaunched.task_addr).await);
-    let mut stored = Vec::new();
+    let mut stored = None;
     for _ in 0..200 {
         let request = with_bearer(ListTasksRequest::default(), &token);
         if tasks.list_tasks(request).await.is_ok() {
-            stored = all_tasks(&mut tasks, &token).await;
+            stored = Some(all_tasks(&mut tasks, &token).await);
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let stored: HashSet<String> = stored.into_iter().collect();
+    let stored: HashSet<String> = stored
+        .expect("the restarted task-service answers within 5 s")
+        .into_iter()
+        .collect();
     let lost: Vec<_> = seen
         .acknowledged
         .iter()
