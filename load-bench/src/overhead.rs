@@ -164,7 +164,7 @@ pub async fn start(
             if let Some(error) = failed {
                 eprintln!("load-bench: trivial server failed: {error}");
             }
-        })?));
+        })));
     }
     let mut clients = Vec::new();
     for addr in addrs {

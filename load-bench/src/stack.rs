@@ -90,7 +90,11 @@ pub struct Stack {
 /// The services' own tokio runtime, apart from the load generator's, as they would be in
 /// their own processes; its threads are not named [`system::CLIENT_THREAD`], so the
 /// services' CPU time is told apart from the load generator's.
-struct ServiceRuntime(Option<Runtime>);
+struct ServiceRuntime {
+    handle: Handle,
+    /// Taken only by `drop`.
+    runtime: Option<Runtime>,
+}
 
 impl ServiceRuntime {
     fn new() -> anyhow::Result<Self> {
@@ -99,18 +103,17 @@ impl ServiceRuntime {
             .enable_all()
             .build()
             .context("cannot start the services' runtime")?;
-        Ok(Self(Some(runtime)))
-    }
-
-    fn handle(&self) -> Option<&Handle> {
-        self.0.as_ref().map(Runtime::handle)
+        Ok(Self {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
     }
 }
 
 impl Drop for ServiceRuntime {
     /// Without waiting: a runtime must not block while dropped inside another one.
     fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
+        if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
     }
@@ -124,13 +127,11 @@ impl Stack {
         let (stop, stopped) = watch::channel(false);
         let runtime = ServiceRuntime::new()?;
         let starting = start_services(args.signing, options, settings(&databases), stopped);
-        let started = match runtime.handle() {
-            Some(services) => services
-                .spawn(starting)
-                .await
-                .unwrap_or_else(|panicked| Err(anyhow::anyhow!("{panicked}"))),
-            None => Err(anyhow::anyhow!("the services' runtime is gone")),
-        };
+        let started = runtime
+            .handle
+            .spawn(starting)
+            .await
+            .unwrap_or_else(|panicked| Err(anyhow::anyhow!("{panicked}")));
         match started {
             Ok(started) => Ok(Self {
                 task_addr: started.task_addr,
@@ -191,16 +192,12 @@ impl Stack {
     }
 
     /// Runs `future` on the services' runtime (for servers a scenario adds).
-    pub fn spawn_service<F>(&self, future: F) -> anyhow::Result<JoinHandle<F::Output>>
+    pub fn spawn_service<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let services = self
-            .runtime
-            .handle()
-            .context("the services' runtime is gone")?;
-        Ok(services.spawn(future))
+        self.runtime.handle.spawn(future)
     }
 
     /// Stops both services (task-service first) and drops the databases.

@@ -242,13 +242,19 @@ async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
     );
 }
 
-#[tokio::test]
-async fn a_trusted_proxy_is_believed_about_whom_it_forwards_for() {
-    let app = TestApp::spawn_with(|c| {
+/// An auth-service behind a trusted proxy at 127.0.0.1, with a budget of two failures per
+/// client address.
+async fn behind_a_trusted_proxy() -> TestApp {
+    TestApp::spawn_with(|c| {
         c.throttle.throttle_address_max_failures = 2;
         c.throttle.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_is_believed_about_whom_it_forwards_for() {
+    let app = behind_a_trusted_proxy().await;
     for email in ["a@example.com", "b@example.com"] {
         assert_eq!(
             forwarded_sign_in(&app, email, "198.51.100.1").await,
@@ -269,11 +275,7 @@ async fn a_trusted_proxy_is_believed_about_whom_it_forwards_for() {
 
 #[tokio::test]
 async fn ipv6_clients_share_one_budget_per_64_and_another_64_has_its_own() {
-    let app = TestApp::spawn_with(|c| {
-        c.throttle.throttle_address_max_failures = 2;
-        c.throttle.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
-    })
-    .await;
+    let app = behind_a_trusted_proxy().await;
     // Two addresses of one /64 (what one IPv6 host can switch between at will)...
     for (email, client) in [
         ("a@example.com", "2001:db8:1:1::1"),

@@ -87,12 +87,7 @@ async fn acknowledged_creates_survive_the_database_dropping_every_connection_mid
     // The service recovered by itself, and every acknowledged task is there. A create whose
     // answer was lost with its connection may be stored too, but never more than those.
     user.create("after the fault").await;
-    let stored: HashSet<String> = user
-        .list_all(1000, None)
-        .await
-        .into_iter()
-        .map(|task| task.id)
-        .collect();
+    let stored: HashSet<String> = user.all_ids().await.into_iter().collect();
     let missing: Vec<_> = acknowledged
         .iter()
         .filter(|id| !stored.contains(*id))

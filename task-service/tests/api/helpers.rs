@@ -260,6 +260,15 @@ impl User {
             .map(|r| r.into_inner())
     }
 
+    /// The ids of all the user's tasks, newest first.
+    pub async fn all_ids(&self) -> Vec<String> {
+        self.list_all(0, None)
+            .await
+            .into_iter()
+            .map(|task| task.id)
+            .collect()
+    }
+
     /// Every task, following page tokens with pages of `page_size`.
     pub async fn list_all(&self, page_size: i32, completed: Option<bool>) -> Vec<pb::Task> {
         let mut all = Vec::new();

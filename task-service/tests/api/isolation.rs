@@ -49,13 +49,7 @@ async fn another_users_task_is_not_found_for_every_rpc_and_stays_unchanged() {
     assert_eq!(alice.get(&task.id).await.unwrap(), task);
     assert!(bob.list_all(0, None).await.is_empty());
     assert!(bob.list_all(0, Some(false)).await.is_empty());
-    let alices: Vec<_> = alice
-        .list_all(0, None)
-        .await
-        .into_iter()
-        .map(|t| t.id)
-        .collect();
-    assert_eq!(alices, [task.id]);
+    assert_eq!(alice.all_ids().await, [task.id]);
 }
 
 #[tokio::test]
