@@ -12,7 +12,7 @@ use auth_service::{
     internals::{Password, PasswordHasher, Verified},
 };
 use criterion::{Criterion, criterion_group, criterion_main};
-use shared::status::FieldViolations;
+use grpc_edge::violations::FieldViolations;
 use std::{hint::black_box, time::Duration};
 
 const PASSWORD: &str = "correct horse battery staple";

@@ -6,6 +6,7 @@
 //! the service builds it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use access_token::SecretString;
 use auth_service::{
     config::{AuthConfig, SigningMode},
     internals::{KeyRing, Keys, Subject, TokenIssuer, hash_refresh_token, new_refresh_token},
@@ -13,7 +14,6 @@ use auth_service::{
 use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use migrations::{AuthMigrator, MigratorTrait};
-use shared::config::Secret;
 use std::{hint::black_box, sync::Arc};
 use uuid::Uuid;
 
@@ -21,14 +21,14 @@ use uuid::Uuid;
 fn issuer_and_keys(rt: &tokio::runtime::Runtime, mode: SigningMode) -> (TokenIssuer, Arc<Keys>) {
     let mut config = AuthConfig::for_database("127.0.0.1:0".parse().unwrap(), "sqlite::memory:");
     config.tokens.jwt.signing_algorithm = mode;
-    config.tokens.jwt.shared_secret = Some(Secret::new(
+    config.tokens.jwt.shared_secret = Some(SecretString::from(
         "a-benchmark-secret-of-more-than-32-bytes-length",
     ));
     config.validate().unwrap();
     let t = &config.tokens;
     let issuer = TokenIssuer::new(&t.jwt.jwt_issuer, &t.jwt.jwt_audience, t.access_ttl());
     let keys = rt.block_on(async {
-        let db = shared::db::open(
+        let db = service_db::open(
             "AUTH_DATABASE_URL",
             &config.database_url,
             &config.pool,

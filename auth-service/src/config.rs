@@ -1,12 +1,14 @@
 //! auth-service configuration: flags with environment fallbacks (see `.env.example`).
 //! Invalid combinations stop start-up with a message that says how to fix them.
 
+use access_token::{JwtArgs, WeakSharedSecret};
 use chrono::TimeDelta;
 use clap::{Args, Parser};
-use shared::config::{InvalidServerArgs, JwtArgs, PoolArgs, ServerArgs, WeakSharedSecret};
+use grpc_edge::{settings::InvalidServerArgs, settings::ServerArgs};
+use service_db::PoolArgs;
 use std::net::SocketAddr;
 
-pub use shared::config::SigningMode;
+pub use access_token::SigningMode;
 
 /// Everything the auth-service reads at start-up.
 #[derive(Debug, Clone, Parser)]
@@ -22,7 +24,7 @@ pub struct AuthConfig {
         env = "AUTH_LISTEN_ADDR",
         value_name = "AUTH_LISTEN_ADDR",
         default_value = "127.0.0.1:50051",
-        value_parser = shared::config::listen_addr
+        value_parser = grpc_edge::settings::listen_addr
     )]
     pub listen_addr: SocketAddr,
 
@@ -247,7 +249,7 @@ pub enum ConfigError {
     OutOfRange(String),
     /// TLS settings that cannot work.
     #[error(transparent)]
-    Tls(#[from] shared::tls::TlsError),
+    Tls(#[from] grpc_edge::tls::TlsError),
 }
 
 impl AuthConfig {
@@ -316,7 +318,7 @@ impl AuthConfig {
     /// The configuration with every default (none read from the environment), listening on
     /// `listen_addr`, using `database_url`; for tests and benchmarks.
     pub fn for_database(listen_addr: SocketAddr, database_url: &str) -> Self {
-        let mut config = shared::config::defaults(env!("CARGO_PKG_NAME"))
+        let mut config = grpc_edge::settings::defaults(env!("CARGO_PKG_NAME"))
             .unwrap_or_else(|| Self::parse_from(["auth-service"]));
         config.listen_addr = listen_addr;
         config.database_url = database_url.to_owned();
@@ -330,7 +332,7 @@ mod tests {
 
     #[test]
     fn every_default_parses_without_reading_the_environment() {
-        let config: Option<AuthConfig> = shared::config::defaults("auth-service");
+        let config: Option<AuthConfig> = grpc_edge::settings::defaults("auth-service");
         assert!(config.is_some_and(|c| c.validate().is_ok()));
     }
 }

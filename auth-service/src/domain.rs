@@ -1,6 +1,6 @@
 //! Values that can only be built valid: parsed once at the edge of each RPC.
 
-use shared::status::FieldViolations;
+use grpc_edge::violations::FieldViolations;
 use std::fmt;
 
 /// Shortest accepted password, in characters.

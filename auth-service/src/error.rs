@@ -1,12 +1,13 @@
 //! The auth-service's one error type. Its mapping to `tonic::Status` (code, stable reason,
 //! public message, log level per variant) is the README's error table; the boundary itself is
-//! `shared::error`, shared with the task-service.
+//! `grpc_edge::status`, shared with the task-service.
 
-use sea_orm::DbErr;
-use shared::{
-    error::{DatabaseError, Extra, INTERNAL, INTERNAL_MESSAGE, LogLevel, ServiceError, to_status},
-    status::FieldViolations,
+use grpc_edge::{
+    status::DatabaseStatus, status::ErrorReason, status::Extra, status::INTERNAL_MESSAGE,
+    status::LogLevel, status::ServiceError, status::to_status, violations::FieldViolations,
 };
+use sea_orm::DbErr;
+use service_db::DatabaseError;
 use std::{borrow::Cow, time::Duration};
 use tonic::{Code, Status};
 
@@ -80,17 +81,17 @@ impl ServiceError for AuthError {
         }
     }
 
-    fn reason(&self) -> &'static str {
+    fn reason(&self) -> ErrorReason {
         match self {
-            Self::InvalidArgument(_) => "INVALID_ARGUMENT",
-            Self::EmailTaken => "EMAIL_ALREADY_REGISTERED",
-            Self::InvalidCredentials => "INVALID_CREDENTIALS",
-            Self::InvalidToken(_) => "INVALID_TOKEN",
-            Self::InvalidRefreshToken(_) => "INVALID_REFRESH_TOKEN",
-            Self::Throttled(_) | Self::SignUpThrottled(_) => "TOO_MANY_ATTEMPTS",
-            Self::Busy(_) => "TOO_MANY_REQUESTS",
+            Self::InvalidArgument(_) => ErrorReason::InvalidArgument,
+            Self::EmailTaken => ErrorReason::EmailAlreadyRegistered,
+            Self::InvalidCredentials => ErrorReason::InvalidCredentials,
+            Self::InvalidToken(_) => ErrorReason::InvalidToken,
+            Self::InvalidRefreshToken(_) => ErrorReason::InvalidRefreshToken,
+            Self::Throttled(_) | Self::SignUpThrottled(_) => ErrorReason::TooManyAttempts,
+            Self::Busy(_) => ErrorReason::TooManyRequests,
             Self::Database(error) => error.reason(),
-            Self::Internal(_) => INTERNAL,
+            Self::Internal(_) => ErrorReason::Internal,
         }
     }
 

@@ -8,10 +8,10 @@ use crate::{
     error::AuthError,
     store::keys::{self as store, StoredKey},
 };
+use access_token::{KeySet, SHARED_SECRET_KID};
 use chrono::{DateTime, TimeDelta, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use sea_orm::DatabaseConnection;
-use shared::token::{KeySet, SHARED_SECRET_KID};
 use std::{collections::HashMap, sync::Arc};
 use tokio::sync::{Mutex, RwLock};
 

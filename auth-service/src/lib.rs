@@ -24,7 +24,7 @@ mod tokens;
 
 /// Internals for this crate's integration tests and benchmarks and for `load-bench`
 /// (feature `internals`): what they drive directly, not a stable API.
-#[cfg(feature = "internals")]
+#[doc(hidden)]
 pub mod internals {
     pub use crate::{
         domain::Password,
@@ -41,16 +41,16 @@ use crate::{
     service::AuthApi,
     state::AuthState,
 };
+use clock::SharedClock;
+use grpc_edge::{
+    server::AbortOnDrop, server::BindError, server::GrpcServer, server::ServeError,
+    server::ServerTls, tls::PemFile,
+};
 use migrations::AuthMigrator;
 use sea_orm::DatabaseConnection;
-use shared::{
-    clock::SharedClock,
-    db::OpenError,
-    proto::todo::auth::v1::auth_service_server::AuthServiceServer,
-    server::{AbortOnDrop, BindError, GrpcServer, ServeError, ServerTls},
-    tls::PemFile,
-};
+use service_db::OpenError;
 use std::{future::Future, net::SocketAddr, sync::Arc};
+use todo_api::todo::auth::v1::auth_service_server::AuthServiceServer;
 use tokio::net::TcpListener;
 
 /// The gRPC services this server reports health for.
@@ -95,7 +95,7 @@ impl Application {
             .clone()
             .map(|path| PemFile::new("TLS_CLIENT_CA_FILE", path));
         let tls = ServerTls::load(&config.server.tls, client_ca).map_err(ConfigError::from)?;
-        let db = shared::db::open(
+        let db = service_db::open(
             "AUTH_DATABASE_URL",
             &config.database_url,
             &config.pool,
@@ -103,8 +103,8 @@ impl Application {
         )
         .await?;
         let state = Arc::new(AuthState::new(&config, db.clone(), clock).await?);
-        let listener = shared::server::bind("AUTH_LISTEN_ADDR", config.listen_addr).await?;
-        let url = shared::db::redact_url(&config.database_url);
+        let listener = grpc_edge::server::bind("AUTH_LISTEN_ADDR", config.listen_addr).await?;
+        let url = service_db::redact_url(&config.database_url);
         if config.database_url.starts_with("sqlite:") {
             tracing::info!(database = %url, "using the embedded SQLite database (set AUTH_DATABASE_URL for PostgreSQL)");
         } else {
@@ -138,7 +138,6 @@ impl Application {
     }
 
     /// The shared state (for benchmarks and tests that call business logic directly).
-    #[cfg(feature = "internals")]
     pub fn state(&self) -> Arc<AuthState> {
         Arc::clone(&self.state)
     }
@@ -157,7 +156,7 @@ impl Application {
         tracing::info!(%addr, transport, "auth-service listening (gRPC + grpc-web)");
         let api = AuthServiceServer::new(AuthApi::new(Arc::clone(&state)))
             .max_decoding_message_size(config.server.max_request_bytes)
-            .max_encoding_message_size(shared::server::MAX_RESPONSE_BYTES);
+            .max_encoding_message_size(grpc_edge::server::MAX_RESPONSE_BYTES);
         let jwks_state = Arc::clone(&state);
         // Stopped when `run` returns.
         let _sweeper = AbortOnDrop(retention::spawn_sweeper(Arc::clone(&state)));

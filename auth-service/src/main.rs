@@ -2,7 +2,8 @@
 
 use auth_service::{Application, config::AuthConfig};
 use clap::Parser;
-use shared::{clock::SystemClock, server::shutdown_signal};
+use clock::SystemClock;
+use grpc_edge::server::shutdown_signal;
 use std::{process::ExitCode, sync::Arc};
 
 // glibc's allocator, on purpose (the task-service uses mimalloc): the auth-service's big
@@ -11,9 +12,9 @@ use std::{process::ExitCode, sync::Arc};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::tls::install_crypto_provider();
+    grpc_edge::tls::install_crypto_provider();
     let config = AuthConfig::parse();
-    shared::telemetry::init(config.server.log_format);
+    grpc_edge::telemetry::init(config.server.log_format);
     let result = async {
         Application::build(config, Arc::new(SystemClock))
             .await?
@@ -21,5 +22,5 @@ async fn main() -> ExitCode {
             .await
     }
     .await;
-    shared::telemetry::exit_code("auth-service", result)
+    grpc_edge::telemetry::exit_code("auth-service", result)
 }

@@ -78,7 +78,6 @@ impl PasswordHasher {
     }
 
     /// A PHC string for `password`, with a new random salt.
-    #[cfg(any(test, feature = "internals"))]
     pub async fn hash(&self, password: Password) -> Result<String, AuthError> {
         self.hash_as(ClientKey::unknown(), password).await
     }
@@ -99,7 +98,6 @@ impl PasswordHasher {
 
     /// Checks `password` against `stored` (a PHC string), or against the dummy hash when there
     /// is no account, doing the same work either way.
-    #[cfg(any(test, feature = "internals"))]
     pub async fn verify(
         &self,
         password: Password,
@@ -276,7 +274,7 @@ fn needs_rehash(hash: &PasswordHash, wanted: &Params) -> bool {
 mod tests {
     use super::*;
     use argon2::{PasswordHasher as _, PasswordVerifier as _};
-    use shared::status::FieldViolations;
+    use grpc_edge::violations::FieldViolations;
 
     /// Small parameters: these tests are about correctness, not cost.
     fn args(memory_kib: u32, permits: usize) -> PasswordArgs {

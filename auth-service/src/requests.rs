@@ -6,7 +6,8 @@ use crate::{
     domain::{DisplayName, Email, Password},
     error::AuthError,
 };
-use shared::{proto::todo::auth::v1 as pb, status::FieldViolations};
+use grpc_edge::violations::FieldViolations;
+use todo_api::todo::auth::v1 as pb;
 
 /// A valid sign-up request.
 #[derive(Debug)]

@@ -10,14 +10,13 @@ use crate::{
     state::AuthState,
     store::users::User,
 };
-use shared::{
-    proto::{
-        timestamp,
-        todo::auth::v1::{self as pb, auth_service_server::AuthService},
-    },
-    status::bearer_token,
-};
+use grpc_edge::bearer::bearer_token;
 use std::{sync::Arc, time::Duration};
+use todo_api::{
+    timestamp,
+    todo::auth::v1::auth_service_server::AuthService,
+    todo::auth::v1::{self as pb},
+};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 

@@ -16,8 +16,8 @@ use crate::{
     },
     tokens::{self, AccessToken, Subject},
 };
+use access_token::{AccessClaims, token_kid};
 use chrono::{DateTime, Utc};
-use shared::token::{AccessClaims, token_kid};
 use uuid::Uuid;
 
 /// A new access token with the refresh token that renews it.

@@ -4,9 +4,10 @@ use crate::{
     client::TrustedProxies, config::AuthConfig, error::AuthError, keys::KeyRing,
     password::PasswordHasher, throttle::Throttle, tokens::TokenIssuer,
 };
+use access_token::TokenVerifier;
 use chrono::{DateTime, TimeDelta, Utc};
+use clock::SharedClock;
 use sea_orm::DatabaseConnection;
-use shared::{clock::SharedClock, token::TokenVerifier};
 
 /// The auth-service's shared state; business operations are methods on it (see `accounts`
 /// and `sessions`), testable without tonic.
@@ -54,7 +55,6 @@ impl AuthState {
     }
 
     /// The key ring (for GetSigningKeys and the JWKS document).
-    #[cfg(any(test, feature = "internals"))]
     pub fn keys(&self) -> &KeyRing {
         &self.keys
     }

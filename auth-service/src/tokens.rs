@@ -1,12 +1,12 @@
 //! Issuing tokens: signed access JWTs and opaque refresh tokens (stored only as hashes).
 
 use crate::{error::AuthError, keys::Keys};
+use access_token::AccessClaims;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Header, encode};
 use sha2::{Digest, Sha256};
-use shared::token::AccessClaims;
 use uuid::Uuid;
 
 /// A signed access token and when it expires.

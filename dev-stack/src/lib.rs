@@ -3,7 +3,7 @@
 //! pointed at this auth-service, both stopped together.
 
 use auth_service::config::AuthConfig;
-use shared::clock::SharedClock;
+use clock::SharedClock;
 use std::{future::Future, net::SocketAddr};
 use task_service::config::TaskConfig;
 use tokio::sync::watch;
@@ -82,13 +82,11 @@ impl Stack {
     }
 
     /// The task-service's verification-key cache (for tests and benchmarks).
-    #[cfg(feature = "internals")]
     pub fn task_keys(&self) -> std::sync::Arc<task_service::internals::KeyCache> {
         self.task.keys()
     }
 
     /// The auth-service's state (for benchmarks that mint tokens without signing in).
-    #[cfg(feature = "internals")]
     pub fn auth_state(&self) -> std::sync::Arc<auth_service::internals::AuthState> {
         self.auth.state()
     }

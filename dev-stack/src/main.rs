@@ -4,7 +4,9 @@
 
 use auth_service::config::AuthConfig;
 use clap::{Parser, Subcommand};
-use shared::{clock::SystemClock, server::shutdown_signal, tls::dev::DevPki};
+use clock::SystemClock;
+use dev_pki::DevPki;
+use grpc_edge::server::shutdown_signal;
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use task_service::config::TaskConfig;
 use todo_stack::{Stack, connectable};
@@ -46,7 +48,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::tls::install_crypto_provider();
+    grpc_edge::tls::install_crypto_provider();
     match Cli::parse().command {
         Some(Command::DevCerts { out, sans, force }) => dev_certs(&out, &sans, force),
         None => run().await,
@@ -81,10 +83,10 @@ fn dev_certs(out: &std::path::Path, sans: &[String], force: bool) -> ExitCode {
 async fn run() -> ExitCode {
     let auth = AuthConfig::parse_from(["auth-service"]);
     let task = TaskConfig::parse_from(["task-service"]);
-    shared::telemetry::init(auth.server.log_format);
+    grpc_edge::telemetry::init(auth.server.log_format);
     let databases = [
-        shared::db::redact_url(&auth.database_url),
-        shared::db::redact_url(&task.database_url),
+        service_db::redact_url(&auth.database_url),
+        service_db::redact_url(&task.database_url),
     ];
     // With TLS, grpcurl verifies the server with the CA (the one the task-service trusts).
     let grpcurl_trust = match &task.auth_service_ca_file {
@@ -109,5 +111,5 @@ async fn run() -> ExitCode {
         stack.run(shutdown).await
     }
     .await;
-    shared::telemetry::exit_code("todo-stack", result)
+    grpc_edge::telemetry::exit_code("todo-stack", result)
 }

@@ -1,9 +1,9 @@
 //! The benchmark's own databases: SQLite files in a new temporary directory, or two fresh
 //! PostgreSQL databases, dropped again when the run ends.
 
+use access_token::SecretString;
 use anyhow::{Context, bail};
 use sea_orm::{ConnectionTrait, Database};
-use shared::config::Secret;
 use std::path::PathBuf;
 use uuid::Uuid;
 
@@ -12,7 +12,7 @@ pub struct Databases {
     pub auth_url: String,
     pub task_url: String,
     pub description: String,
-    pub shared_secret: Secret,
+    pub shared_secret: SecretString,
     cleanup: Cleanup,
 }
 
@@ -28,7 +28,7 @@ impl Databases {
     /// SQLite files in a new temporary directory, or two fresh PostgreSQL databases beside
     /// the one `postgres_url` names.
     pub async fn create(postgres_url: Option<&str>) -> anyhow::Result<Self> {
-        let shared_secret = Secret::new(random_hex(32)?);
+        let shared_secret = SecretString::from(random_hex(32)?);
         let Some(base) = postgres_url else {
             let dir = std::env::temp_dir().join(format!("load-bench-{}", Uuid::now_v7().simple()));
             std::fs::create_dir_all(&dir)
@@ -67,7 +67,7 @@ impl Databases {
                 "PostgreSQL: {} and {} at {}",
                 names[0],
                 names[1],
-                shared::db::redact_url(server)
+                service_db::redact_url(server)
             ),
             shared_secret,
             cleanup: Cleanup::Postgres {

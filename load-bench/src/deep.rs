@@ -10,8 +10,8 @@ use crate::{
     stack::{BenchUser, Stack},
     workers::{authed, task_client},
 };
-use shared::proto::todo::task::v1 as pb;
 use std::time::Instant;
+use todo_api::todo::task::v1 as pb;
 use tonic::transport::Channel;
 
 /// Tasks of the small and the large user.

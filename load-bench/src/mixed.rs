@@ -6,7 +6,10 @@ use crate::{
     load::{Outcome, Worker},
     workers::{Rng, UserTasks, authed},
 };
-use shared::proto::todo::task::v1::{self as pb, task_service_client::TaskServiceClient};
+use todo_api::{
+    todo::task::v1::task_service_client::TaskServiceClient,
+    todo::task::v1::{self as pb},
+};
 use tonic::transport::Channel;
 
 /// A mixed-workload worker.

@@ -12,18 +12,17 @@
 //! authentication itself.
 
 use crate::stack::{Stack, channels, wait_until_serving};
-use shared::{
-    clock::{SharedClock, SystemClock},
-    proto::todo::task::v1::{
-        self as pb,
-        task_service_server::{TaskService, TaskServiceServer},
-    },
-    server::{AbortOnDrop, GrpcServer},
-};
+use clock::{SharedClock, SystemClock};
+use grpc_edge::{server::AbortOnDrop, server::GrpcServer};
 use std::{net::SocketAddr, sync::Arc};
 use task_service::{
     config::TaskConfig,
     internals::{Caller, KeyCache, VerifiedTokens, authenticated},
+};
+use todo_api::{
+    todo::task::v1::task_service_server::TaskService,
+    todo::task::v1::task_service_server::TaskServiceServer,
+    todo::task::v1::{self as pb},
 };
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, transport::Channel};

@@ -16,8 +16,7 @@ use sea_orm::{
     ConnectionTrait, TransactionTrait,
     sea_query::{Alias, Expr, Query},
 };
-use shared::config::PoolArgs;
-use shared::proto::todo::task::v1 as pb;
+use service_db::PoolArgs;
 use std::{
     sync::{
         Arc,
@@ -25,6 +24,7 @@ use std::{
     },
     time::Instant,
 };
+use todo_api::todo::task::v1 as pb;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
@@ -127,7 +127,7 @@ pub async fn bulk(
         // Seeding writes rows into the migrated schema; it never migrates.
         migrate_on_start: false,
     };
-    let db = shared::db::connect("--database-url", url, &pool).await?;
+    let db = service_db::connect("--database-url", url, &pool).await?;
     let columns = [
         "id",
         "owner_id",

@@ -13,8 +13,8 @@ use auth_service::{
 };
 use chrono::Utc;
 use clap::Parser;
+use clock::{SharedClock, SystemClock};
 use serde::Serialize;
-use shared::clock::{SharedClock, SystemClock};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use task_service::config::TaskConfig;
 use todo_stack::StackError;
@@ -225,7 +225,7 @@ struct Started {
 struct DatabaseSettings {
     auth_url: String,
     task_url: String,
-    shared_secret: shared::config::Secret,
+    shared_secret: access_token::SecretString,
 }
 
 fn settings(databases: &Databases) -> DatabaseSettings {

@@ -11,8 +11,10 @@ use crate::{
     system,
     workers::{Rng, SignIn, channel, list_walkers},
 };
-use shared::proto::todo::auth::v1::{SignUpRequest, auth_service_client::AuthServiceClient};
 use std::time::{Duration, Instant};
+use todo_api::{
+    todo::auth::v1::SignUpRequest, todo::auth::v1::auth_service_client::AuthServiceClient,
+};
 use tonic::transport::Channel;
 
 const STORM_PASSWORD: &str = "correct horse battery staple";
@@ -155,7 +157,7 @@ async fn sign_up_accounts(channels: &[Channel], n: usize) -> anyhow::Result<Vec<
 async fn one_hash_seconds(passwords: &auth_service::config::PasswordArgs) -> anyhow::Result<f64> {
     use auth_service::internals::{Password, PasswordHasher};
     let hasher = PasswordHasher::new(passwords)?;
-    let mut violations = shared::status::FieldViolations::new();
+    let mut violations = grpc_edge::violations::FieldViolations::new();
     let password = Password::parse_new(STORM_PASSWORD.into(), "password", &mut violations)
         .ok_or_else(|| anyhow::anyhow!("the storm password is not a valid password"))?;
     for _ in 0..2 {

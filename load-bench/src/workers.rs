@@ -5,9 +5,11 @@ use crate::{
     load::{Outcome, Worker},
     stack::BenchUser,
 };
-use shared::proto::todo::{
-    auth::v1::{SignInRequest, auth_service_client::AuthServiceClient},
-    task::v1::{self as pb, task_service_client::TaskServiceClient},
+use todo_api::{
+    todo::auth::v1::SignInRequest,
+    todo::auth::v1::auth_service_client::AuthServiceClient,
+    todo::task::v1::task_service_client::TaskServiceClient,
+    todo::task::v1::{self as pb},
 };
 use tonic::{Code, Request, Status, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};

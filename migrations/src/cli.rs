@@ -22,7 +22,7 @@ pub struct Cli {
     #[arg(long, env = "TASK_DATABASE_URL", hide_env_values = true)]
     pub task_database_url: Option<String>,
     #[command(flatten)]
-    pub pool: shared::config::PoolArgs,
+    pub pool: service_db::PoolArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -59,7 +59,7 @@ pub enum Command {
 pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
     // One connection: migrations run statement by statement, and a second connection could
     // keep a half-migrated view of a SQLite schema.
-    let pool = shared::config::PoolArgs {
+    let pool = service_db::PoolArgs {
         database_max_connections: Some(1),
         ..cli.pool
     };
@@ -68,7 +68,7 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
         (None, Service::Auth) => ("AUTH_DATABASE_URL", need(&cli.auth_database_url, "AUTH")?),
         (None, Service::Task) => ("TASK_DATABASE_URL", need(&cli.task_database_url, "TASK")?),
     };
-    let db = shared::db::connect(setting, url, &pool).await?;
+    let db = service_db::connect(setting, url, &pool).await?;
     match cli.service {
         Service::Auth => run::<AuthMigrator>(&db, cli.command).await,
         Service::Task => run::<TaskMigrator>(&db, cli.command).await,

@@ -7,14 +7,12 @@
 //! ed25519-dalek under a kid inserted with [`KeySet::insert_ed25519`].
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use access_token::{AccessClaims, KeySet, SHARED_SECRET_KID, TokenVerifier, token_kid};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use clock::{ManualClock, SharedClock};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ed25519_dalek::{Signer, SigningKey};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
-use shared::{
-    clock::{ManualClock, SharedClock},
-    token::{AccessClaims, KeySet, SHARED_SECRET_KID, TokenVerifier, token_kid},
-};
 use std::{hint::black_box, sync::Arc};
 use task_service::internals::{Authenticate, KeyCache, VerifiedTokens};
 use tonic::{Request, service::Interceptor};

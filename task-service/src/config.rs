@@ -1,8 +1,10 @@
 //! task-service configuration: flags with environment fallbacks (see `.env.example`).
 //! Invalid values stop start-up with a message that says how to fix them.
 
+use access_token::{JwtArgs, SecretString, WeakSharedSecret};
 use clap::Parser;
-use shared::config::{InvalidServerArgs, JwtArgs, PoolArgs, Secret, ServerArgs, WeakSharedSecret};
+use grpc_edge::{settings::InvalidServerArgs, settings::ServerArgs};
+use service_db::PoolArgs;
 use std::{net::SocketAddr, time::Duration};
 
 /// Everything the task-service reads at start-up.
@@ -19,7 +21,7 @@ pub struct TaskConfig {
         env = "TASK_LISTEN_ADDR",
         value_name = "TASK_LISTEN_ADDR",
         default_value = "127.0.0.1:50052",
-        value_parser = shared::config::listen_addr
+        value_parser = grpc_edge::settings::listen_addr
     )]
     pub listen_addr: SocketAddr,
 
@@ -91,7 +93,7 @@ pub struct TaskConfig {
     /// Replicas behind one load balancer need the same value; when unset, a random key is
     /// made at start-up and page tokens do not survive a restart.
     #[arg(long, env = "PAGE_TOKEN_SECRET", hide_env_values = true)]
-    pub page_token_secret: Option<Secret>,
+    pub page_token_secret: Option<SecretString>,
 
     #[command(flatten)]
     pub jwt: JwtArgs,
@@ -117,7 +119,7 @@ pub enum ConfigError {
     AuthServiceUrl(String),
     /// TLS settings that cannot work.
     #[error(transparent)]
-    Tls(#[from] shared::tls::TlsError),
+    Tls(#[from] grpc_edge::tls::TlsError),
     /// An unread-replies budget that cannot work.
     #[error(
         "MAX_UNREAD_BYTES_PER_USER={per_user} must be at least {largest} (the largest reply) \
@@ -144,7 +146,7 @@ impl TaskConfig {
         }
         self.auth_tls()?
             .check_url("AUTH_SERVICE_URL", &self.auth_service_url)?;
-        let largest = shared::server::MAX_RESPONSE_BYTES;
+        let largest = grpc_edge::server::MAX_RESPONSE_BYTES;
         if self.max_unread_bytes_per_user < largest as u64
             || self.max_unread_bytes_per_user > self.max_unread_bytes
         {
@@ -159,8 +161,8 @@ impl TaskConfig {
 
     /// How the channel to the auth-service verifies it and, for mutual TLS, proves who this
     /// service is.
-    pub fn auth_tls(&self) -> Result<shared::tls::ClientTls, shared::tls::TlsError> {
-        shared::tls::ClientTls::new(
+    pub fn auth_tls(&self) -> Result<grpc_edge::tls::ClientTls, grpc_edge::tls::TlsError> {
+        grpc_edge::tls::ClientTls::new(
             [
                 "AUTH_SERVICE_CA_FILE",
                 "TLS_CLIENT_CERT_FILE",
@@ -180,7 +182,7 @@ impl TaskConfig {
         database_url: &str,
         auth_service_url: &str,
     ) -> Self {
-        let mut config = shared::config::defaults(env!("CARGO_PKG_NAME"))
+        let mut config = grpc_edge::settings::defaults(env!("CARGO_PKG_NAME"))
             .unwrap_or_else(|| Self::parse_from(["task-service"]));
         config.listen_addr = listen_addr;
         config.database_url = database_url.to_owned();
@@ -200,7 +202,7 @@ mod tests {
 
     #[test]
     fn every_default_parses_without_reading_the_environment() {
-        let config: Option<TaskConfig> = shared::config::defaults("task-service");
+        let config: Option<TaskConfig> = grpc_edge::settings::defaults("task-service");
         assert!(config.is_some_and(|c| c.validate().is_ok()));
     }
 

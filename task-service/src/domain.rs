@@ -1,7 +1,7 @@
 //! Request values parsed once at the edge. Each type can only be built valid; a failed
 //! parse records a field violation a person can act on and yields `None`.
 
-use shared::status::FieldViolations;
+use grpc_edge::violations::FieldViolations;
 use uuid::Uuid;
 
 /// Longest title, in characters.

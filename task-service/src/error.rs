@@ -1,13 +1,14 @@
 //! The task-service's one error type. Its mapping to `tonic::Status` (code, stable reason,
 //! public message, log level per variant) is the README's error table; the boundary itself is
-//! `shared::error`, shared with the auth-service.
+//! `grpc_edge::status`, shared with the auth-service.
 
 use crate::unread::Exhausted;
-use sea_orm::DbErr;
-use shared::{
-    error::{DatabaseError, Extra, INTERNAL, INTERNAL_MESSAGE, LogLevel, ServiceError, to_status},
-    status::FieldViolations,
+use grpc_edge::{
+    status::DatabaseStatus, status::ErrorReason, status::Extra, status::INTERNAL_MESSAGE,
+    status::LogLevel, status::ServiceError, status::to_status, violations::FieldViolations,
 };
+use sea_orm::DbErr;
+use service_db::DatabaseError;
 use std::borrow::Cow;
 use tonic::{Code, Status};
 
@@ -75,17 +76,17 @@ impl ServiceError for TaskError {
         }
     }
 
-    fn reason(&self) -> &'static str {
+    fn reason(&self) -> ErrorReason {
         match self {
-            Self::InvalidArgument(_) => "INVALID_ARGUMENT",
-            Self::NotFound => "TASK_NOT_FOUND",
-            Self::EtagMismatch => "ETAG_MISMATCH",
-            Self::QuotaExceeded(_) => "TASK_QUOTA_EXCEEDED",
-            Self::Unread(_) => "TOO_MANY_UNREAD_REPLIES",
-            Self::Unauthenticated(_) => "INVALID_TOKEN",
-            Self::AuthUnavailable(_) => "AUTH_SERVICE_UNAVAILABLE",
+            Self::InvalidArgument(_) => ErrorReason::InvalidArgument,
+            Self::NotFound => ErrorReason::TaskNotFound,
+            Self::EtagMismatch => ErrorReason::EtagMismatch,
+            Self::QuotaExceeded(_) => ErrorReason::TaskQuotaExceeded,
+            Self::Unread(_) => ErrorReason::TooManyUnreadReplies,
+            Self::Unauthenticated(_) => ErrorReason::InvalidToken,
+            Self::AuthUnavailable(_) => ErrorReason::AuthServiceUnavailable,
             Self::Database(error) => error.reason(),
-            Self::Internal(_) => INTERNAL,
+            Self::Internal(_) => ErrorReason::Internal,
         }
     }
 

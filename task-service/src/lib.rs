@@ -18,7 +18,7 @@ mod unread;
 
 /// Internals for this crate's benchmarks and integration tests and for `load-bench`
 /// (feature `internals`): the authentication layer on its own, not a stable API.
-#[cfg(feature = "internals")]
+#[doc(hidden)]
 pub mod internals {
     pub use crate::auth::{Authenticate, Caller, KeyCache, VerifiedTokens, authenticated};
 }
@@ -30,15 +30,17 @@ use crate::{
     page_token::PageTokens,
     service::TaskApi,
 };
+use access_token::ExposeSecret;
+use clock::SharedClock;
+use grpc_edge::{
+    server::AbortOnDrop, server::BindError, server::GrpcServer, server::ServeError,
+    server::ServerTls,
+};
 use migrations::TaskMigrator;
 use sea_orm::DatabaseConnection;
-use shared::{
-    clock::SharedClock,
-    db::OpenError,
-    proto::todo::task::v1::task_service_server::TaskServiceServer,
-    server::{AbortOnDrop, BindError, GrpcServer, ServeError, ServerTls},
-};
+use service_db::OpenError;
 use std::{future::Future, net::SocketAddr, sync::Arc};
+use todo_api::todo::task::v1::task_service_server::TaskServiceServer;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
@@ -98,20 +100,22 @@ impl Application {
             None => KeyCache::remote(auth_channel.clone(), config.key_refresh_min_interval()),
         };
         let page_tokens = match &config.page_token_secret {
-            Some(secret) => PageTokens::new(secret.expose().as_bytes()).map_err(|e| e.to_string()),
+            Some(secret) => {
+                PageTokens::new(secret.expose_secret().as_bytes()).map_err(|e| e.to_string())
+            }
             None => PageTokens::random(),
         }
         .map_err(|e| StartError::Setup(format!("page-token key: {e}")))?;
 
-        let db = shared::db::open(
+        let db = service_db::open(
             "TASK_DATABASE_URL",
             &config.database_url,
             &config.pool,
             |db| migrations::prepare::<TaskMigrator>(db, config.pool.migrate_on_start, "task"),
         )
         .await?;
-        let listener = shared::server::bind("TASK_LISTEN_ADDR", config.listen_addr).await?;
-        let url = shared::db::redact_url(&config.database_url);
+        let listener = grpc_edge::server::bind("TASK_LISTEN_ADDR", config.listen_addr).await?;
+        let url = service_db::redact_url(&config.database_url);
         tracing::info!(database = %url, "task database ready");
         Ok(Self {
             config,
@@ -136,7 +140,6 @@ impl Application {
     }
 
     /// The verification-key cache (for tests and benchmarks).
-    #[cfg(feature = "internals")]
     pub fn keys(&self) -> Arc<KeyCache> {
         Arc::clone(&self.keys)
     }
@@ -170,7 +173,7 @@ impl Application {
             unread,
         ))
         .max_decoding_message_size(config.server.max_request_bytes)
-        .max_encoding_message_size(shared::server::MAX_RESPONSE_BYTES);
+        .max_encoding_message_size(grpc_edge::server::MAX_RESPONSE_BYTES);
         let verified = Arc::new(VerifiedTokens::new(config.verified_token_cache_size));
         let verifier = config.jwt.verifier();
         let server = GrpcServer::new(SERVICE_NAMES)?;

@@ -1,7 +1,8 @@
 //! task-service binary: parse configuration, set up logging, serve until SIGINT/SIGTERM.
 
 use clap::Parser;
-use shared::{clock::SystemClock, server::shutdown_signal};
+use clock::SystemClock;
+use grpc_edge::server::shutdown_signal;
 use std::{process::ExitCode, sync::Arc};
 use task_service::{Application, config::TaskConfig};
 
@@ -11,9 +12,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::tls::install_crypto_provider();
+    grpc_edge::tls::install_crypto_provider();
     let config = TaskConfig::parse();
-    shared::telemetry::init(config.server.log_format);
+    grpc_edge::telemetry::init(config.server.log_format);
     let result = async {
         Application::build(config, Arc::new(SystemClock))
             .await?
@@ -21,5 +22,5 @@ async fn main() -> ExitCode {
             .await
     }
     .await;
-    shared::telemetry::exit_code("task-service", result)
+    grpc_edge::telemetry::exit_code("task-service", result)
 }

@@ -10,7 +10,8 @@ use crate::{
     error::TaskError,
     page_token::PageTokens,
 };
-use shared::{proto::todo::task::v1 as pb, status::FieldViolations};
+use grpc_edge::violations::FieldViolations;
+use todo_api::todo::task::v1 as pb;
 use uuid::Uuid;
 
 impl TryFrom<pb::CreateTaskRequest> for NewTask {

@@ -11,14 +11,13 @@ use crate::{
     requests::{Deletion, ListQuery, Update},
     unread::{Reserved, UnreadBudget},
 };
+use clock::SharedClock;
 use prost::Message;
 use sea_orm::DatabaseConnection;
-use shared::{
-    clock::SharedClock,
-    proto::{
-        timestamp,
-        todo::task::v1::{self as pb, task_service_server::TaskService},
-    },
+use todo_api::{
+    timestamp,
+    todo::task::v1::task_service_server::TaskService,
+    todo::task::v1::{self as pb},
 };
 use tonic::{Request, Response, Status};
 use tracing::{Span, field::display, instrument};

@@ -5,8 +5,8 @@
 //! are refused with RESOURCE_EXHAUSTED instead of the server holding ever more replies.
 
 use crate::{auth::Caller, error::TaskError};
+use grpc_edge::server::HeldUntilSent;
 use prost::Message;
-use shared::server::HeldUntilSent;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, PoisonError},

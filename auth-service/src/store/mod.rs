@@ -16,14 +16,14 @@ pub(crate) mod users;
 #[cfg(test)]
 pub(crate) async fn test_database() -> sea_orm::DatabaseConnection {
     use migrations::{AuthMigrator, MigratorTrait};
-    let pool = shared::config::PoolArgs {
+    let pool = service_db::PoolArgs {
         database_max_connections: Some(1),
         database_acquire_timeout_secs: 5,
         migrate_on_start: true,
     };
     let migrate =
         |db: sea_orm::DatabaseConnection| async move { AuthMigrator::up(&db, None).await };
-    match shared::db::open("AUTH_DATABASE_URL", "sqlite::memory:", &pool, migrate).await {
+    match service_db::open("AUTH_DATABASE_URL", "sqlite::memory:", &pool, migrate).await {
         Ok(db) => db,
         Err(error) => panic!("test database: {error}"),
     }

@@ -21,7 +21,7 @@ async fn sign_up_returns_the_user_and_tokens_that_identify_them() {
 #[tokio::test]
 async fn sign_up_keeps_a_trimmed_display_name() {
     let app = TestApp::spawn().await;
-    let request = shared::proto::todo::auth::v1::SignUpRequest {
+    let request = todo_api::todo::auth::v1::SignUpRequest {
         email: "grace@example.com".into(),
         password: PASSWORD.into(),
         display_name: Some("  Grace Hopper ".into()),

@@ -1,6 +1,6 @@
 //! What one client can make the server hold, over real connections: streaming RPCs per
 //! connection and in total, idle connections, clients that never answer keepalive pings, and
-//! the connection cap. (The limits live in `shared::server`; the auth-service is the server
+//! the connection cap. (The limits live in `grpc_edge::server`; the auth-service is the server
 //! that needs no token to reach them.)
 
 use crate::helpers::*;

@@ -6,10 +6,11 @@
 //! together they flood each other's honest client.
 
 use crate::helpers::*;
-use shared::proto::todo::auth::v1::{
-    GetCurrentUserRequest, SignInRequest, SignUpRequest, auth_service_client::AuthServiceClient,
-};
 use std::time::{Duration, Instant};
+use todo_api::{
+    todo::auth::v1::GetCurrentUserRequest, todo::auth::v1::SignInRequest,
+    todo::auth::v1::SignUpRequest, todo::auth::v1::auth_service_client::AuthServiceClient,
+};
 use tonic::Code;
 
 /// `count` sign-ins of the honest user, each of which must succeed; their durations, sorted.

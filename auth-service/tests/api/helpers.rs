@@ -4,16 +4,17 @@
 
 use auth_service::{Application, config::AuthConfig};
 use chrono::{TimeDelta, Utc};
-use shared::{
-    clock::ManualClock,
-    proto::todo::auth::v1::{self as pb, auth_service_client::AuthServiceClient},
-};
+use clock::ManualClock;
 use std::{net::SocketAddr, sync::Arc};
+use todo_api::{
+    todo::auth::v1::auth_service_client::AuthServiceClient,
+    todo::auth::v1::{self as pb},
+};
 use tokio::sync::oneshot;
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 
-pub use shared::testing::{assert_error, jwt_json, tls::TlsFiles, violated_fields, with_bearer};
+pub use test_support::{assert_error, jwt_json, tls::TlsFiles, violated_fields, with_bearer};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -30,16 +31,16 @@ pub struct TestApp {
     _shutdown: oneshot::Sender<()>,
 }
 
-/// A fresh database URL (see `shared::testing`).
+/// A fresh database URL (see `test_support`).
 pub async fn fresh_database_url() -> String {
-    shared::testing::fresh_database_url("auth_test")
+    test_support::fresh_database_url("auth_test")
         .await
         .expect("create a test database")
 }
 
-/// A fresh database that outlives one server (see `shared::testing`).
+/// A fresh database that outlives one server (see `test_support`).
 pub async fn persistent_database_url() -> String {
-    shared::testing::persistent_database_url("auth_test")
+    test_support::persistent_database_url("auth_test")
         .await
         .expect("create a test database")
 }
@@ -97,7 +98,7 @@ impl TestApp {
             .expect("auth-service starts");
         let addr = app.local_addr().unwrap();
         let state = app.state();
-        let (shutdown, stopped) = shared::testing::shutdown_on_drop();
+        let (shutdown, stopped) = test_support::shutdown_on_drop();
         tokio::spawn(app.run(stopped));
         let client = match &tls {
             None => AuthServiceClient::connect(format!("http://{addr}"))
@@ -122,12 +123,12 @@ impl TestApp {
     }
 
     pub async fn channel(&self) -> Channel {
-        shared::testing::channel(self.addr).await
+        test_support::channel(self.addr).await
     }
 
     /// The service's clock, now.
     pub fn state_now(&self) -> chrono::DateTime<Utc> {
-        use shared::clock::Clock;
+        use clock::Clock;
         self.clock.now()
     }
 

@@ -1,6 +1,6 @@
 use crate::helpers::*;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use shared::proto::todo::auth::v1::GetSigningKeysRequest;
+use todo_api::todo::auth::v1::GetSigningKeysRequest;
 
 fn kid_of(token: &str) -> String {
     jsonwebtoken::decode_header(token).unwrap().kid.unwrap()

@@ -1,5 +1,5 @@
 use crate::helpers::*;
-use shared::proto::todo::auth::v1::{IntrospectRequest, SignOutRequest};
+use todo_api::{todo::auth::v1::IntrospectRequest, todo::auth::v1::SignOutRequest};
 use tonic::Code;
 
 #[tokio::test]

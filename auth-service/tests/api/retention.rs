@@ -3,7 +3,7 @@
 
 use crate::helpers::*;
 use sea_orm::{ConnectionTrait, Statement};
-use shared::proto::todo::auth::v1::SignInRequest;
+use todo_api::todo::auth::v1::SignInRequest;
 
 async fn count(url: &str, table: &str) -> i64 {
     let db = sea_orm::Database::connect(url).await.unwrap();

@@ -108,12 +108,9 @@ async fn on_shutdown_health_turns_not_serving_and_the_server_stops_within_the_dr
     let mut config =
         auth_service::config::AuthConfig::for_database("127.0.0.1:0".parse().unwrap(), &url);
     config.server.shutdown_drain_secs = 1;
-    let app = auth_service::Application::build(
-        config,
-        shared::clock::ManualClock::new(chrono::Utc::now()),
-    )
-    .await
-    .unwrap();
+    let app = auth_service::Application::build(config, clock::ManualClock::new(chrono::Utc::now()))
+        .await
+        .unwrap();
     let addr = app.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run(async {
@@ -153,7 +150,7 @@ async fn on_shutdown_health_turns_not_serving_and_the_server_stops_within_the_dr
 /// preflight: a "simple" POST with another content type, from a foreign origin.
 fn cross_site_sign_in(content_type: &str, password: &str) -> Vec<u8> {
     use prost::Message;
-    let message = shared::proto::todo::auth::v1::SignInRequest {
+    let message = todo_api::todo::auth::v1::SignInRequest {
         email: "ada@example.com".into(),
         password: password.into(),
     }

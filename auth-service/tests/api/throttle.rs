@@ -1,6 +1,8 @@
 use crate::helpers::*;
-use shared::proto::todo::auth::v1::{SignInRequest, auth_service_client::AuthServiceClient};
 use std::time::Duration;
+use todo_api::{
+    todo::auth::v1::SignInRequest, todo::auth::v1::auth_service_client::AuthServiceClient,
+};
 use tonic::Code;
 
 #[tokio::test]
@@ -324,7 +326,7 @@ async fn one_address_may_make_only_so_many_sign_ups_per_window() {
     assert_eq!(retry_delay(&status), Some(Duration::from_secs(3600)));
     // Another address has its own budget; this one gets a new one after the window.
     let mut elsewhere = client_from("127.0.0.2:0", &app).await;
-    let request = shared::proto::todo::auth::v1::SignUpRequest {
+    let request = todo_api::todo::auth::v1::SignUpRequest {
         email: "user3@example.com".into(),
         password: PASSWORD.into(),
         display_name: None,

@@ -3,8 +3,9 @@
 
 use crate::helpers::*;
 use auth_service::{Application, config::AuthConfig};
-use shared::{clock::ManualClock, testing::tls::peer_leaf};
+use clock::ManualClock;
 use std::time::Duration;
+use test_support::tls::peer_leaf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic_health::pb::{
@@ -75,7 +76,7 @@ async fn a_client_that_does_not_trust_the_servers_ca_is_refused() {
     let stranger = TlsFiles::new();
     let result = match stranger.channel(app.addr, false).await {
         Ok(channel) => health(channel).await.map_err(|s| s.to_string()),
-        Err(error) => Err(shared::tls::error_chain(&error)),
+        Err(error) => Err(grpc_edge::tls::error_chain(&error)),
     };
     let error = result.unwrap_err();
     assert!(error.to_lowercase().contains("certificate"), "{error}");
@@ -156,7 +157,7 @@ async fn per_address_sign_up_budgets_hold_over_tls() {
         "TOO_MANY_ATTEMPTS",
     );
     let mut elsewhere = client_from("127.0.0.2:0", &app).await;
-    let request = shared::proto::todo::auth::v1::SignUpRequest {
+    let request = todo_api::todo::auth::v1::SignUpRequest {
         email: "user2@example.com".into(),
         password: PASSWORD.into(),
         display_name: None,
@@ -179,7 +180,7 @@ async fn with_a_client_ca_a_client_without_a_certificate_is_refused() {
 
     let anonymous = match files.channel(app.addr, false).await {
         Ok(channel) => health(channel).await.map_err(|s| s.to_string()),
-        Err(error) => Err(shared::tls::error_chain(&error)),
+        Err(error) => Err(grpc_edge::tls::error_chain(&error)),
     };
     assert!(anonymous.is_err(), "{anonymous:?}");
     let mut raw = files.connect_raw(app.addr, &[b"http/1.1"]).await;

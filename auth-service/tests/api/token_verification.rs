@@ -14,7 +14,7 @@ async fn get_current_user_without_a_token_is_unauthenticated() {
     let status = app
         .client
         .clone()
-        .get_current_user(shared::proto::todo::auth::v1::GetCurrentUserRequest {})
+        .get_current_user(todo_api::todo::auth::v1::GetCurrentUserRequest {})
         .await;
     assert_error(status, Code::Unauthenticated, "INVALID_TOKEN");
     assert_error(
@@ -106,7 +106,7 @@ async fn tokens_expire_after_their_lifetime_plus_leeway() {
 async fn a_token_is_not_valid_before_its_nbf() {
     let app = TestApp::spawn().await;
     let token = app.access_token("ada@example.com").await;
-    let issued = shared::clock::Clock::now(&*app.clock);
+    let issued = clock::Clock::now(&*app.clock);
     app.clock.set(issued - chrono::TimeDelta::seconds(31));
     assert_error(
         app.current_user(&token).await,
@@ -121,7 +121,7 @@ async fn hs256_app(issuer: &str, audience: &str) -> TestApp {
     let (issuer, audience) = (issuer.to_owned(), audience.to_owned());
     TestApp::spawn_with(move |c| {
         c.tokens.jwt.signing_algorithm = auth_service::config::SigningMode::Hs256;
-        c.tokens.jwt.shared_secret = Some(shared::config::Secret::new(SECRET));
+        c.tokens.jwt.shared_secret = Some(access_token::SecretString::from(SECRET));
         c.tokens.jwt.jwt_issuer = issuer;
         c.tokens.jwt.jwt_audience = audience;
     })
@@ -164,8 +164,8 @@ async fn hs256_mode_refuses_to_start_with_a_short_secret() {
     let mut config =
         auth_service::config::AuthConfig::for_database("127.0.0.1:0".parse().unwrap(), &url);
     config.tokens.jwt.signing_algorithm = auth_service::config::SigningMode::Hs256;
-    config.tokens.jwt.shared_secret = Some(shared::config::Secret::new("too short"));
-    let clock = shared::clock::ManualClock::new(chrono::Utc::now());
+    config.tokens.jwt.shared_secret = Some(access_token::SecretString::from("too short"));
+    let clock = clock::ManualClock::new(chrono::Utc::now());
     let error = auth_service::Application::build(config, clock)
         .await
         .err()

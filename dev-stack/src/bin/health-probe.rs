@@ -4,7 +4,7 @@
 //! certificates) and presenting `--cert-file`/`--key-file` to a server that requires them.
 
 use clap::Parser;
-use shared::tls::ClientTls;
+use grpc_edge::tls::ClientTls;
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -38,7 +38,7 @@ struct Cli {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    shared::tls::install_crypto_provider();
+    grpc_edge::tls::install_crypto_provider();
     let cli = Cli::parse();
     let timeout = Duration::from_secs(cli.timeout_secs);
     let status = async {
@@ -56,7 +56,7 @@ async fn main() -> ExitCode {
             .timeout(timeout)
             .connect()
             .await
-            .map_err(|e| shared::tls::error_chain(&e))?;
+            .map_err(|e| grpc_edge::tls::error_chain(&e))?;
         let request = HealthCheckRequest {
             service: cli.service.clone(),
         };

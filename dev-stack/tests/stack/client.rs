@@ -1,10 +1,10 @@
 //! What several tests do as a client of the pair.
 
-use shared::{
-    proto::todo::auth::v1::{SignUpRequest, auth_service_client::AuthServiceClient},
-    testing::{channel, fresh_database_url},
-};
 use std::net::SocketAddr;
+use test_support::{channel, fresh_database_url};
+use todo_api::{
+    todo::auth::v1::SignUpRequest, todo::auth::v1::auth_service_client::AuthServiceClient,
+};
 
 /// Signs `email` up at the auth-service at `auth_addr`; the access token.
 pub async fn sign_up(auth_addr: SocketAddr, email: &str) -> Result<String, tonic::Status> {

@@ -7,13 +7,12 @@ use crate::{
     binary::{launch, launch_in},
     client::{database_env, sign_up},
 };
-use shared::{
-    proto::todo::task::v1::{
-        CreateTaskRequest, ListTasksRequest, task_service_client::TaskServiceClient,
-    },
-    testing::{channel, with_bearer},
-};
 use std::{collections::HashSet, time::Duration};
+use test_support::{channel, with_bearer};
+use todo_api::{
+    todo::task::v1::CreateTaskRequest, todo::task::v1::ListTasksRequest,
+    todo::task::v1::task_service_client::TaskServiceClient,
+};
 use tonic::{Code, transport::Channel};
 
 /// What one client saw: the ids of the tasks it was answered, and the request ids of the

@@ -2,15 +2,14 @@
 
 use crate::{binary::launch, client::sign_up};
 use auth_service::config::AuthConfig;
-use shared::{
-    clock::SystemClock,
-    proto::todo::task::v1::{
-        CreateTaskRequest, ListTasksRequest, task_service_client::TaskServiceClient,
-    },
-    testing::{channel, fresh_database_url, shutdown_on_drop, with_bearer},
-};
+use clock::SystemClock;
 use std::{sync::Arc, time::Duration};
 use task_service::config::TaskConfig;
+use test_support::{channel, fresh_database_url, shutdown_on_drop, with_bearer};
+use todo_api::{
+    todo::task::v1::CreateTaskRequest, todo::task::v1::ListTasksRequest,
+    todo::task::v1::task_service_client::TaskServiceClient,
+};
 use todo_stack::Stack;
 
 #[tokio::test]

@@ -7,15 +7,14 @@
 use crate::client::sign_up;
 use auth_service::config::AuthConfig;
 use clap::Parser;
-use shared::{
-    clock::SystemClock,
-    proto::todo::task::v1::{
-        CreateTaskRequest, ListTasksRequest, task_service_client::TaskServiceClient,
-    },
-    testing::{channel, with_bearer},
-};
+use clock::SystemClock;
 use std::{path::Path, process::Command, sync::Arc, time::Duration};
 use task_service::config::TaskConfig;
+use test_support::{channel, with_bearer};
+use todo_api::{
+    todo::task::v1::CreateTaskRequest, todo::task::v1::ListTasksRequest,
+    todo::task::v1::task_service_client::TaskServiceClient,
+};
 
 /// Names made for one run, dropped again when it ends.
 struct Cluster {
@@ -156,7 +155,7 @@ async fn each_service_reaches_only_its_own_rows_and_only_the_migrator_changes_sc
         .await
         .expect("the pair starts");
     let (auth_addr, task_addr) = (stack.auth_addr(), stack.task_addr());
-    let (_stop, stopped) = shared::testing::shutdown_on_drop();
+    let (_stop, stopped) = test_support::shutdown_on_drop();
     tokio::spawn(stack.run(stopped));
     let token = sign_up(auth_addr, "least@example.com")
         .await

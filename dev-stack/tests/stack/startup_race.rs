@@ -6,16 +6,16 @@ use crate::{
     binary::launch,
     client::{database_env, sign_up},
 };
-use shared::{
-    proto::todo::task::v1::{CreateTaskRequest, task_service_client::TaskServiceClient},
-    testing::{channel, with_bearer},
-};
 use std::{
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
+};
+use test_support::{channel, with_bearer};
+use todo_api::{
+    todo::task::v1::CreateTaskRequest, todo::task::v1::task_service_client::TaskServiceClient,
 };
 use tonic::Code;
 

@@ -4,7 +4,7 @@
 
 use crate::binary::launch;
 use auth_service::config::AuthConfig;
-use shared::{clock::SystemClock, testing::fresh_database_url};
+use clock::SystemClock;
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
@@ -12,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 use task_service::config::TaskConfig;
+use test_support::fresh_database_url;
 use todo_stack::{Stack, StackError};
 
 fn temp_dir(prefix: &str) -> PathBuf {
@@ -149,7 +150,7 @@ fn the_launcher_serves_tls_with_the_dev_certs_and_mutual_tls_between_the_service
 
 #[tokio::test]
 async fn the_launcher_refuses_an_auth_service_on_tls_without_a_ca_for_the_task_service() {
-    let files = shared::testing::tls::TlsFiles::new();
+    let files = test_support::tls::TlsFiles::new();
     let any_port = "127.0.0.1:0".parse().unwrap();
     let mut auth =
         AuthConfig::for_database(any_port, &fresh_database_url("task_test").await.unwrap());

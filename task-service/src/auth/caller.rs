@@ -1,7 +1,7 @@
 //! The authenticated caller, as the interceptor found it.
 
 use crate::error::TaskError;
-use shared::token::AccessClaims;
+use access_token::AccessClaims;
 use uuid::Uuid;
 
 /// The user a request was verified to come from. Only the interceptor makes one, so a

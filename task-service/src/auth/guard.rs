@@ -4,15 +4,12 @@
 
 use super::{Caller, KeyCache, VerifiedTokens};
 use crate::error::TaskError;
+use access_token::token_kid;
 use futures_util::{
     TryFutureExt,
     future::{Either, MapOk},
 };
-use shared::{
-    proto::todo::auth::v1::{IntrospectRequest, auth_service_client::AuthServiceClient},
-    status::bearer_token_in_headers,
-    token::token_kid,
-};
+use grpc_edge::bearer::bearer_token_in_headers;
 use std::{
     convert::Infallible,
     future::Future,
@@ -20,6 +17,9 @@ use std::{
     sync::Arc,
     task::{Context, Poll},
     time::Duration,
+};
+use todo_api::{
+    todo::auth::v1::IntrospectRequest, todo::auth::v1::auth_service_client::AuthServiceClient,
 };
 use tonic::{server::NamedService, transport::Channel};
 use tower::{Service, ServiceExt};

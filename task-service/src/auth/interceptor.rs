@@ -3,11 +3,9 @@
 
 use super::{Caller, KeyCache, Verified, VerifiedTokens};
 use crate::error::TaskError;
-use shared::{
-    clock::SharedClock,
-    status::bearer_token,
-    token::{TokenVerifier, VerifyError},
-};
+use access_token::{TokenVerifier, VerifyError};
+use clock::SharedClock;
+use grpc_edge::bearer::bearer_token;
 use std::sync::Arc;
 use tonic::{Request, Status, service::Interceptor};
 

@@ -5,16 +5,16 @@
 //! again when a token names an unknown `kid` (one fetch at a time, and at most one such
 //! fetch per `min_interval`). HS256 mode: the shared secret, nothing to fetch.
 
-use shared::{
-    proto::todo::auth::v1::{GetSigningKeysRequest, auth_service_client::AuthServiceClient},
-    token::KeySet,
-};
+use access_token::KeySet;
 use std::{
     sync::{
         Arc, PoisonError, RwLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
+};
+use todo_api::{
+    todo::auth::v1::GetSigningKeysRequest, todo::auth::v1::auth_service_client::AuthServiceClient,
 };
 use tokio::{sync::Mutex, task::JoinHandle, time::Instant};
 use tonic::transport::Channel;
@@ -98,7 +98,6 @@ impl KeyCache {
     }
 
     /// How many GetSigningKeys calls were made (for tests and metrics).
-    #[cfg(any(test, feature = "internals"))]
     pub fn fetch_count(&self) -> u64 {
         self.remote
             .as_ref()

@@ -23,7 +23,8 @@ pub use interceptor::Authenticate;
 pub use keys::KeyCache;
 pub use verified::{Verified, VerifiedTokens};
 
-use shared::{clock::SharedClock, token::TokenVerifier};
+use access_token::TokenVerifier;
+use clock::SharedClock;
 use std::sync::Arc;
 use tonic::service::interceptor::InterceptedService;
 

@@ -10,7 +10,7 @@
 //!   lookups against another set miss, so a withdrawn key's tokens are refused at once.
 
 use super::Caller;
-use shared::token::KeySet;
+use access_token::KeySet;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
@@ -102,7 +102,6 @@ impl VerifiedTokens {
     }
 
     /// How many tokens are remembered.
-    #[cfg(any(test, feature = "internals"))]
     pub fn len(&self) -> usize {
         self.entries
             .lock()
@@ -112,7 +111,6 @@ impl VerifiedTokens {
     }
 
     /// Whether no token is remembered.
-    #[cfg(any(test, feature = "internals"))]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -121,7 +119,7 @@ impl VerifiedTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::token::AccessClaims;
+    use access_token::AccessClaims;
 
     fn verified(exp: i64) -> Verified {
         let claims = AccessClaims {

@@ -4,14 +4,11 @@
 use crate::helpers::{
     TestStack, User, assert_error, channel, jwt_json, kid_of, new_task, with_bearer,
 };
+use access_token::{SHARED_SECRET_KID, SecretString, SigningMode};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
-use shared::{
-    config::{Secret, SigningMode},
-    proto::todo::{auth::v1 as auth_pb, task::v1 as pb},
-    token::SHARED_SECRET_KID,
-};
+use todo_api::{todo::auth::v1 as auth_pb, todo::task::v1 as pb};
 use tonic::{Code, Status};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -211,11 +208,11 @@ async fn hs256_stack() -> TestStack {
     TestStack::spawn_with(
         |auth| {
             auth.tokens.jwt.signing_algorithm = SigningMode::Hs256;
-            auth.tokens.jwt.shared_secret = Some(Secret::new(SECRET));
+            auth.tokens.jwt.shared_secret = Some(SecretString::from(SECRET));
         },
         |task| {
             task.jwt.signing_algorithm = SigningMode::Hs256;
-            task.jwt.shared_secret = Some(Secret::new(SECRET));
+            task.jwt.shared_secret = Some(SecretString::from(SECRET));
         },
     )
     .await

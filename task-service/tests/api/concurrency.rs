@@ -1,7 +1,7 @@
 //! Concurrent writers: conditional updates and idempotent creates decided by the database.
 
 use crate::helpers::TestStack;
-use shared::proto::todo::task::v1 as pb;
+use todo_api::todo::task::v1 as pb;
 use tonic::Code;
 
 #[tokio::test]

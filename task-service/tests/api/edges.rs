@@ -3,8 +3,8 @@
 //! native gRPC and on grpc-web.
 
 use crate::helpers::*;
-use shared::proto::todo::{auth::v1 as auth_pb, task::v1 as pb};
 use std::net::SocketAddr;
+use todo_api::{todo::auth::v1 as auth_pb, todo::task::v1 as pb};
 use tonic::Code;
 use tonic_reflection::pb::{v1, v1alpha};
 use tonic_types::StatusExt;

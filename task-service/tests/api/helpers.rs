@@ -4,21 +4,21 @@
 
 use auth_service::config::AuthConfig;
 use chrono::{TimeDelta, Utc};
-use shared::{
-    clock::ManualClock,
-    proto::todo::{
-        auth::v1::{self as auth_pb, auth_service_client::AuthServiceClient},
-        task::v1::{self as pb, task_service_client::TaskServiceClient},
-    },
-};
+use clock::ManualClock;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use task_service::{config::TaskConfig, internals::KeyCache};
+use todo_api::{
+    todo::auth::v1::auth_service_client::AuthServiceClient,
+    todo::auth::v1::{self as auth_pb},
+    todo::task::v1::task_service_client::TaskServiceClient,
+    todo::task::v1::{self as pb},
+};
 use tonic::{Status, transport::Channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-pub use shared::testing::{assert_error, jwt_json, violated_fields, with_bearer};
+pub use test_support::{assert_error, jwt_json, violated_fields, with_bearer};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -29,7 +29,7 @@ pub struct Running {
 }
 
 pub async fn fresh_database_url() -> String {
-    shared::testing::fresh_database_url("task_test")
+    test_support::fresh_database_url("task_test")
         .await
         .expect("create a test database")
 }
@@ -49,7 +49,7 @@ pub async fn start_auth(
         .await
         .expect("auth-service starts");
     let addr = app.local_addr().unwrap();
-    let (shutdown, stopped) = shared::testing::shutdown_on_drop();
+    let (shutdown, stopped) = test_support::shutdown_on_drop();
     tokio::spawn(app.run(stopped));
     Running {
         addr,
@@ -76,7 +76,7 @@ pub async fn start_task(
         .expect("task-service starts");
     let addr = app.local_addr().unwrap();
     let keys = app.keys();
-    let (shutdown, stopped) = shared::testing::shutdown_on_drop();
+    let (shutdown, stopped) = test_support::shutdown_on_drop();
     tokio::spawn(app.run(stopped));
     (
         Running {
@@ -87,7 +87,7 @@ pub async fn start_task(
     )
 }
 
-pub use shared::testing::channel;
+pub use test_support::channel;
 
 /// Waits until `addr`'s health service reports `service` as SERVING (at most ~15 s).
 pub async fn wait_until_serving(addr: SocketAddr, service: &str) {
@@ -144,7 +144,7 @@ impl TestStack {
             .expect("both services start");
         let (auth_addr, task_addr, keys) =
             (stack.auth_addr(), stack.task_addr(), stack.task_keys());
-        let (stop, stopped) = shared::testing::shutdown_on_drop();
+        let (stop, stopped) = test_support::shutdown_on_drop();
         tokio::spawn(stack.run(stopped));
         wait_until_serving(task_addr, "todo.task.v1.TaskService").await;
         Self {
@@ -161,7 +161,7 @@ impl TestStack {
 
     /// The shared clock, Unix seconds.
     pub fn clock_now(&self) -> i64 {
-        use shared::clock::Clock;
+        use clock::Clock;
         self.clock.now().timestamp()
     }
 

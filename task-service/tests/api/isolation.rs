@@ -2,7 +2,7 @@
 //! answers exactly like a missing task, and nothing changes.
 
 use crate::helpers::{TestStack, assert_error, violated_fields};
-use shared::proto::todo::task::v1 as pb;
+use todo_api::todo::task::v1 as pb;
 use tonic::Code;
 
 #[tokio::test]

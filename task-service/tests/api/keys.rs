@@ -10,13 +10,13 @@ use crate::{
     },
 };
 use chrono::{TimeDelta, Utc};
+use clock::{Clock, ManualClock};
 use serde_json::json;
-use shared::{
-    clock::{Clock, ManualClock},
-    proto::todo::{
-        auth::v1::{self as auth_pb, auth_service_client::AuthServiceClient},
-        task::v1::{self as pb, task_service_client::TaskServiceClient},
-    },
+use todo_api::{
+    todo::auth::v1::auth_service_client::AuthServiceClient,
+    todo::auth::v1::{self as auth_pb},
+    todo::task::v1::task_service_client::TaskServiceClient,
+    todo::task::v1::{self as pb},
 };
 use tonic::Code;
 use tonic_health::pb::{

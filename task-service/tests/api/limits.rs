@@ -2,8 +2,8 @@
 //! limits on descriptions, and ListTasks pages bounded in bytes as well as in count.
 
 use crate::helpers::{TestStack, assert_error, new_task, violated_fields};
-use shared::proto::todo::task::v1 as pb;
 use std::collections::HashSet;
+use todo_api::todo::task::v1 as pb;
 use tonic::Code;
 
 #[tokio::test]

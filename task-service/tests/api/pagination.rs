@@ -2,7 +2,7 @@
 
 use crate::helpers::{TestStack, User, assert_error, violated_fields};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use shared::proto::todo::task::v1 as pb;
+use todo_api::todo::task::v1 as pb;
 use tonic::Code;
 
 async fn create_many(user: &User, n: usize) -> Vec<pb::Task> {

@@ -2,8 +2,8 @@
 //! server holds for them is bounded.
 
 use crate::helpers::*;
-use shared::proto::todo::task::v1 as pb;
 use std::time::Duration;
+use todo_api::todo::task::v1 as pb;
 
 /// This process's resident set, MiB.
 fn rss_mib() -> f64 {

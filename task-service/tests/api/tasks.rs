@@ -1,7 +1,7 @@
 //! Every RPC's success and error paths for one user.
 
 use crate::helpers::{TestStack, assert_error, new_task, seconds, violated_fields};
-use shared::proto::todo::task::v1 as pb;
+use todo_api::todo::task::v1 as pb;
 use tonic::Code;
 
 #[tokio::test]

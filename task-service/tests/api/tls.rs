@@ -7,16 +7,14 @@ use crate::helpers::{
 };
 use auth_service::config::AuthConfig;
 use chrono::Utc;
-use shared::{
-    clock::ManualClock,
-    proto::todo::{
-        auth::v1::auth_service_client::AuthServiceClient,
-        task::v1::task_service_client::TaskServiceClient,
-    },
-    testing::tls::TlsFiles,
-};
+use clock::ManualClock;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use task_service::config::TaskConfig;
+use test_support::tls::TlsFiles;
+use todo_api::{
+    todo::auth::v1::auth_service_client::AuthServiceClient,
+    todo::task::v1::task_service_client::TaskServiceClient,
+};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };

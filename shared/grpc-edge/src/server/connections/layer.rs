@@ -1,0 +1,279 @@
+//! The layer half of the connection limits: every RPC is counted on its connection until its
+//! response body ends, and streaming RPCs are admitted against the limits.
+
+use super::{Connections, Counters, STREAMING_PATHS};
+use crate::server::HeldUntilSent;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{Arc, atomic::Ordering},
+    task::{Context, Poll},
+};
+use tokio::sync::OwnedSemaphorePermit;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tower::{Layer, Service};
+
+/// Counts RPCs per connection and admits streaming RPCs (see the module docs).
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionLayer {
+    connections: Arc<Connections>,
+}
+
+impl ConnectionLayer {
+    pub(crate) fn new(connections: Arc<Connections>) -> Self {
+        Self { connections }
+    }
+}
+
+impl<S> Layer<S> for ConnectionLayer {
+    type Service = ConnectionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ConnectionService {
+            inner,
+            connections: Arc::clone(&self.connections),
+        }
+    }
+}
+
+/// The service made by [`ConnectionLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionService<S> {
+    inner: S,
+    connections: Arc<Connections>,
+}
+
+/// Held while an RPC is in flight (until its response body ends or is dropped), with what
+/// its handler asked to keep until then ([`HeldUntilSent`]).
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    counters: Option<Arc<Counters>>,
+    connections: Arc<Connections>,
+    stream: Option<OwnedSemaphorePermit>,
+    held: Option<HeldUntilSent>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(counters) = &self.counters {
+            counters
+                .last_active_ms
+                .store(self.connections.now_ms(), Ordering::Release);
+            counters.in_flight.fetch_sub(1, Ordering::AcqRel);
+            if self.stream.is_some() {
+                counters.streams.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+impl InFlight {
+    pub(super) fn start(connections: &Arc<Connections>, peer: Option<SocketAddr>) -> Self {
+        let counters = peer.and_then(|peer| connections.counters(peer));
+        if let Some(counters) = &counters {
+            counters.in_flight.fetch_add(1, Ordering::AcqRel);
+            counters
+                .last_active_ms
+                .store(connections.now_ms(), Ordering::Release);
+        }
+        Self {
+            counters,
+            connections: Arc::clone(connections),
+            stream: None,
+            held: None,
+        }
+    }
+
+    /// Takes a stream slot, on the server and on this connection.
+    pub(super) fn admit_stream(&mut self) -> Result<(), tonic::Status> {
+        let c = &self.connections;
+        let Ok(permit) = Arc::clone(&c.streams).try_acquire_owned() else {
+            return Err(too_many_streams(c, "MAX_STREAMING_RPCS", c.max_streams));
+        };
+        if let Some(counters) = &self.counters
+            && counters.streams.fetch_add(1, Ordering::AcqRel) >= c.streams_per_connection
+        {
+            counters.streams.fetch_sub(1, Ordering::AcqRel);
+            return Err(too_many_streams(
+                c,
+                "MAX_STREAMING_RPCS_PER_CONNECTION",
+                c.streams_per_connection,
+            ));
+        }
+        self.stream = Some(permit);
+        Ok(())
+    }
+}
+
+fn too_many_streams(connections: &Connections, setting: &str, limit: usize) -> tonic::Status {
+    super::super::limits::resource_exhausted(
+        todo_api::ErrorReason::TooManyStreams,
+        connections.domain,
+        [
+            ("setting", setting.to_owned()),
+            ("limit", limit.to_string()),
+        ],
+        format!("too many streaming calls open ({setting}={limit}); close one and retry"),
+    )
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for ConnectionService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = http::Response<Counted<ResBody>>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        // Plain TCP, or TLS over it.
+        let extensions = request.extensions();
+        let peer = extensions
+            .get::<TcpConnectInfo>()
+            .or_else(|| {
+                extensions
+                    .get::<TlsConnectInfo<TcpConnectInfo>>()
+                    .map(TlsConnectInfo::get_ref)
+            })
+            .and_then(TcpConnectInfo::remote_addr);
+        let mut in_flight = InFlight::start(&self.connections, peer);
+        if STREAMING_PATHS.contains(&request.uri().path())
+            && let Err(status) = in_flight.admit_stream()
+        {
+            let response = status.into_http::<ResBody>();
+            return Box::pin(async move { Ok(response.map(|body| Counted::new(body, in_flight))) });
+        }
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = call.await?;
+            in_flight.held = response.extensions_mut().remove::<HeldUntilSent>();
+            Ok(response.map(|body| Counted::new(body, in_flight)))
+        })
+    }
+}
+
+/// The largest data frame a response body hands to HTTP/2. hyper passes a whole frame to
+/// h2 as soon as the stream has one byte of window, and h2 then holds all of it; in pieces
+/// this size, what a client that does not read makes h2 hold is one piece per stream, and
+/// the rest stays in the body, where it is still counted ([`HeldUntilSent`]).
+const MAX_FRAME_BYTES: usize = 16 * 1024;
+
+/// A response body that keeps its RPC counted until it ends, in frames of at most
+/// [`MAX_FRAME_BYTES`].
+pub(crate) struct Counted<B> {
+    inner: B,
+    in_flight: Option<InFlight>,
+    /// What is left of a larger data frame of `inner`.
+    rest: Bytes,
+}
+
+impl<B> Counted<B> {
+    fn new(inner: B, in_flight: InFlight) -> Self {
+        Self {
+            inner,
+            in_flight: Some(in_flight),
+            rest: Bytes::new(),
+        }
+    }
+}
+
+/// The first [`MAX_FRAME_BYTES`] of `data` as a frame; the rest stays in `data`.
+fn piece(data: &mut Bytes) -> Frame<Bytes> {
+    Frame::data(data.split_to(data.len().min(MAX_FRAME_BYTES)))
+}
+
+impl<B> Body for Counted<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if !this.rest.is_empty() {
+            return Poll::Ready(Some(Ok(piece(&mut this.rest))));
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                this.in_flight = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(mut data) if data.len() > MAX_FRAME_BYTES => {
+                    let first = piece(&mut data);
+                    this.rest = data;
+                    Poll::Ready(Some(Ok(first)))
+                }
+                Ok(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let inner = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + rest);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_large_data_frame_goes_out_in_pieces_and_trailers_follow() {
+        let connections = super::super::tests::connections(|_| {});
+        let data = Bytes::from(vec![7u8; 40 * 1024]);
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let frames = vec![
+            Ok::<_, std::convert::Infallible>(Frame::data(data.clone())),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let inner = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+        let mut body = Counted::new(inner, InFlight::start(&connections, None));
+        assert_eq!(body.size_hint().lower(), 0);
+        let mut sizes = Vec::new();
+        let mut sent = Vec::new();
+        let mut saw_trailers = false;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.unwrap();
+            if let Some(chunk) = frame.data_ref() {
+                sizes.push(chunk.len());
+                sent.extend_from_slice(chunk);
+            } else {
+                saw_trailers = frame.is_trailers();
+            }
+        }
+        assert_eq!(sizes, [16 * 1024, 16 * 1024, 8 * 1024]);
+        assert_eq!(sent, data);
+        assert!(saw_trailers);
+    }
+}

@@ -1,0 +1,110 @@
+//! Settings of the gRPC edge every service shares: TLS, network limits, CORS, shutdown, logging.
+//! Flattened into each service's own clap parser; each flag falls back to an environment
+//! variable of the same name (see `.env.example`).
+
+use clap::{Args, ValueEnum};
+use std::time::Duration;
+
+mod connection;
+
+pub use connection::ConnectionArgs;
+
+/// A configuration with every default and nothing from the process environment (tests and
+/// the launcher set what they need on the value), so a variable exported in a developer's
+/// shell cannot change a test. `None` when a default does not parse, a bug that the
+/// services' own tests catch.
+pub fn defaults<C: clap::Parser>(bin: &str) -> Option<C> {
+    let command = C::command().mut_args(|arg| arg.env(None));
+    let matches = command.try_get_matches_from([bin]).ok()?;
+    C::from_arg_matches(&matches).ok()
+}
+
+/// Parses a listen address, with an error that shows what a valid one looks like.
+pub fn listen_addr(value: &str) -> Result<std::net::SocketAddr, String> {
+    value.trim().parse().map_err(|_| {
+        "expected HOST:PORT with an IP address, e.g. 127.0.0.1:50051 (this machine only), \
+         0.0.0.0:50051 (every interface) or [::1]:50051; port 0 picks any free port"
+            .to_owned()
+    })
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings of the gRPC server itself.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// TLS on the port (off by default).
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
+
+    /// Browser origins allowed to call over grpc-web (comma-separated; `*` allows any).
+    #[arg(
+        long,
+        env = "CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://localhost:5173,http://127.0.0.1:5173"
+    )]
+    pub cors_allowed_origins: Vec<String>,
+
+    /// Largest accepted request message, in bytes.
+    #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Most RPCs served at once on one connection (HTTP/2 concurrent streams).
+    #[arg(long, env = "MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub max_concurrent_streams: u32,
+
+    /// Longest an RPC may run before it is cancelled, in seconds.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// On SIGINT/SIGTERM, how long in-flight RPCs may finish before connections are closed.
+    #[arg(long, env = "SHUTDOWN_DRAIN_SECS", default_value_t = 10)]
+    pub shutdown_drain_secs: u64,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Connection lifetime and streaming limits.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+}
+
+/// Server settings that cannot work.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub struct InvalidServerArgs(pub Vec<String>);
+
+impl ServerArgs {
+    /// Refuses settings that cannot work, naming each variable.
+    pub fn validate(&self) -> Result<(), InvalidServerArgs> {
+        let mut problems = self.connections.problems();
+        if self.max_concurrent_streams == 0 {
+            problems.push("MAX_CONCURRENT_STREAMS must be at least 1".to_owned());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidServerArgs(problems))
+        }
+    }
+
+    /// Per-RPC timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// Bounded drain time on shutdown.
+    pub fn shutdown_drain(&self) -> Duration {
+        Duration::from_secs(self.shutdown_drain_secs)
+    }
+}

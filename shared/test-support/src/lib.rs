@@ -1,0 +1,119 @@
+//! Helpers for the services' integration tests (a dev-dependency only: never in a build of a
+//! service). Test support may panic: a failed assertion is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod tls;
+
+use sea_orm::{ConnectionTrait, Database, DbErr};
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+/// A fresh, empty database URL for one test, chosen by `TEST_DATABASE_URL`:
+/// - unset: a new SQLite file in the temporary directory, as users run it (write-ahead log,
+///   several connections);
+/// - `sqlite::memory:`: in-memory SQLite (one connection);
+/// - a PostgreSQL URL (e.g. `postgres://postgres@127.0.0.1:5432/postgres`): a new database
+///   named `<prefix>_<uuid>` beside it. CI drops those databases afterwards.
+pub async fn fresh_database_url(prefix: &str) -> Result<String, DbErr> {
+    let base = std::env::var("TEST_DATABASE_URL").unwrap_or_default();
+    if base.starts_with("sqlite::memory:") {
+        return Ok(base);
+    }
+    if !base.starts_with("postgres") {
+        return Ok(sqlite_file_url(prefix));
+    }
+    let name = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
+    let admin = Database::connect(&base).await?;
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await?;
+    admin.close().await?;
+    let (server, _) = base
+        .rsplit_once('/')
+        .ok_or_else(|| DbErr::Custom("TEST_DATABASE_URL needs a database path".into()))?;
+    Ok(format!("{server}/{name}"))
+}
+
+/// A fresh database that outlives one server, for restart tests: a SQLite file even when the
+/// tests otherwise run in memory, or a new PostgreSQL database as in [`fresh_database_url`].
+pub async fn persistent_database_url(prefix: &str) -> Result<String, DbErr> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(base) if base.starts_with("postgres") => fresh_database_url(prefix).await,
+        _ => Ok(sqlite_file_url(prefix)),
+    }
+}
+
+/// A new SQLite file under `<temp>/todo-grpc-tests/` (the directory is made on connect).
+fn sqlite_file_url(prefix: &str) -> String {
+    let path = std::env::temp_dir()
+        .join("todo-grpc-tests")
+        .join(format!("{prefix}-{}.db", uuid::Uuid::now_v7().simple()));
+    format!("sqlite://{}", path.display())
+}
+
+/// `message` with `authorization: Bearer <token>` metadata.
+pub fn with_bearer<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}")
+            .parse()
+            .expect("a header-safe token"),
+    );
+    request
+}
+
+/// Asserts the status code and `ErrorInfo` reason; returns the status for more checks.
+#[track_caller]
+pub fn assert_error<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    reason: &str,
+) -> Status {
+    let status = result.expect_err("the call fails");
+    assert_eq!(status.code(), code, "unexpected status: {status:?}");
+    let info = status
+        .get_error_details()
+        .error_info()
+        .cloned()
+        .expect("an ErrorInfo detail");
+    assert_eq!(info.reason, reason, "unexpected reason: {status:?}");
+    status
+}
+
+/// The field names of the `BadRequest` violations of a status.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// A shutdown future for a server under test, and the handle that triggers it when dropped
+/// (so a test's servers stop when the test ends).
+pub fn shutdown_on_drop() -> (
+    tokio::sync::oneshot::Sender<()>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (handle, dropped) = tokio::sync::oneshot::channel::<()>();
+    (handle, async {
+        let _ = dropped.await;
+    })
+}
+
+/// A connected channel to a server under test.
+pub async fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("a valid URI")
+        .connect()
+        .await
+        .expect("the server accepts connections")
+}
+
+/// Segment `index` of a JWT (0 header, 1 claims), decoded as JSON.
+pub fn jwt_json(token: &str, index: usize) -> serde_json::Value {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let segment = token.split('.').nth(index).expect("a JWT segment");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).expect("base64url")).expect("JSON")
+}
