@@ -12,8 +12,9 @@ From the repository root:
    AUTH_LISTEN_ADDR/TASK_LISTEN_ADDR=127.0.0.1:0 and reads the two addresses from the banner.
 3. Runs every ```sh block of "## Try it with grpcurl" with `bash -euo pipefail`, each in a
    fresh working directory with A and T set to the banner's addresses, and checks a few
-   outputs that show the calls did what the README says. The whole walkthrough runs twice
-   against the same stack: it must work any number of times.
+   outputs that show the calls did what the README says, and that no block leaves a file
+   behind in that directory (answers hold live tokens: they belong in shell variables). The
+   whole walkthrough runs twice against the same stack: it must work any number of times.
 4. Checks reflection without a symbol on both ports: `grpcurl describe` and
    `buf curl --list-methods`.
 5. Stops the stack with SIGINT (Ctrl-C) and checks that it exits 0 in time.
@@ -226,6 +227,15 @@ class Stack:
 # --- commands ---------------------------------------------------------------------------
 
 
+def listing(directory: Path) -> set[str]:
+    """Every file and directory under `directory`, as paths relative to it."""
+    found = set()
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            found.add((Path(root) / name).relative_to(directory).as_posix())
+    return found
+
+
 def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> tuple[int, str]:
     """Exit code (124 on time-out) and stdout + stderr."""
     try:
@@ -258,8 +268,15 @@ def walkthrough(
     for index, (heading, code) in enumerate(blocks, 1):
         name = heading or f"block {index}"
         workdir = Path(tempfile.mkdtemp(prefix="block-", dir=scratch))
+        before = listing(workdir)
         code_rc, out = run(["bash", "-euo", "pipefail", "-c", code], workdir, env, BLOCK_TIMEOUT_SECS)
         checks.check(code_rc == 0, f"{label}: '{name}' runs with bash -euo pipefail (exit {code_rc})", out)
+        left = sorted(listing(workdir) - before)
+        checks.check(
+            not left,
+            f"{label}: '{name}' leaves no file in the directory it ran in"
+            + (f" (left: {', '.join(left)})" if left else ""),
+        )
         combined.append(out)
     out = "\n".join(combined)
 

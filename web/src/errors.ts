@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from "./gen/google/rpc/error_details_pb";
+import { ErrorReason, ErrorReasonSchema } from "./gen/todo/errors/v1/errors_pb";
 
 /** What kind of failure a call met, whatever the wording. */
 export type ProblemKind =
@@ -9,6 +10,9 @@ export type ProblemKind =
   | "token-invalid"
   | "refresh-token-invalid"
   | "too-many-attempts"
+  | "too-many-requests"
+  | "too-many-unread-replies"
+  | "too-many-streams"
   | "not-found"
   | "etag-mismatch"
   | "unavailable"
@@ -24,77 +28,127 @@ export interface Problem {
   fields: Record<string, string>;
   retryAfterSeconds?: number;
   /** The `google.rpc.ErrorInfo` reason; undefined when the kind came from the status code. */
-  reason?: string;
+  reason?: Reason;
 }
 
-/** The services' stable `ErrorInfo` reasons (README, "Try it with grpcurl"). */
-const KIND_OF_REASON: Record<string, ProblemKind> = {
-  INVALID_ARGUMENT: "invalid-argument",
-  EMAIL_ALREADY_REGISTERED: "email-taken",
-  INVALID_CREDENTIALS: "invalid-credentials",
-  INVALID_TOKEN: "token-invalid",
-  INVALID_REFRESH_TOKEN: "refresh-token-invalid",
-  TOO_MANY_ATTEMPTS: "too-many-attempts",
-  TASK_NOT_FOUND: "not-found",
-  ETAG_MISMATCH: "etag-mismatch",
-  AUTH_SERVICE_UNAVAILABLE: "unavailable",
-  DATABASE_UNAVAILABLE: "unavailable",
-  REQUEST_TOO_LARGE: "request-too-large",
-  TASK_QUOTA_EXCEEDED: "task-quota",
-  INTERNAL: "internal",
+/** Every reason a service may send (`proto/todo/errors/v1/errors.proto`). */
+export type Reason = Exclude<ErrorReason, ErrorReason.ERROR_REASON_UNSPECIFIED>;
+
+/** What a message may depend on besides the reason. */
+type Facts = Pick<Problem, "fields" | "retryAfterSeconds"> & { rawMessage: string };
+
+function tryAgain(facts: Facts, otherwise: string): string {
+  return facts.retryAfterSeconds ? `Try again in ${facts.retryAfterSeconds} s.` : otherwise;
+}
+
+/** The kind and message of every reason. Keyed by the generated enum: a reason added to
+ * errors.proto without an entry here fails `tsc` (and so `npm run build`). */
+const BY_REASON: Record<Reason, { kind: ProblemKind; message: string | ((facts: Facts) => string) }> = {
+  [ErrorReason.INVALID_ARGUMENT]: {
+    kind: "invalid-argument",
+    message: (facts) =>
+      Object.keys(facts.fields).length ? "Please correct the highlighted fields." : facts.rawMessage,
+  },
+  [ErrorReason.INTERNAL]: {
+    kind: "internal",
+    message: "Something went wrong on the server. Please try again.",
+  },
+  [ErrorReason.DATABASE_UNAVAILABLE]: {
+    kind: "unavailable",
+    message: "The service is unavailable right now. Please try again in a moment.",
+  },
+  [ErrorReason.REQUEST_TOO_LARGE]: { kind: "request-too-large", message: "That is too long to send." },
+  [ErrorReason.TOO_MANY_STREAMS]: {
+    kind: "too-many-streams",
+    message: "Too many streams are open to the service (other tabs of this app?). Close some and try again.",
+  },
+  [ErrorReason.EMAIL_ALREADY_REGISTERED]: {
+    kind: "email-taken",
+    message: "An account with this email already exists. Sign in instead?",
+  },
+  [ErrorReason.INVALID_CREDENTIALS]: { kind: "invalid-credentials", message: "Invalid email or password." },
+  [ErrorReason.INVALID_TOKEN]: { kind: "token-invalid", message: "Please sign in again." },
+  [ErrorReason.INVALID_REFRESH_TOKEN]: {
+    kind: "refresh-token-invalid",
+    message: "Your session has ended. Please sign in again.",
+  },
+  [ErrorReason.TOO_MANY_ATTEMPTS]: {
+    kind: "too-many-attempts",
+    message: (facts) => `Too many attempts. ${tryAgain(facts, "Try again later.")}`,
+  },
+  [ErrorReason.TOO_MANY_REQUESTS]: {
+    kind: "too-many-requests",
+    message: (facts) => `Too many sign-ins are in progress. ${tryAgain(facts, "Try again in a moment.")}`,
+  },
+  [ErrorReason.TASK_NOT_FOUND]: { kind: "not-found", message: "That task no longer exists." },
+  [ErrorReason.ETAG_MISMATCH]: {
+    kind: "etag-mismatch",
+    message: "This task was changed elsewhere; showing the latest version.",
+  },
+  [ErrorReason.TASK_QUOTA_EXCEEDED]: {
+    kind: "task-quota",
+    message: "You have as many tasks as an account may have. Delete some to add more.",
+  },
+  [ErrorReason.TOO_MANY_UNREAD_REPLIES]: {
+    kind: "too-many-unread-replies",
+    message: (facts) =>
+      `The server is still busy sending earlier replies. ${tryAgain(facts, "Try again shortly.")}`,
+  },
+  [ErrorReason.AUTH_SERVICE_UNAVAILABLE]: {
+    kind: "unavailable",
+    message: "The service is unavailable right now. Please try again in a moment.",
+  },
+};
+
+/** `ErrorInfo.reason` carries the value's proto name ("INVALID_TOKEN"): the enum's
+ * descriptor maps names to values (not the TypeScript names, which may drop a prefix). */
+const REASON_OF_NAME = new Map<string, Reason>(
+  ErrorReasonSchema.values
+    .filter((value) => value.number !== ErrorReason.ERROR_REASON_UNSPECIFIED)
+    .map((value) => [value.name, value.number as Reason]),
+);
+
+/** The kind and message of a reason. */
+function shown(reason: Reason, facts: Facts): Pick<Problem, "kind" | "message"> {
+  const { kind, message } = BY_REASON[reason];
+  return { kind, message: typeof message === "string" ? message : message(facts) };
+}
+
+const GENERIC: Pick<Problem, "kind" | "message"> = {
+  kind: "internal",
+  message: "Something went wrong. Please try again.",
+};
+const OFFLINE: Pick<Problem, "kind" | "message"> = {
+  kind: "unavailable",
+  message: "Cannot reach the service. Check your connection and try again.",
 };
 
 /** Only for errors without an `ErrorInfo` (or with a reason this app does not know): the
  * browser's own failures (network down: fetch fails, which Connect reports as UNKNOWN), a
- * proxy's or load balancer's answer, the interceptor's "signed out". */
-function kindOfCode(error: ConnectError): ProblemKind {
+ * proxy's or load balancer's answer, the interceptor's "signed out". A code is read as the
+ * reason it most often stands for. */
+function fromCode(error: ConnectError, facts: Facts): Pick<Problem, "kind" | "message"> {
   switch (error.code) {
     case Code.InvalidArgument:
-      return "invalid-argument";
+      return shown(ErrorReason.INVALID_ARGUMENT, facts);
     case Code.AlreadyExists:
-      return "email-taken";
+      return shown(ErrorReason.EMAIL_ALREADY_REGISTERED, facts);
     case Code.Unauthenticated:
-      return "token-invalid";
+      return shown(ErrorReason.INVALID_TOKEN, facts);
     case Code.ResourceExhausted:
-      return "too-many-attempts";
+      return shown(ErrorReason.TOO_MANY_ATTEMPTS, facts);
     case Code.NotFound:
-      return "not-found";
+      return shown(ErrorReason.TASK_NOT_FOUND, facts);
     case Code.Aborted:
-      return "etag-mismatch";
+      return shown(ErrorReason.ETAG_MISMATCH, facts);
     case Code.Unavailable:
     case Code.DeadlineExceeded:
-      return "unavailable";
+      return OFFLINE;
     case Code.Unknown:
-      return error.cause instanceof TypeError ? "unavailable" : "internal"; // fetch failed
+      return error.cause instanceof TypeError ? OFFLINE : GENERIC; // fetch failed
     default:
-      return "internal";
+      return GENERIC;
   }
-}
-
-const MESSAGES: Record<ProblemKind, string> = {
-  "invalid-argument": "Please correct the highlighted fields.",
-  "email-taken": "An account with this email already exists. Sign in instead?",
-  "invalid-credentials": "Invalid email or password.",
-  "token-invalid": "Please sign in again.",
-  "refresh-token-invalid": "Your session has ended. Please sign in again.",
-  "too-many-attempts": "Too many attempts. Try again later.",
-  "not-found": "That task no longer exists.",
-  "etag-mismatch": "This task was changed elsewhere; showing the latest version.",
-  unavailable: "The service is unavailable right now. Please try again in a moment.",
-  "request-too-large": "That is too long to send.",
-  "task-quota": "You have as many tasks as an account may have. Delete some to add more.",
-  internal: "Something went wrong. Please try again.",
-};
-
-function message(kind: ProblemKind, error: ConnectError, problem: Omit<Problem, "message">): string {
-  if (kind === "invalid-argument" && !Object.keys(problem.fields).length) return error.rawMessage;
-  if (kind === "too-many-attempts" && problem.retryAfterSeconds) {
-    return `Too many attempts. Try again in ${problem.retryAfterSeconds} s.`;
-  }
-  if (kind === "unavailable" && !problem.reason) {
-    return "Cannot reach the service. Check your connection and try again.";
-  }
-  return MESSAGES[kind];
 }
 
 /** `task.title` → `title`: the forms name fields without the request's nesting. */
@@ -104,7 +158,7 @@ function formField(field: string): string {
 
 /** Turns a failed call into what the UI needs, keyed on the `ErrorInfo` reason. */
 export function describe(error: unknown): Problem {
-  if (!(error instanceof ConnectError)) return { kind: "internal", message: MESSAGES.internal, fields: {} };
+  if (!(error instanceof ConnectError)) return { ...GENERIC, fields: {} };
   const fields: Record<string, string> = {};
   for (const badRequest of error.findDetails(BadRequestSchema)) {
     for (const violation of badRequest.fieldViolations) {
@@ -113,11 +167,11 @@ export function describe(error: unknown): Problem {
   }
   const delay = error.findDetails(RetryInfoSchema)[0]?.retryDelay;
   const retryAfterSeconds = delay ? Number(delay.seconds) : undefined;
+  const facts: Facts = { fields, retryAfterSeconds, rawMessage: error.rawMessage };
   const info = error.findDetails(ErrorInfoSchema)[0];
-  const known = info && Object.hasOwn(KIND_OF_REASON, info.reason) ? info.reason : undefined;
-  const kind = known ? KIND_OF_REASON[known] : kindOfCode(error);
-  const problem = { kind, fields, retryAfterSeconds, reason: known };
-  return { ...problem, message: message(kind, error, problem) };
+  const reason = info ? REASON_OF_NAME.get(info.reason) : undefined;
+  const what = reason === undefined ? fromCode(error, facts) : shown(reason, facts);
+  return { ...what, fields, retryAfterSeconds, reason };
 }
 
 /** Kinds the session deals with itself (refresh and retry, or back to sign-in): a form need

@@ -1,6 +1,7 @@
 // Unit: src/errors.ts maps each ErrorInfo reason to its kind and message, and falls back to the
-// status code only without one. Vite compiles errors.ts (dependencies left as imports of
-// node_modules); the errors are built the way the grpc-web client builds them: wire details.
+// status code only without one. Vite compiles errors.ts and the generated ErrorReason enum
+// (dependencies left as imports of node_modules); the errors are built the way the grpc-web
+// client builds them: wire details.
 
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -12,6 +13,8 @@ import { build } from "vite";
 
 const web = resolve(fileURLToPath(import.meta.url), "..", "..");
 let describe;
+let ErrorReason;
+let ErrorReasonSchema;
 
 before(async () => {
   const outDir = join(web, "node_modules", ".cache", "errors-test");
@@ -20,9 +23,15 @@ before(async () => {
     configFile: false,
     publicDir: false,
     logLevel: "warn",
-    build: { ssr: "src/errors.ts", outDir, emptyOutDir: true },
+    build: {
+      ssr: true,
+      outDir,
+      emptyOutDir: true,
+      rollupOptions: { input: { errors: "src/errors.ts", errors_pb: "src/gen/todo/errors/v1/errors_pb.ts" } },
+    },
   });
   ({ describe } = await import(pathToFileURL(join(outDir, "errors.js")).href));
+  ({ ErrorReason, ErrorReasonSchema } = await import(pathToFileURL(join(outDir, "errors_pb.js")).href));
 });
 
 /** A google.rpc.ErrorInfo as it arrives: type name and encoded bytes. */
@@ -54,6 +63,9 @@ test("each reason maps to its kind and message", () => {
     ["INVALID_TOKEN", Code.Unauthenticated, "token-invalid", /sign in again/],
     ["INVALID_REFRESH_TOKEN", Code.Unauthenticated, "refresh-token-invalid", /session has ended/],
     ["TOO_MANY_ATTEMPTS", Code.ResourceExhausted, "too-many-attempts", /Try again later/],
+    ["TOO_MANY_REQUESTS", Code.ResourceExhausted, "too-many-requests", /sign-ins are in progress/],
+    ["TOO_MANY_UNREAD_REPLIES", Code.ResourceExhausted, "too-many-unread-replies", /busy sending earlier replies/],
+    ["TOO_MANY_STREAMS", Code.ResourceExhausted, "too-many-streams", /Too many streams are open/],
     ["TASK_NOT_FOUND", Code.NotFound, "not-found", /no longer exists/],
     ["ETAG_MISMATCH", Code.Aborted, "etag-mismatch", /changed elsewhere/],
     ["AUTH_SERVICE_UNAVAILABLE", Code.Unavailable, "unavailable", /unavailable right now/],
@@ -65,9 +77,53 @@ test("each reason maps to its kind and message", () => {
   for (const [reason, code, kind, message] of cases) {
     const problem = describe(wireError(code, "server text", errorInfo(reason)));
     assert.equal(problem.kind, kind, reason);
-    assert.equal(problem.reason, reason);
+    assert.equal(problem.reason, ErrorReason[reason]);
     assert.match(problem.message, message, reason);
   }
+});
+
+test("every reason of errors.proto gets its own message, not a fallback", () => {
+  // Sent with UNKNOWN, a code that says nothing: an unrecognised reason would fall back to the
+  // generic message, so a recognised one must differ from it.
+  const fallback = describe(wireError(Code.Unknown, "server text", errorInfo("NOT_A_REASON")));
+  assert.equal(fallback.reason, undefined);
+  const values = ErrorReasonSchema.values.filter(({ number }) => number !== ErrorReason.ERROR_REASON_UNSPECIFIED);
+  assert.ok(values.length >= 16, `${values.length} reasons`);
+  for (const { name, number } of values) {
+    const problem = describe(wireError(Code.Unknown, "server text", errorInfo(name)));
+    assert.equal(problem.reason, number, `${name} is recognised`);
+    assert.ok(problem.message, name);
+    assert.notEqual(problem.message, fallback.message, `${name} has a message of its own`);
+    if (number !== ErrorReason.INTERNAL) assert.notEqual(problem.kind, "internal", name);
+  }
+  // ERROR_REASON_UNSPECIFIED is never sent: it is no reason, the code decides.
+  const unspecified = describe(wireError(Code.NotFound, "", errorInfo("ERROR_REASON_UNSPECIFIED")));
+  assert.equal(unspecified.reason, undefined);
+  assert.equal(unspecified.kind, "not-found");
+});
+
+test("throttling reasons say what is throttled, with the RetryInfo delay when there is one", () => {
+  const signIns = errorInfo("TOO_MANY_REQUESTS", "todo.auth.v1");
+  const requests = describe(wireError(Code.ResourceExhausted, "", signIns, retryInfo(3)));
+  assert.equal(requests.kind, "too-many-requests");
+  assert.equal(requests.message, "Too many sign-ins are in progress. Try again in 3 s.");
+  assert.equal(
+    describe(wireError(Code.ResourceExhausted, "", signIns)).message,
+    "Too many sign-ins are in progress. Try again in a moment.",
+  );
+
+  const unread = describe(wireError(Code.ResourceExhausted, "", errorInfo("TOO_MANY_UNREAD_REPLIES"), retryInfo(2)));
+  assert.equal(unread.kind, "too-many-unread-replies");
+  assert.equal(unread.message, "The server is still busy sending earlier replies. Try again in 2 s.");
+  assert.doesNotMatch(unread.message, /attempts/);
+  assert.equal(
+    describe(wireError(Code.ResourceExhausted, "", errorInfo("TOO_MANY_UNREAD_REPLIES"))).message,
+    "The server is still busy sending earlier replies. Try again shortly.",
+  );
+
+  const streams = describe(wireError(Code.ResourceExhausted, "", errorInfo("TOO_MANY_STREAMS")));
+  assert.equal(streams.kind, "too-many-streams");
+  assert.match(streams.message, /^Too many streams are open .*tabs.*try again\.$/);
 });
 
 test("the reason wins over the code: RESOURCE_EXHAUSTED is not always throttling", () => {
