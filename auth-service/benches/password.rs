@@ -9,7 +9,7 @@
 use argon2::{Algorithm, Argon2, PasswordHasher as _, Version};
 use auth_service::{
     config::AuthConfig,
-    internals::{Password, PasswordHasher, Verified},
+    internals::{Password, PasswordCheck, PasswordHasher},
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use grpc_edge::violations::FieldViolations;
@@ -38,7 +38,7 @@ fn argon2id(c: &mut Criterion) {
     assert_eq!(
         rt.block_on(hasher.verify(password(), Some(stored.clone())))
             .unwrap(),
-        Verified::Yes {
+        PasswordCheck::Right {
             needs_rehash: false
         }
     );

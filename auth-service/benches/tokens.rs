@@ -9,7 +9,9 @@
 use access_token::SecretString;
 use auth_service::{
     config::{AuthConfig, SigningMode},
-    internals::{KeyRing, Keys, Subject, TokenIssuer, hash_refresh_token, new_refresh_token},
+    internals::{
+        KeyRing, SigningKeys, Subject, TokenIssuer, hash_refresh_token, new_refresh_token,
+    },
 };
 use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -18,7 +20,10 @@ use std::{hint::black_box, sync::Arc};
 use uuid::Uuid;
 
 /// The configured issuer and the loaded keys for `mode`.
-fn issuer_and_keys(rt: &tokio::runtime::Runtime, mode: SigningMode) -> (TokenIssuer, Arc<Keys>) {
+fn issuer_and_keys(
+    rt: &tokio::runtime::Runtime,
+    mode: SigningMode,
+) -> (TokenIssuer, Arc<SigningKeys>) {
     let mut config = AuthConfig::for_database("127.0.0.1:0".parse().unwrap(), "sqlite::memory:");
     config.tokens.jwt.signing_algorithm = mode;
     config.tokens.jwt.shared_secret = Some(SecretString::from(

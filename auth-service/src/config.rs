@@ -147,15 +147,6 @@ pub struct PasswordArgs {
 }
 
 impl PasswordArgs {
-    /// The bounds of the queue for hash permits.
-    pub fn queue_limits(&self) -> crate::fair::QueueLimits {
-        crate::fair::QueueLimits {
-            per_client: self.hash_queue_per_client,
-            total: self.hash_queue_max,
-            max_wait: std::time::Duration::from_millis(self.hash_queue_max_wait_ms),
-        }
-    }
-
     /// The argon2id parameters these settings describe.
     pub fn argon2_params(&self) -> Result<argon2::Params, argon2::Error> {
         argon2::Params::new(
@@ -222,7 +213,7 @@ pub struct ThrottleArgs {
     /// `X-Forwarded-For` headers say who the client is. Empty: the TCP peer is the client,
     /// and forwarding headers are ignored.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Vec<crate::client::Cidr>,
+    pub trusted_proxies: Vec<grpc_edge::client::ProxyNetwork>,
 
     /// The one header the trusted proxies append the client to: `x-forwarded-for` or
     /// `forwarded` (RFC 7239). The other is ignored (a client may have written it).
@@ -230,9 +221,9 @@ pub struct ThrottleArgs {
         long,
         env = "TRUSTED_PROXY_HEADER",
         value_enum,
-        default_value_t = crate::client::ForwardingHeader::XForwardedFor
+        default_value_t = grpc_edge::client::ForwardingHeader::XForwardedFor
     )]
-    pub trusted_proxy_header: crate::client::ForwardingHeader,
+    pub trusted_proxy_header: grpc_edge::client::ForwardingHeader,
 }
 
 /// A configuration that cannot work.

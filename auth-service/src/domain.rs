@@ -1,7 +1,12 @@
-//! Values that can only be built valid: parsed once at the edge of each RPC.
+//! The auth-service's values: those that can only be built valid (parsed once at the edge of
+//! each RPC: `Email`, `Password`, `DisplayName`, the requests made of them), and what the rules
+//! answer with (a `User`, a `TokenPair`, an `ActiveToken`, a `PublicKey`).
 
+use access_token::{ExposeSecret, SecretString};
+use chrono::{DateTime, Utc};
 use grpc_edge::violations::FieldViolations;
-use std::fmt;
+
+use uuid::Uuid;
 
 /// Shortest accepted password, in characters.
 pub const PASSWORD_MIN_CHARS: usize = 8;
@@ -57,9 +62,10 @@ fn looks_like_email(email: &str) -> bool {
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-/// A password of acceptable length. Its `Debug` never shows it.
-#[derive(Clone)]
-pub struct Password(String);
+/// A password of acceptable length. A secret: its `Debug` never shows it, and its memory is
+/// zeroed when dropped.
+#[derive(Clone, Debug)]
+pub struct Password(SecretString);
 
 impl Password {
     /// A password for sign-up: 8 to 256 characters.
@@ -78,7 +84,7 @@ impl Password {
             );
             None
         } else {
-            Some(Self(raw))
+            Some(Self(raw.into()))
         }
     }
 
@@ -99,19 +105,13 @@ impl Password {
             );
             None
         } else {
-            Some(Self(raw))
+            Some(Self(raw.into()))
         }
     }
 
     /// The password bytes, for hashing only.
     pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(***)")
+        self.0.expose_secret().as_bytes()
     }
 }
 
@@ -145,6 +145,75 @@ impl DisplayName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+// What the rules take and give back: requests already parsed, and what they answer with.
+
+/// A valid sign-up request.
+#[derive(Debug)]
+pub struct NewAccount {
+    pub email: Email,
+    pub password: Password,
+    pub display_name: DisplayName,
+}
+
+/// A valid sign-in request.
+#[derive(Debug)]
+pub struct Credentials {
+    pub email: Email,
+    pub password: Password,
+}
+
+/// An account, as the rest of the service sees it (no password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: Uuid,
+    /// Trimmed and lower-cased.
+    pub email: String,
+    pub display_name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A signed access token and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    /// The JWT.
+    pub token: String,
+    /// Its `exp`.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A new access token with the refresh token that renews it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPair {
+    pub access: AccessToken,
+    pub refresh_token: String,
+    pub refresh_expires_at: DateTime<Utc>,
+}
+
+/// What Introspect reports for an active token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveToken {
+    pub user_id: Uuid,
+    pub email: String,
+    pub session_id: Uuid,
+    pub token_type: &'static str,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub jti: Option<String>,
+}
+
+/// A public key as published to other services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    /// Key id, as in token headers.
+    pub kid: String,
+    /// Always `EdDSA` today.
+    pub algorithm: &'static str,
+    /// 32 raw bytes.
+    pub public_key: Vec<u8>,
+    /// After this, no token it signed is still valid.
+    pub expire_at: DateTime<Utc>,
 }
 
 #[cfg(test)]

@@ -5,46 +5,42 @@
 //! database and loads the keys; [`Application::run`] serves until shutdown. `main.rs`, the
 //! tests, the dev launcher and the benchmarks all start the server this way.
 
-mod accounts;
-mod client;
+// The layers, top to bottom; each module imports only from those below it (enforced by
+// tests/api/layers.rs): `grpc` (the tonic service: extraction, parsing, replies) → `rules`
+// (the use cases) → `store` (all SQL) → `domain`, `error`, `config`.
 pub mod config;
 mod domain;
 mod error;
-mod fair;
-mod keys;
-mod password;
-mod requests;
-mod retention;
-mod service;
-mod sessions;
-mod state;
+mod grpc;
+mod rules;
 mod store;
-mod throttle;
-mod tokens;
 
-/// Internals for this crate's integration tests and benchmarks and for `load-bench`
-/// (feature `internals`): what they drive directly, not a stable API.
+/// What this crate's integration tests and benchmarks and `load-bench` drive directly, not a
+/// stable API. Always compiled (no feature), so tests and binaries share one build.
 #[doc(hidden)]
 pub mod internals {
     pub use crate::{
         domain::Password,
-        keys::{KeyRing, Keys},
-        password::{PasswordHasher, Verified},
-        state::AuthState,
-        tokens::{Subject, TokenIssuer, hash_refresh_token, new_refresh_token},
+        rules::{
+            KeyRing, Rules,
+            keys::SigningKeys,
+            password::{PasswordCheck, PasswordHasher},
+            tokens::{Subject, TokenIssuer, hash_refresh_token, new_refresh_token},
+        },
     };
 }
 
 use crate::{
     config::{AuthConfig, ConfigError, SigningMode},
     error::AuthError,
-    service::AuthApi,
-    state::AuthState,
+    grpc::AuthApi,
+    rules::Rules,
 };
 use clock::SharedClock;
 use grpc_edge::{
-    server::AbortOnDrop, server::BindError, server::GrpcServer, server::ServeError,
-    server::ServerTls, tls::PemFile,
+    client::TrustedProxies,
+    server::{AbortOnDrop, BindError, GrpcServer, ServeError, ServerTls},
+    tls::PemFile,
 };
 use migrations::AuthMigrator;
 use sea_orm::DatabaseConnection;
@@ -81,7 +77,8 @@ pub struct Application {
     config: AuthConfig,
     listener: TcpListener,
     db: DatabaseConnection,
-    state: Arc<AuthState>,
+    clock: SharedClock,
+    rules: Rules,
     tls: Option<ServerTls>,
 }
 
@@ -102,7 +99,7 @@ impl Application {
             |db| migrations::prepare::<AuthMigrator>(db, config.pool.migrate_on_start, "auth"),
         )
         .await?;
-        let state = Arc::new(AuthState::new(&config, db.clone(), clock).await?);
+        let rules = Rules::build(&config, db.clone(), Arc::clone(&clock)).await?;
         let listener = grpc_edge::server::bind("AUTH_LISTEN_ADDR", config.listen_addr).await?;
         let url = service_db::redact_url(&config.database_url);
         if config.database_url.starts_with("sqlite:") {
@@ -122,7 +119,8 @@ impl Application {
             config,
             listener,
             db,
-            state,
+            clock,
+            rules,
             tls,
         })
     }
@@ -137,9 +135,9 @@ impl Application {
         self.tls.is_some()
     }
 
-    /// The shared state (for benchmarks and tests that call business logic directly).
-    pub fn state(&self) -> Arc<AuthState> {
-        Arc::clone(&self.state)
+    /// The use cases (for benchmarks and tests that call them directly).
+    pub fn rules(&self) -> Rules {
+        self.rules.clone()
     }
 
     /// Serves until `shutdown` completes, then drains and closes the database pool.
@@ -148,26 +146,35 @@ impl Application {
             config,
             listener,
             db,
-            state,
+            clock,
+            rules,
             tls,
         } = self;
         let addr = listener.local_addr().unwrap_or(config.listen_addr);
         let transport = ServerTls::mode(tls.as_ref());
         tracing::info!(%addr, transport, "auth-service listening (gRPC + grpc-web)");
-        let api = AuthServiceServer::new(AuthApi::new(Arc::clone(&state)))
+        let proxies = TrustedProxies::new(
+            config.throttle.trusted_proxies.clone(),
+            config.throttle.trusted_proxy_header,
+        );
+        let public_keys = Arc::clone(&rules.public_keys);
+        // The retention sweep, stopped when `run` returns.
+        let _sweeper = AbortOnDrop(rules::spawn_sweeper(Arc::clone(&rules.retention)));
+        let api = AuthServiceServer::new(AuthApi::new(rules, proxies, clock))
             .max_decoding_message_size(config.server.max_request_bytes)
             .max_encoding_message_size(grpc_edge::server::MAX_RESPONSE_BYTES);
-        let jwks_state = Arc::clone(&state);
-        // Stopped when `run` returns.
-        let _sweeper = AbortOnDrop(retention::spawn_sweeper(Arc::clone(&state)));
         GrpcServer::new(SERVICE_NAMES)?
             .add_service(api)
             .add_json_get(
                 "/.well-known/jwks.json",
-                service::KEYS_CACHE_SECONDS,
+                grpc::KEYS_CACHE_SECONDS,
                 move || {
-                    let state = Arc::clone(&jwks_state);
-                    async move { state.jwks_json().await.map_err(|e| e.to_string()) }
+                    let public_keys = Arc::clone(&public_keys);
+                    async move {
+                        grpc::jwks_json(&public_keys)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
                 },
             )
             .with_tls(tls)

@@ -6,9 +6,11 @@ use clock::SystemClock;
 use grpc_edge::server::shutdown_signal;
 use std::{process::ExitCode, sync::Arc};
 
-// glibc's allocator, on purpose (the task-service uses mimalloc): the auth-service's big
-// allocations are argon2's 19 MiB of working memory, which glibc gives back to the system as
-// soon as it is freed, so an idle auth-service holds none (mimalloc kept it: 41 MiB idle).
+// glibc's allocator, on purpose (the task-service uses mimalloc). The one 19 MiB argon2 block
+// the auth-service frees, the start-up dummy hash's, glibc returns to the system at once
+// (mimalloc kept it: idle RSS 41 MiB instead of 16, BENCHMARKS.md). The hash permits' working
+// memory is never freed but reused (rules/password.rs): freeing such blocks after every hash
+// is what made glibc raise its mmap threshold and keep them.
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -82,13 +82,13 @@ impl Stack {
     }
 
     /// The task-service's verification-key cache (for tests and benchmarks).
-    pub fn task_keys(&self) -> std::sync::Arc<task_service::internals::KeyCache> {
+    pub fn task_keys(&self) -> std::sync::Arc<task_service::internals::FetchedKeys> {
         self.task.keys()
     }
 
-    /// The auth-service's state (for benchmarks that mint tokens without signing in).
-    pub fn auth_state(&self) -> std::sync::Arc<auth_service::internals::AuthState> {
-        self.auth.state()
+    /// The auth-service's use cases (for benchmarks that mint tokens without signing in).
+    pub fn auth_rules(&self) -> auth_service::internals::Rules {
+        self.auth.rules()
     }
 
     /// Serves both until `shutdown` completes (or one of them stops on its own), then shuts

@@ -17,7 +17,7 @@ use grpc_edge::{server::AbortOnDrop, server::GrpcServer};
 use std::{net::SocketAddr, sync::Arc};
 use task_service::{
     config::TaskConfig,
-    internals::{Caller, KeyCache, VerifiedTokens, authenticated},
+    internals::{Caller, FetchedKeys, VerifiedTokens, authenticated},
 };
 use todo_api::{
     todo::task::v1::task_service_server::TaskService,
@@ -113,10 +113,10 @@ pub async fn start(
         TaskConfig::for_database(([127, 0, 0, 1], 0).into(), "sqlite::memory:", &auth_url);
     config.jwt = stack.auth_config.tokens.jwt.clone();
     let keys = Arc::new(match config.jwt.hs256_secret()? {
-        Some(secret) => KeyCache::shared_secret(secret),
+        Some(secret) => FetchedKeys::shared_secret(secret),
         None => {
             let channel = crate::stack::endpoint(stack.auth_addr)?.connect().await?;
-            KeyCache::remote(channel, config.key_refresh_min_interval())
+            FetchedKeys::remote(channel, config.key_refresh_min_interval())
         }
     });
     let refresher = keys.spawn_refresher().map(AbortOnDrop);

@@ -9,7 +9,7 @@ use crate::{
 use anyhow::{Context, bail};
 use auth_service::{
     config::{AuthConfig, SigningMode},
-    internals::{AuthState, Keys, Subject, TokenIssuer},
+    internals::{Rules, SigningKeys, Subject, TokenIssuer},
 };
 use chrono::Utc;
 use clap::Parser;
@@ -79,7 +79,7 @@ pub struct Stack {
     pub database: String,
     /// The task-service's database (for bulk seeding).
     pub task_database_url: String,
-    auth_state: Arc<AuthState>,
+    auth_rules: Rules,
     issuer: TokenIssuer,
     stop: watch::Sender<bool>,
     running: JoinHandle<Result<(), StackError>>,
@@ -140,7 +140,7 @@ impl Stack {
                 database: databases.description.clone(),
                 task_database_url: databases.task_url.clone(),
                 auth_config: started.auth_config,
-                auth_state: started.auth_state,
+                auth_rules: started.auth_rules,
                 issuer: started.issuer,
                 stop,
                 running: started.running,
@@ -161,7 +161,7 @@ impl Stack {
     /// own [`TokenIssuer`] (what SignIn would return, without an argon2 hash per user).
     pub async fn mint_users(&self, n: usize) -> anyhow::Result<Vec<BenchUser>> {
         let now = Utc::now();
-        let keys: Arc<Keys> = self.auth_state.keys().current(now).await?;
+        let keys: Arc<SigningKeys> = self.auth_rules.keys.current(now).await?;
         let kid = keys.signing_kid().to_owned();
         (0..n)
             .map(|i| {
@@ -216,7 +216,7 @@ struct Started {
     auth_addr: SocketAddr,
     auth_config: AuthConfig,
     memory: StartupMemory,
-    auth_state: Arc<AuthState>,
+    auth_rules: Rules,
     issuer: TokenIssuer,
     running: JoinHandle<Result<(), StackError>>,
 }
@@ -277,17 +277,13 @@ async fn start_services(
         .await
         .context("task-service did not start")?;
     let (auth_addr, task_addr) = (stack.auth_addr(), stack.task_addr());
-    let auth_state = stack.auth_state();
+    let auth_rules = stack.auth_rules();
     let running = tokio::spawn(stack.run(when_told(stopped)));
     wait_until_serving(auth_addr, "todo.auth.v1.AuthService").await?;
     wait_until_serving(task_addr, "todo.task.v1.TaskService").await?;
     let with_both = system::rss_kib();
 
-    let issuer = TokenIssuer::new(
-        auth_state.issuer_name(),
-        auth_state.audience_name(),
-        auth_config.tokens.access_ttl(),
-    );
+    let issuer = auth_rules.sessions.issuer().clone();
     Ok(Started {
         task_addr,
         auth_addr,
@@ -297,7 +293,7 @@ async fn start_services(
             with_both_mib: crate::load::mib(with_both),
         },
         auth_config,
-        auth_state,
+        auth_rules,
         issuer,
         running,
     })

@@ -4,17 +4,17 @@
 //!
 //! `cargo bench -p task-service --bench interceptor`. The keys and tokens are made here:
 //! HS256 with jsonwebtoken under [`SHARED_SECRET_KID`], EdDSA by signing `header.claims` with
-//! ed25519-dalek under a kid inserted with [`KeySet::insert_ed25519`].
+//! ed25519-dalek under a kid inserted with [`VerificationKeys::insert_ed25519`].
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use access_token::{AccessClaims, KeySet, SHARED_SECRET_KID, TokenVerifier, token_kid};
+use access_token::{AccessClaims, SHARED_SECRET_KID, TokenVerifier, VerificationKeys, token_kid};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use clock::{ManualClock, SharedClock};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ed25519_dalek::{Signer, SigningKey};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use std::{hint::black_box, sync::Arc};
-use task_service::internals::{Authenticate, KeyCache, VerifiedTokens};
+use task_service::internals::{Authenticate, FetchedKeys, VerifiedTokens};
 use tonic::{Request, service::Interceptor};
 
 const ISSUER: &str = "todo-auth";
@@ -68,7 +68,7 @@ fn verify(c: &mut Criterion) {
     let expired = claims(NOW - 3600);
 
     // HS256: the shared-secret key set the task-service builds in hs256 mode.
-    let hs_keys = KeySet::shared_secret(HS256_SECRET);
+    let hs_keys = VerificationKeys::shared_secret(HS256_SECRET);
     let hs_valid = hs256_token(HS256_SECRET, SHARED_SECRET_KID, &valid);
     let hs_bad_signature = hs256_token(
         b"another-secret-of-more-than-32-bytes-length!!",
@@ -81,7 +81,7 @@ fn verify(c: &mut Criterion) {
     let current = SigningKey::from_bytes(&[7u8; 32]);
     let previous = SigningKey::from_bytes(&[8u8; 32]);
     let forger = SigningKey::from_bytes(&[9u8; 32]);
-    let mut ed_keys = KeySet::new();
+    let mut ed_keys = VerificationKeys::new();
     ed_keys.insert_ed25519(ED25519_KID, current.verifying_key().as_bytes());
     ed_keys.insert_ed25519(
         "ed25519-bench-previous",
@@ -130,7 +130,7 @@ fn verify(c: &mut Criterion) {
         ("hs256", &hs_keys, &hs_valid, &hs_bad_signature),
         ("eddsa", &ed_keys, &ed_valid, &ed_bad_signature),
     ] {
-        let cache = Arc::new(KeyCache::fixed(keys.clone()));
+        let cache = Arc::new(FetchedKeys::fixed(keys.clone()));
         for (case, cache_size, token) in [
             ("valid_cached", 10_000, Some(valid)),
             ("valid_cache_off", 0, Some(valid)),

@@ -20,11 +20,11 @@ mod unread;
 /// (feature `internals`): the authentication layer on its own, not a stable API.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::auth::{Authenticate, Caller, KeyCache, VerifiedTokens, authenticated};
+    pub use crate::auth::{Authenticate, Caller, FetchedKeys, VerifiedTokens, authenticated};
 }
 
 use crate::{
-    auth::{Guarded, KeyCache, SessionCheck, VerifiedTokens, authenticated},
+    auth::{FetchedKeys, Guarded, SessionCheck, VerifiedTokens, authenticated},
     config::{ConfigError, TaskConfig},
     domain::TaskQuota,
     page_token::PageTokens,
@@ -73,7 +73,7 @@ pub struct Application {
     listener: TcpListener,
     db: DatabaseConnection,
     clock: SharedClock,
-    keys: Arc<KeyCache>,
+    keys: Arc<FetchedKeys>,
     auth_channel: Channel,
     page_tokens: PageTokens,
     tls: Option<ServerTls>,
@@ -96,8 +96,8 @@ impl Application {
             .connect_timeout(std::time::Duration::from_secs(2))
             .connect_lazy();
         let keys = match config.jwt.hs256_secret().map_err(ConfigError::from)? {
-            Some(secret) => KeyCache::shared_secret(secret),
-            None => KeyCache::remote(auth_channel.clone(), config.key_refresh_min_interval()),
+            Some(secret) => FetchedKeys::shared_secret(secret),
+            None => FetchedKeys::remote(auth_channel.clone(), config.key_refresh_min_interval()),
         };
         let page_tokens = match &config.page_token_secret {
             Some(secret) => {
@@ -140,7 +140,7 @@ impl Application {
     }
 
     /// The verification-key cache (for tests and benchmarks).
-    pub fn keys(&self) -> Arc<KeyCache> {
+    pub fn keys(&self) -> Arc<FetchedKeys> {
         Arc::clone(&self.keys)
     }
 

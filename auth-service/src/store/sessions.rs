@@ -1,10 +1,8 @@
 //! `sessions` and `refresh_tokens`: one session per sign-in, and every refresh token it was
 //! given, stored only as hashes.
 
-use super::{
-    entity::{refresh_token, session, user},
-    users::User,
-};
+use super::entity::{refresh_token, session, user};
+use crate::domain::User;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,

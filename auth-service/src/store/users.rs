@@ -1,6 +1,7 @@
 //! `users`: accounts.
 
 use super::entity::user;
+use crate::domain::User;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
@@ -8,26 +9,16 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-/// An account, as the rest of the service sees it (no password hash).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub id: Uuid,
-    /// Trimmed and lower-cased.
-    pub email: String,
-    pub display_name: String,
-    pub created_at: DateTime<Utc>,
-}
-
 /// An account with its password hash, for checking a password.
-pub struct Credentials {
+pub struct StoredCredentials {
     pub user: User,
     /// argon2id PHC string.
     pub password_hash: String,
 }
 
-impl std::fmt::Debug for Credentials {
+impl std::fmt::Debug for StoredCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
+        f.debug_struct("StoredCredentials")
             .field("user", &self.user)
             .finish_non_exhaustive()
     }
@@ -82,12 +73,12 @@ pub(crate) async fn insert(
 pub(crate) async fn credentials(
     db: &impl ConnectionTrait,
     email: &str,
-) -> Result<Option<Credentials>, DbErr> {
+) -> Result<Option<StoredCredentials>, DbErr> {
     let row = user::Entity::find()
         .filter(user::Column::Email.eq(email))
         .one(db)
         .await?;
-    Ok(row.map(|row| Credentials {
+    Ok(row.map(|row| StoredCredentials {
         password_hash: row.password_hash.clone(),
         user: row.into(),
     }))

@@ -22,8 +22,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: AuthServiceClient<Channel>,
     pub clock: Arc<ManualClock>,
-    /// The running service's state (for sweeps and other direct calls).
-    pub state: Arc<auth_service::internals::AuthState>,
+    /// The running service's use cases (for sweeps and other direct calls).
+    pub rules: auth_service::internals::Rules,
     /// Its database.
     pub database_url: String,
     /// The PKI of a server started with [`TestApp::spawn_tls`].
@@ -97,7 +97,7 @@ impl TestApp {
             .await
             .expect("auth-service starts");
         let addr = app.local_addr().unwrap();
-        let state = app.state();
+        let rules = app.rules();
         let (shutdown, stopped) = test_support::shutdown_on_drop();
         tokio::spawn(app.run(stopped));
         let client = match &tls {
@@ -115,7 +115,7 @@ impl TestApp {
             addr,
             client,
             clock,
-            state,
+            rules,
             database_url: database_url.to_owned(),
             tls,
             _shutdown: shutdown,

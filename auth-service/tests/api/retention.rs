@@ -73,12 +73,12 @@ async fn a_churn_of_sign_ins_leaves_nothing_once_sessions_end_and_windows_pass()
     assert!(count(url, "refresh_tokens").await >= sessions);
 
     // Nothing has ended yet: a sweep now keeps every live session.
-    let kept = app.state.sweep(app.state_now()).await.unwrap();
+    let kept = app.rules.retention.sweep(app.state_now()).await.unwrap();
     assert_eq!(kept.sessions, 0);
 
     // 31 days on (past SESSION_TTL_SECS and every throttle window), one sweep empties them.
     app.advance(31 * 24 * 60 * 60);
-    let swept = app.state.sweep(app.state_now()).await.unwrap();
+    let swept = app.rules.retention.sweep(app.state_now()).await.unwrap();
     assert_eq!(i64::try_from(swept.sessions).unwrap(), sessions);
     for table in ["sessions", "refresh_tokens", "sign_in_throttle"] {
         assert_eq!(count(url, table).await, 0, "{table}");

@@ -85,11 +85,11 @@ impl fmt::Debug for VerificationKey {
 
 /// The keys a verifier trusts, by `kid`.
 #[derive(Debug, Clone, Default)]
-pub struct KeySet {
+pub struct VerificationKeys {
     keys: HashMap<String, VerificationKey>,
 }
 
-impl KeySet {
+impl VerificationKeys {
     /// An empty key set.
     pub fn new() -> Self {
         Self::default()
@@ -176,7 +176,7 @@ impl TokenVerifier {
     pub fn verify(
         &self,
         token: &str,
-        keys: &KeySet,
+        keys: &VerificationKeys,
         now: i64,
     ) -> Result<AccessClaims, VerifyError> {
         let header = decode_header(token).map_err(|_| VerifyError::Malformed)?;

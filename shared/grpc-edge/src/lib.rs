@@ -7,6 +7,7 @@
 //! crate and the services' `grpc/` folders only.
 
 pub mod bearer;
+pub mod client;
 pub mod server;
 pub mod settings;
 pub mod status;

@@ -2,7 +2,7 @@
 //! synchronous, so anything that waits on the network (fetching keys, asking Introspect)
 //! happens here.
 
-use super::{Caller, KeyCache, VerifiedTokens};
+use super::{Caller, FetchedKeys, VerifiedTokens};
 use crate::error::TaskError;
 use access_token::token_kid;
 use futures_util::{
@@ -119,17 +119,17 @@ where
 }
 
 /// Fetches the auth-service's keys when a token names a `kid` not in the cache (see
-/// [`KeyCache::refresh_for_unknown_kid`]). Never refuses a request itself.
+/// [`FetchedKeys::refresh_for_unknown_kid`]). Never refuses a request itself.
 #[derive(Clone)]
 pub struct KeyRefresh {
-    keys: Arc<KeyCache>,
+    keys: Arc<FetchedKeys>,
     verified: Arc<VerifiedTokens>,
 }
 
 impl KeyRefresh {
     /// Refreshes `keys` on unknown `kid`s; a token in `verified` (the interceptor's cache)
     /// was verified with the current keys, so its header is not even parsed.
-    pub fn new(keys: Arc<KeyCache>, verified: Arc<VerifiedTokens>) -> Self {
+    pub fn new(keys: Arc<FetchedKeys>, verified: Arc<VerifiedTokens>) -> Self {
         Self { keys, verified }
     }
 }

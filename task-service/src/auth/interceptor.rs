@@ -1,7 +1,7 @@
 //! The tonic interceptor: synchronous, so it only reads the key cache (never waits on the
 //! network) and verifies the token locally.
 
-use super::{Caller, KeyCache, Verified, VerifiedTokens};
+use super::{Caller, FetchedKeys, Verified, VerifiedTokens};
 use crate::error::TaskError;
 use access_token::{TokenVerifier, VerifyError};
 use clock::SharedClock;
@@ -18,7 +18,7 @@ use tonic::{Request, Status, service::Interceptor};
 /// token skips the signature check, never the time check.
 #[derive(Clone)]
 pub struct Authenticate {
-    keys: Arc<KeyCache>,
+    keys: Arc<FetchedKeys>,
     verifier: Arc<TokenVerifier>,
     verified: Arc<VerifiedTokens>,
     clock: SharedClock,
@@ -28,7 +28,7 @@ impl Authenticate {
     /// An interceptor verifying with `keys` and `verifier` at the time `clock` tells,
     /// remembering verified tokens in `verified`.
     pub fn new(
-        keys: Arc<KeyCache>,
+        keys: Arc<FetchedKeys>,
         verifier: TokenVerifier,
         verified: Arc<VerifiedTokens>,
         clock: SharedClock,

@@ -5,7 +5,7 @@
 //! again when a token names an unknown `kid` (one fetch at a time, and at most one such
 //! fetch per `min_interval`). HS256 mode: the shared secret, nothing to fetch.
 
-use access_token::KeySet;
+use access_token::VerificationKeys;
 use std::{
     sync::{
         Arc, PoisonError, RwLock,
@@ -29,8 +29,8 @@ const MIN_CACHE: Duration = Duration::from_secs(10);
 const MAX_CACHE: Duration = Duration::from_secs(3600);
 
 /// The keys tokens are verified with.
-pub struct KeyCache {
-    keys: RwLock<Arc<KeySet>>,
+pub struct FetchedKeys {
+    keys: RwLock<Arc<VerificationKeys>>,
     loaded: AtomicBool,
     remote: Option<Remote>,
 }
@@ -47,14 +47,14 @@ struct Remote {
     last_fetch_failed: AtomicBool,
 }
 
-impl KeyCache {
+impl FetchedKeys {
     /// HS256 mode: the shared secret is the only key, loaded from the start.
     pub fn shared_secret(secret: &[u8]) -> Self {
-        Self::fixed(KeySet::shared_secret(secret))
+        Self::fixed(VerificationKeys::shared_secret(secret))
     }
 
     /// A fixed set of keys, loaded from the start and never fetched (HS256 mode, benchmarks).
-    pub fn fixed(keys: KeySet) -> Self {
+    pub fn fixed(keys: VerificationKeys) -> Self {
         Self {
             keys: RwLock::new(Arc::new(keys)),
             loaded: AtomicBool::new(true),
@@ -66,7 +66,7 @@ impl KeyCache {
     /// fetch succeeds.
     pub fn remote(channel: Channel, min_interval: Duration) -> Self {
         Self {
-            keys: RwLock::new(Arc::new(KeySet::new())),
+            keys: RwLock::new(Arc::new(VerificationKeys::new())),
             loaded: AtomicBool::new(false),
             remote: Some(Remote {
                 client: AuthServiceClient::new(channel),
@@ -80,7 +80,7 @@ impl KeyCache {
     }
 
     /// The current keys (a cheap snapshot).
-    pub fn current(&self) -> Arc<KeySet> {
+    pub fn current(&self) -> Arc<VerificationKeys> {
         Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
     }
 
@@ -125,7 +125,7 @@ impl KeyCache {
             .get_signing_keys(request)
             .await?
             .into_inner();
-        let mut keys = KeySet::new();
+        let mut keys = VerificationKeys::new();
         for key in &response.keys {
             if key.algorithm == "EdDSA" && key.public_key.len() == 32 {
                 keys.insert_ed25519(key.kid.clone(), &key.public_key);

@@ -20,7 +20,7 @@ mod verified;
 pub use caller::Caller;
 pub use guard::{Guarded, KeyRefresh, SessionCheck};
 pub use interceptor::Authenticate;
-pub use keys::KeyCache;
+pub use keys::FetchedKeys;
 pub use verified::{Verified, VerifiedTokens};
 
 use access_token::TokenVerifier;
@@ -36,7 +36,7 @@ pub type Authenticated<S> = Guarded<InterceptedService<S, Authenticate>, KeyRefr
 /// the task-service serves its API.
 pub fn authenticated<S>(
     inner: S,
-    keys: Arc<KeyCache>,
+    keys: Arc<FetchedKeys>,
     verifier: TokenVerifier,
     verified: Arc<VerifiedTokens>,
     clock: SharedClock,

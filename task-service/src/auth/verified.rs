@@ -10,7 +10,7 @@
 //!   lookups against another set miss, so a withdrawn key's tokens are refused at once.
 
 use super::Caller;
-use access_token::KeySet;
+use access_token::VerificationKeys;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
@@ -25,7 +25,7 @@ pub struct VerifiedTokens {
 #[derive(Default)]
 struct Entries {
     /// The key set every entry was verified with.
-    keys: Option<Arc<KeySet>>,
+    keys: Option<Arc<VerificationKeys>>,
     tokens: HashMap<Box<str>, Verified>,
 }
 
@@ -51,7 +51,7 @@ impl VerifiedTokens {
 
     /// What `token` was verified to be, if it was verified with exactly `keys` (the same
     /// set, not merely an equal one). The caller must still check the time window.
-    pub fn get(&self, token: &str, keys: &Arc<KeySet>) -> Option<Verified> {
+    pub fn get(&self, token: &str, keys: &Arc<VerificationKeys>) -> Option<Verified> {
         if self.capacity == 0 {
             return None;
         }
@@ -65,7 +65,7 @@ impl VerifiedTokens {
     }
 
     /// Whether `token` was verified with exactly `keys`.
-    pub fn contains(&self, token: &str, keys: &Arc<KeySet>) -> bool {
+    pub fn contains(&self, token: &str, keys: &Arc<VerificationKeys>) -> bool {
         if self.capacity == 0 {
             return false;
         }
@@ -79,7 +79,7 @@ impl VerifiedTokens {
 
     /// Remembers that `token` verified with `keys`. Entries of another key set are dropped;
     /// when full, expired entries go first (`now`, Unix seconds), then everything.
-    pub fn insert(&self, token: &str, keys: &Arc<KeySet>, verified: Verified, now: i64) {
+    pub fn insert(&self, token: &str, keys: &Arc<VerificationKeys>, verified: Verified, now: i64) {
         if self.capacity == 0 {
             return;
         }
@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn hits_only_the_exact_token_and_key_set() {
         let cache = VerifiedTokens::new(10);
-        let keys = Arc::new(KeySet::shared_secret(&[7; 32]));
+        let keys = Arc::new(VerificationKeys::shared_secret(&[7; 32]));
         let entry = verified(100);
         cache.insert("a.b.c", &keys, entry.clone(), 0);
         assert_eq!(cache.get("a.b.c", &keys), Some(entry));
@@ -151,7 +151,7 @@ mod tests {
         assert_eq!(cache.get("a.b.d", &keys), None);
         assert!(!cache.contains("a.b.d", &keys));
         // An equal but different set (a re-fetch) does not count: re-verify once.
-        let refetched = Arc::new(KeySet::shared_secret(&[7; 32]));
+        let refetched = Arc::new(VerificationKeys::shared_secret(&[7; 32]));
         assert_eq!(cache.get("a.b.c", &refetched), None);
         assert!(!cache.contains("a.b.c", &refetched));
         // Inserting under the new set forgets the old set's entries.
@@ -163,7 +163,7 @@ mod tests {
     #[test]
     fn stays_bounded_dropping_expired_entries_first() {
         let cache = VerifiedTokens::new(3);
-        let keys = Arc::new(KeySet::new());
+        let keys = Arc::new(VerificationKeys::new());
         cache.insert("old", &keys, verified(5), 0);
         cache.insert("live-1", &keys, verified(100), 0);
         cache.insert("live-2", &keys, verified(100), 0);
@@ -180,7 +180,7 @@ mod tests {
     #[test]
     fn capacity_zero_remembers_nothing() {
         let cache = VerifiedTokens::new(0);
-        let keys = Arc::new(KeySet::new());
+        let keys = Arc::new(VerificationKeys::new());
         cache.insert("t", &keys, verified(100), 0);
         assert!(cache.is_empty());
         assert_eq!(cache.get("t", &keys), None);

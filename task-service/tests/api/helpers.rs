@@ -6,7 +6,7 @@ use auth_service::config::AuthConfig;
 use chrono::{TimeDelta, Utc};
 use clock::ManualClock;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
-use task_service::{config::TaskConfig, internals::KeyCache};
+use task_service::{config::TaskConfig, internals::FetchedKeys};
 use todo_api::{
     todo::auth::v1::auth_service_client::AuthServiceClient,
     todo::auth::v1::{self as auth_pb},
@@ -63,7 +63,7 @@ pub async fn start_task(
     auth_addr: SocketAddr,
     clock: Arc<ManualClock>,
     configure: impl FnOnce(&mut TaskConfig),
-) -> (Running, Arc<KeyCache>) {
+) -> (Running, Arc<FetchedKeys>) {
     let mut config = TaskConfig::for_database(
         "127.0.0.1:0".parse().unwrap(),
         database_url,
@@ -113,7 +113,7 @@ pub struct TestStack {
     pub auth_addr: SocketAddr,
     pub task_addr: SocketAddr,
     pub clock: Arc<ManualClock>,
-    pub keys: Arc<KeyCache>,
+    pub keys: Arc<FetchedKeys>,
     pub auth_client: AuthServiceClient<Channel>,
     pub tasks: TaskServiceClient<Channel>,
     /// Stops both services when the stack is dropped.

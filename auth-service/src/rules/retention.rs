@@ -2,8 +2,10 @@
 //! are deleted by a periodic sweep, in bounded batches, so the auth tables stay bounded under
 //! any churn of sign-ins and refreshes.
 
-use crate::{error::AuthError, state::AuthState, store};
+use crate::{error::AuthError, store};
 use chrono::{DateTime, TimeDelta, Utc};
+use clock::SharedClock;
+use sea_orm::DatabaseConnection;
 use std::{sync::Arc, time::Duration};
 
 /// How often the sweep runs.
@@ -26,7 +28,24 @@ pub struct Swept {
     pub throttle_rows: u64,
 }
 
-impl AuthState {
+/// The retention sweep of the auth tables.
+pub struct Retention {
+    db: DatabaseConnection,
+    clock: SharedClock,
+    /// How long throttle counters are kept: the throttle's longest window.
+    counters_kept: TimeDelta,
+}
+
+impl Retention {
+    /// Sweeps `db`, keeping throttle counters for `counters_kept`.
+    pub fn new(db: DatabaseConnection, clock: SharedClock, counters_kept: TimeDelta) -> Self {
+        Self {
+            db,
+            clock,
+            counters_kept,
+        }
+    }
+
     /// Deletes ended sessions and stale throttle rows as of `now`, batch by batch.
     pub async fn sweep(&self, now: DateTime<Utc>) -> Result<Swept, AuthError> {
         let mut swept = Swept::default();
@@ -38,7 +57,7 @@ impl AuthState {
             }
         }
         // Counters are kept for their longest window; remembered addresses for 30 days.
-        let counters_kept = self.throttle.longest_window();
+        let counters_kept = self.counters_kept;
         for (prefix, exclude, kept) in [
             ("known:", false, KNOWN_KEPT),
             ("known:", true, counters_kept),
@@ -63,14 +82,14 @@ impl AuthState {
     }
 }
 
-/// Runs [`AuthState::sweep`] every [`SWEEP_EVERY`] until the handle is dropped or aborted.
-pub fn spawn_sweeper(state: Arc<AuthState>) -> tokio::task::JoinHandle<()> {
+/// Runs [`Retention::sweep`] every [`SWEEP_EVERY`] until the handle is dropped or aborted.
+pub fn spawn_sweeper(retention: Arc<Retention>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(SWEEP_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            match state.sweep(state.now()).await {
+            match retention.sweep(retention.clock.now()).await {
                 Ok(swept) if swept != Swept::default() => {
                     tracing::info!(
                         sessions = swept.sessions,

@@ -7,12 +7,11 @@
 //! (Freeing such blocks made glibc raise its mmap threshold and keep later ones on its heaps:
 //! the process grew by ~17 MiB per sign-up, to 740 MiB in a sign-in storm.)
 
-use crate::{
-    config::PasswordArgs,
-    domain::Password,
-    error::AuthError,
-    fair::{ClientKey, FairPermits},
-};
+mod queue;
+
+pub use queue::QueueLimits;
+
+use crate::{config::PasswordArgs, domain::Password, error::AuthError};
 use argon2::{
     Algorithm, Argon2, Block, Params, PasswordHash, Version,
     password_hash::{
@@ -20,16 +19,18 @@ use argon2::{
         try_generate_salt,
     },
 };
+use grpc_edge::client::ClientKey;
+use queue::FairPermits;
 use std::sync::{Arc, Mutex, PoisonError};
 use tracing::Instrument;
 
 /// Outcome of checking a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verified {
+pub enum PasswordCheck {
     /// Wrong password, or no such account.
-    No,
+    Wrong,
     /// Right password; `needs_rehash` when the stored hash used other parameters.
-    Yes { needs_rehash: bool },
+    Right { needs_rehash: bool },
 }
 
 /// Hashes and verifies passwords.
@@ -71,7 +72,14 @@ impl PasswordHasher {
         )?;
         Ok(Self {
             params,
-            permits: FairPermits::new(permits, args.queue_limits()),
+            permits: FairPermits::new(
+                permits,
+                QueueLimits {
+                    per_client: args.hash_queue_per_client,
+                    total: args.hash_queue_max,
+                    max_wait: std::time::Duration::from_millis(args.hash_queue_max_wait_ms),
+                },
+            ),
             workspaces: Arc::new(workspaces),
             dummy_hash: dummy_hash.into(),
         })
@@ -102,7 +110,7 @@ impl PasswordHasher {
         &self,
         password: Password,
         stored: Option<String>,
-    ) -> Result<Verified, AuthError> {
+    ) -> Result<PasswordCheck, AuthError> {
         self.verify_as(ClientKey::unknown(), password, stored).await
     }
 
@@ -113,25 +121,25 @@ impl PasswordHasher {
         client: ClientKey,
         password: Password,
         stored: Option<String>,
-    ) -> Result<Verified, AuthError> {
+    ) -> Result<PasswordCheck, AuthError> {
         let exists = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy_hash.to_string());
         let params = self.params.clone();
         self.run(client, move |memory| {
             let Ok(parsed) = PasswordHash::new(&stored) else {
                 tracing::error!("stored password hash is not a valid PHC string");
-                return Ok(Verified::No);
+                return Ok(PasswordCheck::Wrong);
             };
             let matches = matches(memory, password.as_bytes(), &parsed).unwrap_or_else(|error| {
                 tracing::error!(%error, "stored password hash cannot be checked");
                 false
             });
             Ok(if matches && exists {
-                Verified::Yes {
+                PasswordCheck::Right {
                     needs_rehash: needs_rehash(&parsed, &params),
                 }
             } else {
-                Verified::No
+                PasswordCheck::Wrong
             })
         })
         .await
@@ -304,7 +312,7 @@ mod tests {
                 .verify(password("correct horse"), Some(ours.clone()))
                 .await
                 .unwrap(),
-            Verified::Yes {
+            PasswordCheck::Right {
                 needs_rehash: false
             }
         );
@@ -313,7 +321,7 @@ mod tests {
                 .verify(password("correct horsE"), Some(ours.clone()))
                 .await
                 .unwrap(),
-            Verified::No
+            PasswordCheck::Wrong
         );
         // The reference implementation accepts our hashes, and we accept its.
         let reference = Argon2::new(
@@ -335,7 +343,7 @@ mod tests {
                 .verify(password("correct horse"), Some(theirs))
                 .await
                 .unwrap(),
-            Verified::Yes {
+            PasswordCheck::Right {
                 needs_rehash: false
             }
         );
@@ -357,7 +365,7 @@ mod tests {
                 .verify(password("correct horse"), Some(older.clone()))
                 .await
                 .unwrap(),
-            Verified::Yes { needs_rehash: true }
+            PasswordCheck::Right { needs_rehash: true }
         );
         // The larger working memory that hash needed is not kept.
         let idle = hasher.workspaces.idle.lock().unwrap();
@@ -378,7 +386,7 @@ mod tests {
         ] {
             assert_eq!(
                 hasher.verify(password("anything"), stored).await.unwrap(),
-                Verified::No
+                PasswordCheck::Wrong
             );
         }
     }

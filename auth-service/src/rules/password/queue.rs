@@ -14,50 +14,14 @@
 //! permit; already removed means the permit is the waiter's, to keep or to pass on. No permit
 //! is lost to a race.
 
+use grpc_edge::client::ClientKey;
 use std::{
     collections::{HashMap, VecDeque},
     fmt,
-    net::{IpAddr, Ipv6Addr},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 use tokio::sync::oneshot;
-
-/// Whom a request is charged to: one IPv4 address, one IPv6 /64, or the shared "unknown".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientKey(Option<IpAddr>);
-
-impl ClientKey {
-    /// The client `ip` belongs to. An IPv4 address is one client (also when it arrives
-    /// IPv4-mapped, `::ffff:a.b.c.d`, on a dual-stack listener); an IPv6 address stands for its
-    /// /64, the smallest block one subscriber is usually given, so rotating through it gains
-    /// nothing.
-    pub fn from_ip(ip: IpAddr) -> Self {
-        let key = match ip {
-            IpAddr::V4(v4) => IpAddr::V4(v4),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & (u128::MAX << 64))),
-            },
-        };
-        Self(Some(key))
-    }
-
-    /// Requests whose address is not known. They all count as one client.
-    pub fn unknown() -> Self {
-        Self(None)
-    }
-}
-
-impl fmt::Display for ClientKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(IpAddr::V6(prefix)) => write!(f, "{prefix}/64"),
-            Some(ip) => write!(f, "{ip}"),
-            None => f.write_str("unknown"),
-        }
-    }
-}
 
 /// How much waiting [`FairPermits`] accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,30 +3,17 @@
 //! then hands the handler values that are already valid.
 
 use crate::{
-    domain::{DisplayName, Email, Password},
+    domain::{Credentials, DisplayName, Email, NewAccount, Password},
     error::AuthError,
 };
+use access_token::{ExposeSecret, SecretString};
 use grpc_edge::violations::FieldViolations;
 use todo_api::todo::auth::v1 as pb;
 
-/// A valid sign-up request.
-#[derive(Debug)]
-pub struct NewAccount {
-    pub email: Email,
-    pub password: Password,
-    pub display_name: DisplayName,
-}
-
-/// A valid sign-in request.
-#[derive(Debug)]
-pub struct Credentials {
-    pub email: Email,
-    pub password: Password,
-}
-
 /// A token the client presents (refresh token, or any token to introspect): trimmed, present.
-/// Its value is a secret: never logged.
-pub struct Presented(String);
+/// Its value is a secret: `Debug` never shows it, and nothing logs it.
+#[derive(Debug)]
+pub struct Presented(SecretString);
 
 impl Presented {
     fn parse(raw: &str, field: &str, v: &mut FieldViolations) -> Option<Self> {
@@ -35,18 +22,12 @@ impl Presented {
             v.add(field, "is required");
             return None;
         }
-        Some(Self(token.to_owned()))
+        Some(Self(token.into()))
     }
 
     /// The token itself.
     pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Presented {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Presented(***)")
+        self.0.expose_secret()
     }
 }
 

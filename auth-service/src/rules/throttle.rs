@@ -12,8 +12,9 @@
 //! burst gets the free attempts verified and the rest refused at once. A success gives the
 //! address and the account their charges back and starts the pair over.
 
-use crate::{config::ThrottleArgs, error::AuthError, fair::ClientKey, store::throttle as store};
+use crate::{config::ThrottleArgs, error::AuthError, store::throttle as store};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use grpc_edge::client::ClientKey;
 use sea_orm::DatabaseConnection;
 use sha2::{Digest, Sha256};
 use std::time::Duration;

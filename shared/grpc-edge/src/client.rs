@@ -5,56 +5,69 @@
 //! or RFC 7239 `Forwarded`). The other header is never read: a proxy that appends to one
 //! passes the other through as the client wrote it.
 
-use crate::fair::ClientKey;
-use std::net::{IpAddr, SocketAddr};
+use ipnet::IpNet;
+use std::{
+    fmt,
+    net::{IpAddr, Ipv6Addr, SocketAddr},
+};
 use tonic::metadata::MetadataMap;
 
-/// An IP network in CIDR notation, e.g. `10.0.0.0/8` or `fd00::/8` (a bare address is /32
-/// or /128).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
+/// Whom a request is charged to: one IPv4 address, one IPv6 /64, or the shared "unknown".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientKey(Option<IpAddr>);
 
-impl std::str::FromStr for Cidr {
-    type Err = String;
+impl ClientKey {
+    /// The client `ip` belongs to. An IPv4 address is one client (also when it arrives
+    /// IPv4-mapped, `::ffff:a.b.c.d`, on a dual-stack listener); an IPv6 address stands for its
+    /// /64, the smallest block one subscriber is usually given, so rotating through it gains
+    /// nothing.
+    pub fn from_ip(ip: IpAddr) -> Self {
+        let key = match ip.to_canonical() {
+            IpAddr::V4(v4) => IpAddr::V4(v4),
+            IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & (u128::MAX << 64))),
+        };
+        Self(Some(key))
+    }
 
-    fn from_str(raw: &str) -> Result<Self, String> {
-        let invalid = || format!("{raw:?} is not a CIDR like 10.0.0.0/8, 192.168.1.7 or fd00::/8");
-        let (address, prefix) = match raw.trim().split_once('/') {
-            Some((address, prefix)) => (address, Some(prefix)),
-            None => (raw.trim(), None),
-        };
-        let network: IpAddr = address.parse().map_err(|_| invalid())?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(prefix) => prefix.parse::<u8>().map_err(|_| invalid())?,
-            None => max,
-        };
-        if prefix > max {
-            return Err(invalid());
-        }
-        Ok(Self { network, prefix })
+    /// Requests whose address is not known. They all count as one client.
+    pub fn unknown() -> Self {
+        Self(None)
     }
 }
 
-impl Cidr {
+impl fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(IpAddr::V6(prefix)) => write!(f, "{prefix}/64"),
+            Some(ip) => write!(f, "{ip}"),
+            None => f.write_str("unknown"),
+        }
+    }
+}
+
+/// A network of trusted proxies in CIDR notation, e.g. `10.0.0.0/8` or `fd00::/8`; a bare
+/// address is its own /32 or /128. (ipnet parses and matches; what it does not do, and this
+/// does, is treat an IPv4-mapped IPv6 peer, `::ffff:10.1.2.3` on a dual-stack listener, as the
+/// IPv4 address it is.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyNetwork(IpNet);
+
+impl std::str::FromStr for ProxyNetwork {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        raw.parse::<IpNet>()
+            .or_else(|_| raw.parse::<IpAddr>().map(IpNet::from))
+            .map(|net| Self(net.trunc()))
+            .map_err(|_| format!("{raw:?} is not a CIDR like 10.0.0.0/8, 192.168.1.7 or fd00::/8"))
+    }
+}
+
+impl ProxyNetwork {
     /// Whether `ip` is in this network (IPv4-mapped IPv6 addresses count as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        let (bits, network, ip) = match (self.network, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                (32, u128::from(n.to_bits()), u128::from(a.to_bits()))
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => (128, n.to_bits(), a.to_bits()),
-            _ => return false,
-        };
-        let host_bits = bits - u32::from(self.prefix);
-        host_bits >= 128 || network >> host_bits == ip >> host_bits
+        self.0.contains(&ip.to_canonical())
     }
 }
 
@@ -73,13 +86,13 @@ pub enum ForwardingHeader {
 /// The proxies whose forwarding header is believed.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies {
-    proxies: Vec<Cidr>,
+    proxies: Vec<ProxyNetwork>,
     header: ForwardingHeader,
 }
 
 impl TrustedProxies {
     /// Trusts `proxies` (none: only TCP peers count) about `header`.
-    pub fn new(proxies: Vec<Cidr>, header: ForwardingHeader) -> Self {
+    pub fn new(proxies: Vec<ProxyNetwork>, header: ForwardingHeader) -> Self {
         Self { proxies, header }
     }
 
@@ -179,7 +192,7 @@ mod tests {
 
     #[test]
     fn a_trusted_proxy_is_believed_for_the_rightmost_untrusted_hop_of_its_header_only() {
-        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let trusted: Vec<ProxyNetwork> = vec!["10.0.0.0/8".parse().unwrap()];
         let proxies = TrustedProxies::new(trusted.clone(), ForwardingHeader::XForwardedFor);
         let peer = Some("10.1.2.3:5000".parse().unwrap());
         // The client forged the first entry and a whole Forwarded header; 198.51.100.7 is
@@ -206,17 +219,37 @@ mod tests {
     }
 
     #[test]
-    fn cidrs_parse_and_match_both_families() {
-        let v4: Cidr = "192.168.0.0/16".parse().unwrap();
+    fn networks_parse_and_match_both_families_and_mapped_addresses_count_as_ipv4() {
+        let v4: ProxyNetwork = "192.168.0.0/16".parse().unwrap();
         assert!(v4.contains("192.168.4.2".parse().unwrap()));
         assert!(v4.contains("::ffff:192.168.4.2".parse().unwrap()));
         assert!(!v4.contains("192.169.0.1".parse().unwrap()));
-        let v6: Cidr = "fd00::/8".parse().unwrap();
+        let v6: ProxyNetwork = "fd00::/8".parse().unwrap();
         assert!(v6.contains("fd12::1".parse().unwrap()));
         assert!(!v6.contains("fe80::1".parse().unwrap()));
-        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        let all: ProxyNetwork = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains("8.8.8.8".parse().unwrap()));
-        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
-        assert!("nonsense".parse::<Cidr>().is_err());
+        assert!(all.contains("::ffff:8.8.8.8".parse().unwrap()));
+        let host: ProxyNetwork = "10.1.2.3".parse().unwrap();
+        assert!(host.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!host.contains("10.1.2.4".parse().unwrap()));
+        // Host bits set are cleared, as a network is meant.
+        let sloppy: ProxyNetwork = "10.1.2.3/8".parse().unwrap();
+        assert!(sloppy.contains("10.200.0.1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<ProxyNetwork>().is_err());
+        assert!("nonsense".parse::<ProxyNetwork>().is_err());
+    }
+
+    #[test]
+    fn ipv6_addresses_are_grouped_by_their_64_prefix_and_ipv4_by_the_whole_address() {
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff:ab:cd:ef"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("2001:db8:1:2::1").to_string(), "2001:db8:1:2::/64");
+        assert_ne!(key("10.0.0.1"), key("10.0.0.2"));
+        assert_eq!(key("::ffff:10.0.0.1"), key("10.0.0.1"));
+        assert_ne!(key("::ffff:10.0.0.1"), key("::ffff:10.0.0.2"));
+        assert_eq!(ClientKey::unknown(), ClientKey::unknown());
+        assert_ne!(ClientKey::unknown(), key("0.0.0.0"));
+        assert_ne!(ClientKey::unknown(), key("::"));
     }
 }

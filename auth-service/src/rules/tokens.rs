@@ -1,6 +1,7 @@
 //! Issuing tokens: signed access JWTs and opaque refresh tokens (stored only as hashes).
 
-use crate::{error::AuthError, keys::Keys};
+use super::keys::SigningKeys;
+use crate::{domain::AccessToken, error::AuthError};
 use access_token::AccessClaims;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -8,15 +9,6 @@ use hmac::{Hmac, Mac};
 use jsonwebtoken::{Header, encode};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
-
-/// A signed access token and when it expires.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessToken {
-    /// The JWT.
-    pub token: String,
-    /// Its `exp`.
-    pub expires_at: DateTime<Utc>,
-}
 
 /// What goes into an access token besides the times.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +43,7 @@ impl TokenIssuer {
     /// always give the same token (Ed25519 and HMAC signatures are deterministic).
     pub fn sign(
         &self,
-        keys: &Keys,
+        keys: &SigningKeys,
         kid: &str,
         subject: Subject<'_>,
         jti: Uuid,

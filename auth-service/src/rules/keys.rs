@@ -5,48 +5,33 @@
 
 use crate::{
     config::{SigningMode, TokenArgs},
+    domain::PublicKey,
     error::AuthError,
     store::keys::{self as store, StoredKey},
 };
-use access_token::{KeySet, SHARED_SECRET_KID};
+use access_token::{SHARED_SECRET_KID, VerificationKeys};
 use chrono::{DateTime, TimeDelta, Utc};
+use clock::SharedClock;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use sea_orm::DatabaseConnection;
 use std::{collections::HashMap, sync::Arc};
 use tokio::sync::{Mutex, RwLock};
 
-/// PKCS#8 v1 DER prefix of an Ed25519 private key; the 32-byte seed follows.
-const ED25519_PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
-
-/// A public key as published to other services.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicKey {
-    /// Key id, as in token headers.
-    pub kid: String,
-    /// Always `EdDSA` today.
-    pub algorithm: &'static str,
-    /// 32 raw bytes.
-    pub public_key: Vec<u8>,
-    /// After this, no token it signed is still valid.
-    pub expire_at: DateTime<Utc>,
-}
-
-/// One loaded snapshot of the keys.
-pub struct Keys {
+/// One loaded snapshot of the keys: what signs, what verifies, what is published.
+pub struct SigningKeys {
     signing_kid: String,
     /// Every key that may still sign or re-sign (within the refresh grace window).
     encoding: HashMap<String, (Algorithm, EncodingKey)>,
     /// When the current signing key must be replaced.
     retire_at: Option<DateTime<Utc>>,
     /// What verifies tokens.
-    pub verify: KeySet,
+    pub verify: VerificationKeys,
     /// What other services may fetch.
     pub published: Vec<PublicKey>,
 }
 
-impl Keys {
+impl SigningKeys {
     /// The key new tokens are signed with.
     pub fn signing_kid(&self) -> &str {
         &self.signing_kid
@@ -65,7 +50,7 @@ pub struct KeyRing {
     rotation: TimeDelta,
     /// How long a retired key still verifies: the access-token lifetime plus leeway.
     verify_overlap: TimeDelta,
-    current: RwLock<Arc<Keys>>,
+    current: RwLock<Arc<SigningKeys>>,
     /// Held by the one caller reloading or rotating at a time.
     rotating: Mutex<Reloads>,
 }
@@ -100,11 +85,11 @@ impl KeyRing {
             .map_err(|e| AuthError::internal(e.to_string()))?;
         let initial = match secret {
             Some(secret) => shared_secret_keys(secret),
-            None => Keys {
+            None => SigningKeys {
                 signing_kid: String::new(),
                 encoding: HashMap::new(),
                 retire_at: Some(now),
-                verify: KeySet::new(),
+                verify: VerificationKeys::new(),
                 published: Vec::new(),
             },
         };
@@ -121,7 +106,7 @@ impl KeyRing {
     }
 
     /// The keys to sign with at `now`, rotating first when the signing key is due.
-    pub async fn current(&self, now: DateTime<Utc>) -> Result<Arc<Keys>, AuthError> {
+    pub async fn current(&self, now: DateTime<Utc>) -> Result<Arc<SigningKeys>, AuthError> {
         let keys = Arc::clone(&*self.current.read().await);
         if keys.retire_at.is_none_or(|retire_at| now < retire_at) {
             return Ok(keys);
@@ -146,7 +131,7 @@ impl KeyRing {
         &self,
         reloads: &mut Reloads,
         now: DateTime<Utc>,
-    ) -> Result<Arc<Keys>, AuthError> {
+    ) -> Result<Arc<SigningKeys>, AuthError> {
         if self.mode == SigningMode::Hs256 {
             return Ok(Arc::clone(&*self.current.read().await));
         }
@@ -164,7 +149,7 @@ impl KeyRing {
         &self,
         kid: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<Arc<Keys>, AuthError> {
+    ) -> Result<Arc<SigningKeys>, AuthError> {
         let keys = self.current(now).await?;
         let Some(kid) = kid.filter(|kid| !keys.verify.contains(kid)) else {
             return Ok(keys);
@@ -186,7 +171,7 @@ impl KeyRing {
 
     /// The keys to publish: the cached snapshot, reloaded when older than
     /// [`PUBLISHED_MAX_AGE`] so every replica soon publishes every replica's keys.
-    pub async fn published(&self, now: DateTime<Utc>) -> Result<Arc<Keys>, AuthError> {
+    pub async fn published(&self, now: DateTime<Utc>) -> Result<Arc<SigningKeys>, AuthError> {
         let keys = self.current(now).await?;
         let mut reloads = self.rotating.lock().await;
         match reloads.any {
@@ -207,10 +192,35 @@ impl KeyRing {
             now,
             retire_at,
             retire_at + self.verify_overlap,
-        );
+        )?;
         store::insert(&self.db, key).await?;
         tracing::info!(target: "audit", event = "signing_key_created", %kid, %retire_at, "new signing key");
         Ok(())
+    }
+}
+
+/// The keys other services verify with, as GetSigningKeys and the JWKS document publish them.
+pub struct PublicKeys {
+    ring: Arc<KeyRing>,
+    clock: SharedClock,
+}
+
+impl PublicKeys {
+    /// The public keys of `ring`.
+    pub fn new(ring: Arc<KeyRing>, clock: SharedClock) -> Self {
+        Self { ring, clock }
+    }
+
+    /// The public keys, from a snapshot at most a minute old, so every replica soon publishes
+    /// every replica's keys and publishing costs no database read. Empty in HS256 mode: a
+    /// shared secret is never published.
+    pub async fn list(&self) -> Result<Vec<PublicKey>, AuthError> {
+        Ok(self
+            .ring
+            .published(self.clock.now())
+            .await?
+            .published
+            .clone())
     }
 }
 
@@ -221,41 +231,40 @@ fn ed25519_key(
     created_at: DateTime<Utc>,
     retire_at: DateTime<Utc>,
     expire_at: DateTime<Utc>,
-) -> StoredKey {
-    let public = ed25519_dalek::SigningKey::from_bytes(seed)
-        .verifying_key()
-        .to_bytes();
-    let mut pkcs8 = ED25519_PKCS8_PREFIX.to_vec();
-    pkcs8.extend_from_slice(seed);
-    StoredKey {
+) -> Result<StoredKey, AuthError> {
+    let key = ed25519_dalek::SigningKey::from_bytes(seed);
+    let pkcs8 = key
+        .to_pkcs8_der()
+        .map_err(|e| AuthError::internal(format!("encoding the new key as PKCS#8: {e}")))?;
+    Ok(StoredKey {
         kid,
         algorithm: "EdDSA".into(),
-        private_key: pkcs8,
-        public_key: public.to_vec(),
+        private_key: pkcs8.as_bytes().to_vec(),
+        public_key: key.verifying_key().to_bytes().to_vec(),
         created_at,
         retire_at,
         expire_at,
-    }
+    })
 }
 
-fn shared_secret_keys(secret: &[u8]) -> Keys {
+fn shared_secret_keys(secret: &[u8]) -> SigningKeys {
     let mut encoding = HashMap::new();
     encoding.insert(
         SHARED_SECRET_KID.to_owned(),
         (Algorithm::HS256, EncodingKey::from_secret(secret)),
     );
-    Keys {
+    SigningKeys {
         signing_kid: SHARED_SECRET_KID.to_owned(),
         encoding,
         retire_at: None,
-        verify: KeySet::shared_secret(secret),
+        verify: VerificationKeys::shared_secret(secret),
         published: Vec::new(),
     }
 }
 
 /// Builds a snapshot from unexpired rows, newest first.
-fn ed25519_keys(rows: &[StoredKey], now: DateTime<Utc>) -> Keys {
-    let mut verify = KeySet::new();
+fn ed25519_keys(rows: &[StoredKey], now: DateTime<Utc>) -> SigningKeys {
+    let mut verify = VerificationKeys::new();
     let mut encoding = HashMap::new();
     let mut published = Vec::new();
     for row in rows
@@ -278,7 +287,7 @@ fn ed25519_keys(rows: &[StoredKey], now: DateTime<Utc>) -> Keys {
     let signing = rows
         .iter()
         .find(|r| r.algorithm == "EdDSA" && r.created_at <= now && now < r.retire_at);
-    Keys {
+    SigningKeys {
         signing_kid: signing.map(|r| r.kid.clone()).unwrap_or_default(),
         retire_at: Some(signing.map_or(now, |r| r.retire_at)),
         encoding,

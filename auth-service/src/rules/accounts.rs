@@ -1,16 +1,19 @@
 //! Sign-up, sign-in and the current user.
 
-use crate::{
-    domain::Password,
-    error::AuthError,
-    fair::ClientKey,
-    password::Verified,
-    requests::{Credentials, NewAccount},
-    sessions::TokenPair,
-    state::AuthState,
-    store::users::{self, NewUser, User},
-    throttle::AttemptKeys,
+use super::{
+    Sessions,
+    password::{PasswordCheck, PasswordHasher},
+    throttle::{AttemptKeys, Throttle},
 };
+use crate::{
+    domain::{Credentials, NewAccount, Password, TokenPair, User},
+    error::AuthError,
+    store::users::{self, NewUser},
+};
+use clock::SharedClock;
+use grpc_edge::client::ClientKey;
+use sea_orm::DatabaseConnection;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// A signed-in user and their tokens.
@@ -20,7 +23,34 @@ pub struct SignedIn {
     pub tokens: TokenPair,
 }
 
-impl AuthState {
+/// Accounts: creating them, signing in to them, and who a bearer token's user is.
+pub struct Accounts {
+    db: DatabaseConnection,
+    clock: SharedClock,
+    hasher: PasswordHasher,
+    throttle: Throttle,
+    sessions: Arc<Sessions>,
+}
+
+impl Accounts {
+    /// Accounts in `db`, hashing with `hasher`, throttled by `throttle`, signed in through
+    /// `sessions`.
+    pub fn new(
+        db: DatabaseConnection,
+        clock: SharedClock,
+        hasher: PasswordHasher,
+        throttle: Throttle,
+        sessions: Arc<Sessions>,
+    ) -> Self {
+        Self {
+            db,
+            clock,
+            hasher,
+            throttle,
+            sessions,
+        }
+    }
+
     /// Creates the account and signs it in; `client` waits its turn for a hash.
     pub async fn sign_up(
         &self,
@@ -29,7 +59,7 @@ impl AuthState {
     ) -> Result<SignedIn, AuthError> {
         let charge = self
             .throttle
-            .admit_sign_up(&self.db, client, self.now())
+            .admit_sign_up(&self.db, client, self.clock.now())
             .await?;
         let password_hash = match self.hasher.hash_as(client, account.password).await {
             // Refused before any hashing: the sign-up does not count.
@@ -39,7 +69,7 @@ impl AuthState {
             }
             hashed => hashed?,
         };
-        let now = self.now();
+        let now = self.clock.now();
         let new_user = NewUser {
             email: account.email.as_str(),
             display_name: account.display_name.as_str(),
@@ -50,7 +80,7 @@ impl AuthState {
             .await?
             .ok_or(AuthError::EmailTaken)?;
         tracing::info!(target: "audit", event = "sign_up", user_id = %user.id, "account created");
-        let tokens = self.start_session(&user, now).await?;
+        let tokens = self.sessions.start(&user, now).await?;
         Ok(SignedIn { user, tokens })
     }
 
@@ -61,7 +91,10 @@ impl AuthState {
         client: ClientKey,
     ) -> Result<SignedIn, AuthError> {
         let keys = AttemptKeys::new(credentials.email.as_str(), client);
-        let attempt = self.throttle.admit(&self.db, keys, self.now()).await?;
+        let attempt = self
+            .throttle
+            .admit(&self.db, keys, self.clock.now())
+            .await?;
         // Any error before the outcome drops `attempt` unsettled: its charges are given back.
         let stored = users::credentials(&self.db, credentials.email.as_str()).await?;
         let (user, hash) = match stored {
@@ -72,9 +105,9 @@ impl AuthState {
             .hasher
             .verify_as(client, credentials.password.clone(), hash)
             .await?;
-        let now = self.now();
+        let now = self.clock.now();
         let (user, needs_rehash) = match (user, verified) {
-            (Some(user), Verified::Yes { needs_rehash }) => (user, needs_rehash),
+            (Some(user), PasswordCheck::Right { needs_rehash }) => (user, needs_rehash),
             _ => {
                 tracing::info!(target: "audit", event = "sign_in_failed", %client, "sign-in failed");
                 attempt.failed(now).await?;
@@ -86,7 +119,7 @@ impl AuthState {
             self.upgrade_hash(&user, credentials.password, client).await;
         }
         tracing::info!(target: "audit", event = "sign_in", user_id = %user.id, "signed in");
-        let tokens = self.start_session(&user, now).await?;
+        let tokens = self.sessions.start(&user, now).await?;
         Ok(SignedIn { user, tokens })
     }
 
@@ -95,7 +128,7 @@ impl AuthState {
     async fn upgrade_hash(&self, user: &User, password: Password, client: ClientKey) {
         let result = async {
             let hash = self.hasher.hash_as(client, password).await?;
-            users::set_password_hash(&self.db, user.id, hash, self.now()).await?;
+            users::set_password_hash(&self.db, user.id, hash, self.clock.now()).await?;
             Ok::<_, AuthError>(())
         }
         .await;
@@ -111,7 +144,7 @@ impl AuthState {
 
     /// The user behind a bearer access token of a live session.
     pub async fn current_user(&self, bearer: Option<&str>) -> Result<User, AuthError> {
-        let (claims, _) = self.authenticate(bearer).await?;
+        let (claims, _) = self.sessions.authenticate(bearer).await?;
         let user_id = Uuid::parse_str(&claims.sub)
             .map_err(|_| AuthError::InvalidToken("sub is not a UUID".into()))?;
         users::find(&self.db, user_id)

@@ -1,22 +1,27 @@
-//! The gRPC face of the auth-service: each handler parses the request at the edge, calls one
-//! method of [`AuthState`], and maps the result. No business logic lives here.
+//! The gRPC face of the auth-service: each handler extracts what the request carries (the
+//! client's address, the bearer token), parses the message at the edge (`requests`), calls one
+//! use case of [`Rules`], and maps the answer (`replies`). No business logic lives here.
+
+mod jwks;
+mod replies;
+mod requests;
+
+pub use jwks::jwks_json;
 
 use crate::{
-    accounts::SignedIn,
+    domain::{Credentials, NewAccount},
     error::AuthError,
-    fair::ClientKey,
-    requests::{Credentials, Introspection, NewAccount, Presented, sign_out_refresh_token},
-    sessions::TokenPair,
-    state::AuthState,
-    store::users::User,
+    rules::Rules,
 };
-use grpc_edge::bearer::bearer_token;
-use std::{sync::Arc, time::Duration};
-use todo_api::{
-    timestamp,
-    todo::auth::v1::auth_service_server::AuthService,
-    todo::auth::v1::{self as pb},
+use clock::SharedClock;
+use grpc_edge::{
+    bearer::bearer_token,
+    client::{ClientKey, TrustedProxies},
 };
+use replies::{introspection_pb, signed_in_pb, signing_key_pb, tokens_pb, user_pb};
+use requests::{Introspection, Presented, sign_out_refresh_token};
+use std::time::Duration;
+use todo_api::todo::auth::v1::{self as pb, auth_service_server::AuthService};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
@@ -26,52 +31,28 @@ pub(crate) const KEYS_CACHE_SECONDS: u32 = 300;
 /// Implements `todo.auth.v1.AuthService`.
 #[derive(Clone)]
 pub struct AuthApi {
-    state: Arc<AuthState>,
+    rules: Rules,
+    proxies: TrustedProxies,
+    /// For `expires_in` of issued tokens: seconds from now.
+    clock: SharedClock,
 }
 
 impl AuthApi {
-    /// Serves RPCs from `state`.
-    pub fn new(state: Arc<AuthState>) -> Self {
-        Self { state }
+    /// Serves RPCs with `rules`, believing forwarding headers from `proxies` only.
+    pub fn new(rules: Rules, proxies: TrustedProxies, clock: SharedClock) -> Self {
+        Self {
+            rules,
+            proxies,
+            clock,
+        }
     }
 
     /// Who sent `request`, for throttling and fair hashing: the TCP peer, or what a trusted
     /// proxy forwarded for.
     fn client<T>(&self, request: &Request<T>) -> ClientKey {
-        self.state
-            .proxies
+        self.proxies
             .client(request.remote_addr(), request.metadata())
     }
-}
-
-fn user_pb(user: &User) -> pb::User {
-    pb::User {
-        id: user.id.to_string(),
-        email: user.email.clone(),
-        display_name: user.display_name.clone(),
-        create_time: Some(timestamp(user.created_at)),
-    }
-}
-
-fn tokens_pb(pair: TokenPair, now: chrono::DateTime<chrono::Utc>) -> pb::TokenPair {
-    pb::TokenPair {
-        expires_in: (pair.access.expires_at - now).num_seconds().max(0),
-        access_token_expire_time: Some(timestamp(pair.access.expires_at)),
-        access_token: pair.access.token,
-        token_type: "Bearer".into(),
-        refresh_token: pair.refresh_token,
-        refresh_token_expire_time: Some(timestamp(pair.refresh_expires_at)),
-    }
-}
-
-fn signed_in_pb(
-    signed_in: SignedIn,
-    now: chrono::DateTime<chrono::Utc>,
-) -> (Option<pb::User>, Option<pb::TokenPair>) {
-    (
-        Some(user_pb(&signed_in.user)),
-        Some(tokens_pb(signed_in.tokens, now)),
-    )
 }
 
 #[tonic::async_trait]
@@ -83,9 +64,9 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::SignUpResponse>, Status> {
         let client = self.client(&request);
         let account = NewAccount::try_from(request.into_inner())?;
-        let signed_in = held(self.state.sign_up(account, client).await).await?;
+        let signed_in = held(self.rules.accounts.sign_up(account, client).await).await?;
         tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));
-        let (user, tokens) = signed_in_pb(signed_in, self.state.now());
+        let (user, tokens) = signed_in_pb(signed_in, self.clock.now());
         Ok(Response::new(pb::SignUpResponse { user, tokens }))
     }
 
@@ -94,11 +75,11 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::SignInRequest>,
     ) -> Result<Response<pb::SignInResponse>, Status> {
-        let address = self.client(&request);
+        let client = self.client(&request);
         let credentials = Credentials::try_from(request.into_inner())?;
-        let signed_in = held(self.state.sign_in(credentials, address).await).await?;
+        let signed_in = held(self.rules.accounts.sign_in(credentials, client).await).await?;
         tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));
-        let (user, tokens) = signed_in_pb(signed_in, self.state.now());
+        let (user, tokens) = signed_in_pb(signed_in, self.clock.now());
         Ok(Response::new(pb::SignInResponse { user, tokens }))
     }
 
@@ -108,9 +89,9 @@ impl AuthService for AuthApi {
         request: Request<pb::RefreshRequest>,
     ) -> Result<Response<pb::RefreshResponse>, Status> {
         let token = Presented::try_from(request.into_inner())?;
-        let pair = self.state.refresh(token.expose()).await?;
+        let pair = self.rules.sessions.refresh(token.expose()).await?;
         Ok(Response::new(pb::RefreshResponse {
-            tokens: Some(tokens_pb(pair, self.state.now())),
+            tokens: Some(tokens_pb(pair, self.clock.now())),
         }))
     }
 
@@ -121,7 +102,8 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::SignOutResponse>, Status> {
         let bearer = bearer_token(request.metadata()).map(str::to_owned);
         let refresh_token = sign_out_refresh_token(request.into_inner());
-        self.state
+        self.rules
+            .sessions
             .sign_out(
                 refresh_token.as_ref().map(Presented::expose),
                 bearer.as_deref(),
@@ -136,28 +118,12 @@ impl AuthService for AuthApi {
         request: Request<pb::IntrospectRequest>,
     ) -> Result<Response<pb::IntrospectResponse>, Status> {
         let asked = Introspection::try_from(request.into_inner())?;
-        let answer = match self
-            .state
+        let active = self
+            .rules
+            .sessions
             .introspect(asked.token.expose(), &asked.hint)
-            .await?
-        {
-            None => pb::IntrospectResponse {
-                active: false,
-                ..Default::default()
-            },
-            Some(active) => pb::IntrospectResponse {
-                active: true,
-                sub: active.user_id.to_string(),
-                email: active.email,
-                session_id: active.session_id.to_string(),
-                token_type: active.token_type.into(),
-                issue_time: Some(timestamp(active.issued_at)),
-                expire_time: Some(timestamp(active.expires_at)),
-                iss: self.state.issuer_name().to_owned(),
-                aud: self.state.audience_name().to_owned(),
-                jti: active.jti.unwrap_or_default(),
-            },
-        };
+            .await?;
+        let answer = introspection_pb(active, self.rules.sessions.issuer());
         Ok(Response::new(answer))
     }
 
@@ -167,7 +133,8 @@ impl AuthService for AuthApi {
         request: Request<pb::GetCurrentUserRequest>,
     ) -> Result<Response<pb::GetCurrentUserResponse>, Status> {
         let user = self
-            .state
+            .rules
+            .accounts
             .current_user(bearer_token(request.metadata()))
             .await?;
         tracing::Span::current().record("user_id", tracing::field::display(user.id));
@@ -181,16 +148,8 @@ impl AuthService for AuthApi {
         &self,
         _request: Request<pb::GetSigningKeysRequest>,
     ) -> Result<Response<pb::GetSigningKeysResponse>, Status> {
-        let keys = self.state.published_keys().await?;
-        let keys = keys
-            .into_iter()
-            .map(|k| pb::SigningKey {
-                kid: k.kid,
-                algorithm: k.algorithm.into(),
-                public_key: k.public_key,
-                verify_until_time: Some(timestamp(k.expire_at)),
-            })
-            .collect();
+        let keys = self.rules.public_keys.list().await?;
+        let keys = keys.into_iter().map(signing_key_pb).collect();
         Ok(Response::new(pb::GetSigningKeysResponse {
             keys,
             cache_seconds: KEYS_CACHE_SECONDS.into(),

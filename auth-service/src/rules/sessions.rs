@@ -7,42 +7,64 @@
 //! refreshes of one token both get the same new pair, while the database keeps only hashes.
 //! A spent token presented after the grace window revokes the whole session.
 
-use crate::{
-    error::AuthError,
-    state::AuthState,
-    store::{
-        sessions::{self as store, Exchange, Exchanged, NewSession, Session},
-        users::User,
-    },
-    tokens::{self, AccessToken, Subject},
+use super::{
+    KeyRing,
+    tokens::{self, Subject, TokenIssuer},
 };
-use access_token::{AccessClaims, token_kid};
-use chrono::{DateTime, Utc};
+use crate::{
+    domain::{ActiveToken, TokenPair, User},
+    error::AuthError,
+    store::sessions::{self as store, Exchange, Exchanged, NewSession, Session},
+};
+use access_token::{AccessClaims, TokenVerifier, token_kid};
+use chrono::{DateTime, TimeDelta, Utc};
+use clock::SharedClock;
+use sea_orm::DatabaseConnection;
+use std::sync::Arc;
 use uuid::Uuid;
 
-/// A new access token with the refresh token that renews it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenPair {
-    pub access: AccessToken,
-    pub refresh_token: String,
-    pub refresh_expires_at: DateTime<Utc>,
+/// Sessions and the tokens they issue.
+pub struct Sessions {
+    db: DatabaseConnection,
+    clock: SharedClock,
+    keys: Arc<KeyRing>,
+    issuer: TokenIssuer,
+    verifier: TokenVerifier,
+    /// How long a session lasts from sign-in.
+    ttl: TimeDelta,
+    /// How long after a refresh token is spent it still gets the same successor pair.
+    refresh_grace: TimeDelta,
 }
 
-/// What Introspect reports for an active token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActiveToken {
-    pub user_id: Uuid,
-    pub email: String,
-    pub session_id: Uuid,
-    pub token_type: &'static str,
-    pub issued_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub jti: Option<String>,
-}
+impl Sessions {
+    /// Sessions in `db`, signing with `keys` through `issuer`, verifying with `verifier`.
+    pub fn new(
+        db: DatabaseConnection,
+        clock: SharedClock,
+        keys: Arc<KeyRing>,
+        issuer: TokenIssuer,
+        verifier: TokenVerifier,
+        ttl: TimeDelta,
+        refresh_grace: TimeDelta,
+    ) -> Self {
+        Self {
+            db,
+            clock,
+            keys,
+            issuer,
+            verifier,
+            ttl,
+            refresh_grace,
+        }
+    }
 
-impl AuthState {
+    /// The issuer of the tokens (`iss` and `aud`, as Introspect reports them).
+    pub fn issuer(&self) -> &TokenIssuer {
+        &self.issuer
+    }
+
     /// Opens a session for `user` and issues its first pair.
-    pub(crate) async fn start_session(
+    pub(crate) async fn start(
         &self,
         user: &User,
         now: DateTime<Utc>,
@@ -52,7 +74,7 @@ impl AuthState {
             user_id: user.id,
             rotation_secret: tokens::random_secret()?.to_vec(),
             now,
-            expires_at: now + self.session_ttl,
+            expires_at: now + self.ttl,
         };
         let session =
             store::create(&self.db, new, tokens::hash_refresh_token(&refresh_token)).await?;
@@ -74,7 +96,7 @@ impl AuthState {
 
     /// Exchanges a refresh token for a new pair (see the module docs).
     pub async fn refresh(&self, presented: &str) -> Result<TokenPair, AuthError> {
-        let now = self.now();
+        let now = self.clock.now();
         let hash = tokens::hash_refresh_token(presented);
         let token = store::refresh_token(&self.db, &hash)
             .await?
@@ -148,7 +170,7 @@ impl AuthState {
     ) -> Result<TokenPair, AuthError> {
         let refresh_token = tokens::next_refresh_token(&session.rotation_secret, presented)?;
         let jti = tokens::rotation_jti(&session.rotation_secret, presented)?;
-        let keys = self.keys.for_kid(Some(kid), self.now()).await?;
+        let keys = self.keys.for_kid(Some(kid), self.clock.now()).await?;
         let subject = Subject {
             user_id: user.id,
             email: &user.email,
@@ -189,7 +211,7 @@ impl AuthState {
         refresh_token: Option<&str>,
         bearer: Option<&str>,
     ) -> Result<(), AuthError> {
-        let now = self.now();
+        let now = self.clock.now();
         let (session_id, user_id) = match refresh_token {
             Some(token) => {
                 let token = store::refresh_token(&self.db, &tokens::hash_refresh_token(token))
@@ -214,7 +236,7 @@ impl AuthState {
         bearer: Option<&str>,
     ) -> Result<(AccessClaims, Session), AuthError> {
         let token = bearer.ok_or_else(|| AuthError::InvalidToken("no bearer token".into()))?;
-        let now = self.now();
+        let now = self.clock.now();
         let keys = self.keys.for_kid(token_kid(token).as_deref(), now).await?;
         let claims = self
             .verifier
@@ -263,7 +285,7 @@ impl AuthState {
     }
 
     async fn introspect_refresh(&self, token: &str) -> Result<Option<ActiveToken>, AuthError> {
-        let now = self.now();
+        let now = self.clock.now();
         let hash = tokens::hash_refresh_token(token);
         let Some(token) = store::refresh_token(&self.db, &hash).await? else {
             return Ok(None);

@@ -17,7 +17,7 @@ async fn ring(now: DateTime<Utc>) -> (KeyRing, DatabaseConnection) {
 async fn other_replicas_key(db: &DatabaseConnection, now: DateTime<Utc>) -> String {
     let kid = format!("ed25519-other-{}", uuid::Uuid::now_v7().simple());
     let (retire_at, expire_at) = (now + TimeDelta::days(7), now + TimeDelta::days(8));
-    let key = ed25519_key(&[7u8; 32], kid.clone(), now, retire_at, expire_at);
+    let key = ed25519_key(&[7u8; 32], kid.clone(), now, retire_at, expire_at).unwrap();
     store::insert(db, key).await.unwrap();
     kid
 }
@@ -57,7 +57,7 @@ async fn published_keys_come_from_a_snapshot_at_most_a_minute_old() {
     let now = Utc::now();
     let (ring, db) = ring(now).await;
     let other = other_replicas_key(&db, now).await;
-    let kids = |keys: Arc<Keys>| {
+    let kids = |keys: Arc<SigningKeys>| {
         keys.published
             .iter()
             .map(|k| k.kid.clone())

@@ -1,0 +1,85 @@
+//! What the auth-service decides, with no gRPC and no SQL in sight: each use case is a small
+//! type holding only what it needs (a connection, the clock, the key ring, ...), built once at
+//! start-up by [`Rules::build`]. The handlers in `grpc/` call them; they call `store/`.
+//!
+//! - [`Accounts`]: sign-up, sign-in (throttled, hashed fairly), the current user;
+//! - [`Sessions`]: a session's tokens: issue, rotate with a grace window and reuse detection,
+//!   sign out, authenticate a bearer token, introspect;
+//! - [`PublicKeys`]: the keys other services verify with (GetSigningKeys, JWKS);
+//! - [`Retention`]: the periodic sweep that keeps the tables bounded.
+//!
+//! Beneath them: [`keys`] (the signing-key ring), [`tokens`] (issuing JWTs and refresh
+//! tokens), [`password`] (argon2id behind a fair queue) and [`throttle`] (sign-in budgets).
+
+mod accounts;
+pub mod keys;
+pub mod password;
+mod retention;
+mod sessions;
+pub mod throttle;
+pub mod tokens;
+
+pub use accounts::{Accounts, SignedIn};
+pub use keys::{KeyRing, PublicKeys};
+pub use retention::{Retention, spawn_sweeper};
+pub use sessions::Sessions;
+
+use crate::{config::AuthConfig, error::AuthError};
+use clock::SharedClock;
+use password::PasswordHasher;
+use sea_orm::DatabaseConnection;
+use std::sync::Arc;
+use throttle::Throttle;
+use tokens::TokenIssuer;
+
+/// Every use case, wired from the configuration.
+#[derive(Clone)]
+pub struct Rules {
+    /// Sign-up, sign-in, the current user.
+    pub accounts: Arc<Accounts>,
+    /// Sessions and their tokens.
+    pub sessions: Arc<Sessions>,
+    /// The published verification keys.
+    pub public_keys: Arc<PublicKeys>,
+    /// The retention sweep.
+    pub retention: Arc<Retention>,
+    /// The signing keys (for benchmarks that sign tokens directly).
+    pub keys: Arc<KeyRing>,
+}
+
+impl Rules {
+    /// Loads (or creates) the signing keys, computes the dummy password hash and wires every
+    /// use case to `db` and `clock`.
+    pub async fn build(
+        config: &AuthConfig,
+        db: DatabaseConnection,
+        clock: SharedClock,
+    ) -> Result<Self, AuthError> {
+        let t = &config.tokens;
+        let keys = Arc::new(KeyRing::load(db.clone(), t, clock.now()).await?);
+        let sessions = Arc::new(Sessions::new(
+            db.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&keys),
+            TokenIssuer::new(&t.jwt.jwt_issuer, &t.jwt.jwt_audience, t.access_ttl()),
+            t.jwt.verifier(),
+            t.session_ttl(),
+            t.refresh_grace(),
+        ));
+        let throttle = Throttle::new(&config.throttle);
+        let accounts = Arc::new(Accounts::new(
+            db.clone(),
+            Arc::clone(&clock),
+            PasswordHasher::new(&config.passwords)?,
+            throttle.clone(),
+            Arc::clone(&sessions),
+        ));
+        Ok(Self {
+            accounts,
+            sessions,
+            public_keys: Arc::new(PublicKeys::new(Arc::clone(&keys), Arc::clone(&clock))),
+            retention: Arc::new(Retention::new(db, clock, throttle.longest_window())),
+            keys,
+        })
+    }
+}
