@@ -15,7 +15,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use grpc_edge::violations::FieldViolations;
 use std::{hint::black_box, time::Duration};
 
-const PASSWORD: &str = "correct horse battery staple";
+use test_support::PASSWORD;
 
 fn password() -> Password {
     Password::parse_new(PASSWORD.into(), "password", &mut FieldViolations::new()).unwrap()

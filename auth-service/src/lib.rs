@@ -85,6 +85,7 @@ pub struct Application {
 impl Application {
     /// Validates `config`, opens and migrates the database, loads the signing keys, and binds
     /// the listener (port 0 picks a free port: see [`Application::local_addr`]).
+    #[tracing::instrument(name = "auth-service", skip_all)]
     pub async fn build(config: AuthConfig, clock: SharedClock) -> Result<Self, StartError> {
         config.validate()?;
         let client_ca = config
@@ -101,12 +102,6 @@ impl Application {
         .await?;
         let rules = Rules::build(&config, db.clone(), Arc::clone(&clock)).await?;
         let listener = grpc_edge::server::bind("AUTH_LISTEN_ADDR", config.listen_addr).await?;
-        let url = service_db::redact_url(&config.database_url);
-        if config.database_url.starts_with("sqlite:") {
-            tracing::info!(database = %url, "using the embedded SQLite database (set AUTH_DATABASE_URL for PostgreSQL)");
-        } else {
-            tracing::info!(database = %url, "using the configured database");
-        }
         match config.tokens.jwt.signing_algorithm {
             SigningMode::EdDsa => tracing::info!(
                 "signing access tokens with Ed25519 keys kept in the auth database (generated on first start)"
@@ -141,6 +136,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains and closes the database pool.
+    #[tracing::instrument(name = "auth-service", skip_all)]
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), StartError> {
         let Self {
             config,
@@ -178,13 +174,10 @@ impl Application {
                 },
             )
             .with_tls(tls)
-            .watch_database(db.clone())
+            .watch_database(db)
             .await
             .serve(listener, &config.server, shutdown)
             .await?;
-        if let Err(error) = db.close().await {
-            tracing::warn!(%error, "closing the database pool failed");
-        }
         Ok(())
     }
 }

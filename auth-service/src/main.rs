@@ -14,15 +14,11 @@ use std::{process::ExitCode, sync::Arc};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    grpc_edge::tls::install_crypto_provider();
     let config = AuthConfig::parse();
-    grpc_edge::telemetry::init(config.server.log_format);
-    let result = async {
-        Application::build(config, Arc::new(SystemClock))
-            .await?
-            .run(shutdown_signal())
-            .await
-    }
-    .await;
-    grpc_edge::telemetry::exit_code("auth-service", result)
+    let format = config.server.log_format;
+    grpc_edge::telemetry::serve_main("auth-service", format, async {
+        let app = Application::build(config, Arc::new(SystemClock)).await?;
+        app.run(shutdown_signal()).await
+    })
+    .await
 }

@@ -175,3 +175,41 @@ pub fn connectable(addr: SocketAddr) -> SocketAddr {
         other => other,
     }
 }
+
+/// Waits until `addr`'s health service reports `service` SERVING, polling every 50 ms for at
+/// most `within`; why not, otherwise.
+pub async fn wait_until_serving(
+    addr: SocketAddr,
+    service: &str,
+    within: std::time::Duration,
+) -> Result<(), String> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let deadline = tokio::time::Instant::now() + within;
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(within);
+    let mut last = String::from("no answer yet");
+    while tokio::time::Instant::now() < deadline {
+        match endpoint.connect().await {
+            Ok(channel) => {
+                let request = HealthCheckRequest {
+                    service: service.into(),
+                };
+                match HealthClient::new(channel).check(request).await {
+                    Ok(answer) if answer.get_ref().status() == ServingStatus::Serving => {
+                        return Ok(());
+                    }
+                    Ok(answer) => last = format!("{:?}", answer.get_ref().status()),
+                    Err(status) => last = status.to_string(),
+                }
+            }
+            Err(error) => last = error.to_string(),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err(format!(
+        "{service} at {addr} never reported SERVING within {within:?} (last: {last})"
+    ))
+}

@@ -83,7 +83,8 @@ fn dev_certs(out: &std::path::Path, sans: &[String], force: bool) -> ExitCode {
 async fn run() -> ExitCode {
     let auth = AuthConfig::parse_from(["auth-service"]);
     let task = TaskConfig::parse_from(["task-service"]);
-    grpc_edge::telemetry::init(auth.server.log_format);
+    let format = auth.server.log_format;
+    grpc_edge::telemetry::init(format);
     let databases = [
         service_db::redact_url(&auth.database_url),
         service_db::redact_url(&task.database_url),
@@ -111,5 +112,5 @@ async fn run() -> ExitCode {
         stack.run(shutdown).await
     }
     .await;
-    grpc_edge::telemetry::exit_code("todo-stack", result)
+    grpc_edge::telemetry::exit_code("todo-stack", format, result)
 }

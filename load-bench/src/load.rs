@@ -149,7 +149,15 @@ mod tests {
         let mut ms: Vec<u32> = raw
             .ops
             .get("op")
-            .map(|op| op.latencies_us.iter().map(|us| us / 1000).collect())
+            .map(|op| {
+                op.latencies_us
+                    .iter_recorded()
+                    .flat_map(|v| {
+                        let ms = u32::try_from(v.value_iterated_to() / 1000).unwrap_or(u32::MAX);
+                        std::iter::repeat_n(ms, v.count_at_value() as usize)
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         ms.sort_unstable();
         ms

@@ -22,9 +22,9 @@ pub struct Mixed {
 
 impl Worker for Mixed {
     async fn call(&mut self) -> Outcome {
-        let roll = self.rng.below(100);
-        let u = self.rng.below(self.users.len());
-        let pick = self.rng.below(usize::MAX);
+        let roll = self.rng.usize(..100);
+        let u = self.rng.usize(..self.users.len());
+        let pick = self.rng.usize(..);
         let UserTasks { user, ids } = &mut self.users[u];
         let client = &mut self.client;
         // Operations on an existing task need one; a user with none gets a create.

@@ -105,13 +105,13 @@ fn spawn(call: Call, on: &Targets, phase: &mut Phase) {
         Call::Create => phase.spawn((0..n).map(|w| Create {
             client: task_client(&on.channels, w),
             users: deal(&on.users, n, w),
-            rng: Rng::new(0xc0ffee + w as u64),
+            rng: Rng::with_seed(0xc0ffee + w as u64),
             made: 0,
         })),
         Call::Mixed => phase.spawn((0..n).map(|w| Mixed {
             client: task_client(&on.channels, w),
             users: deal(&on.tasks, n, w),
-            rng: Rng::new(0xabc + w as u64),
+            rng: Rng::with_seed(0xabc + w as u64),
             made: 0,
         })),
     }

@@ -6,7 +6,7 @@ use crate::{
     databases::Databases,
     system,
 };
-use anyhow::{Context, bail};
+use anyhow::Context;
 use auth_service::{
     config::{AuthConfig, SigningMode},
     internals::{Rules, SigningKeys, Subject, TokenIssuer},
@@ -26,9 +26,6 @@ use tokio::{
 use tonic::{
     metadata::{Ascii, MetadataValue},
     transport::{Channel, Endpoint},
-};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 use uuid::Uuid;
 
@@ -325,17 +322,7 @@ pub fn endpoint(addr: SocketAddr) -> anyhow::Result<Endpoint> {
 
 /// Waits until `addr` reports `service` SERVING (at most 30 s).
 pub async fn wait_until_serving(addr: SocketAddr, service: &str) -> anyhow::Result<()> {
-    let mut health = HealthClient::new(endpoint(addr)?.connect().await?);
-    for _ in 0..600 {
-        let request = HealthCheckRequest {
-            service: service.into(),
-        };
-        if let Ok(response) = health.check(request).await
-            && response.into_inner().status() == ServingStatus::Serving
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("{service} at {addr} never reported SERVING")
+    todo_stack::wait_until_serving(addr, service, Duration::from_secs(30))
+        .await
+        .map_err(anyhow::Error::msg)
 }

@@ -47,7 +47,7 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Outcome> {
             client: AuthServiceClient::new(channel(&auth_channels, w)),
             emails: emails.clone(),
             password: STORM_PASSWORD.into(),
-            rng: Rng::new(0x516e + w as u64),
+            rng: Rng::with_seed(0x516e + w as u64),
         }));
     };
     let names = [

@@ -46,31 +46,8 @@ pub fn deal<T: Clone>(users: &[T], workers: usize, w: usize) -> Vec<T> {
     }
 }
 
-/// A small, fast, seedable generator (xorshift64*): enough to pick users and operations.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator seeded with `seed` (any value).
-    pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// The next value.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-}
+/// The workers' random choices: seeded, so a run's sequence of users and operations repeats.
+pub type Rng = fastrand::Rng;
 
 /// `message` carrying `user`'s bearer token.
 pub fn authed<T>(message: T, user: &BenchUser) -> Request<T> {
@@ -167,7 +144,7 @@ pub struct ListPages {
 
 impl Worker for ListPages {
     async fn call(&mut self) -> Outcome {
-        let i = self.rng.below(self.users.len());
+        let i = self.rng.usize(..self.users.len());
         let (user, page_token) = &mut self.users[i];
         let request = authed(
             pb::ListTasksRequest {
@@ -198,7 +175,7 @@ pub fn list_walkers<'a>(
             .into_iter()
             .map(|u| (u, String::new()))
             .collect(),
-        rng: Rng::new(0x5eed + w as u64),
+        rng: Rng::with_seed(0x5eed + w as u64),
     })
 }
 
@@ -212,7 +189,7 @@ pub struct Create {
 
 impl Worker for Create {
     async fn call(&mut self) -> Outcome {
-        let user = &self.users[self.rng.below(self.users.len())];
+        let user = &self.users[self.rng.usize(..self.users.len())];
         self.made += 1;
         let request = authed(
             pb::CreateTaskRequest {
@@ -236,7 +213,7 @@ pub struct SignIn {
 
 impl Worker for SignIn {
     async fn call(&mut self) -> Outcome {
-        let email = self.emails[self.rng.below(self.emails.len())].clone();
+        let email = self.emails[self.rng.usize(..self.emails.len())].clone();
         let request = SignInRequest {
             email,
             password: self.password.clone(),

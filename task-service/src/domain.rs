@@ -1,6 +1,8 @@
-//! Request values parsed once at the edge. Each type can only be built valid; a failed
-//! parse records a field violation a person can act on and yields `None`.
+//! The task-service's values: request values parsed once at the edge (each type can only be
+//! built valid; a failed parse records a field violation a person can act on and yields
+//! `None`), the [`Owner`] every operation is scoped to, and the [`Task`]s it answers with.
 
+use chrono::{DateTime, Utc};
 use grpc_edge::violations::FieldViolations;
 use uuid::Uuid;
 
@@ -119,12 +121,13 @@ impl Description {
 pub struct RequestId(pub(crate) Uuid);
 
 impl RequestId {
-    /// Parses the optional `field`: empty means no key (`Some(None)`); `None` when invalid.
-    pub fn parse_optional(raw: &str, field: &str, v: &mut FieldViolations) -> Option<Option<Self>> {
+    /// Parses the optional `field`: `None` when it is empty (no key) or invalid (a violation
+    /// is recorded, so the request is refused as a whole).
+    pub fn parse_optional(raw: &str, field: &str, v: &mut FieldViolations) -> Option<Self> {
         if raw.trim().is_empty() {
-            return Some(None);
+            return None;
         }
-        parse_uuid(raw, field, v).map(|id| Some(Self(id)))
+        parse_uuid(raw, field, v).map(Self)
     }
 }
 
@@ -138,12 +141,12 @@ impl Etag {
         version.to_string()
     }
 
-    /// Parses the optional `field`: empty means unconditional (`Some(None)`); `None` when it
-    /// is not an etag this service issued.
-    pub fn parse_optional(raw: &str, field: &str, v: &mut FieldViolations) -> Option<Option<Self>> {
+    /// Parses the optional `field`: `None` when it is empty (unconditional) or not an etag
+    /// this service issued (a violation is recorded, so the request is refused as a whole).
+    pub fn parse_optional(raw: &str, field: &str, v: &mut FieldViolations) -> Option<Self> {
         let raw = raw.trim();
         if raw.is_empty() {
-            return Some(None);
+            return None;
         }
         let version = raw
             .bytes()
@@ -152,7 +155,7 @@ impl Etag {
             .flatten()
             .filter(|n| *n > 0);
         match version {
-            Some(version) => Some(Some(Self(version))),
+            Some(version) => Some(Self(version)),
             None => {
                 v.add(
                     field,
@@ -243,6 +246,54 @@ impl TaskChanges {
     }
 }
 
+/// A task, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// Id (UUIDv7).
+    pub id: Uuid,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Whether it is done.
+    pub completed: bool,
+    /// When it was last completed, while it is.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last written.
+    pub updated_at: DateTime<Utc>,
+    /// Bumped by every write (the etag).
+    pub version: i64,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The tasks, newest first.
+    pub tasks: Vec<Task>,
+    /// Whether more tasks follow the last one.
+    pub more: bool,
+}
+
+/// The user whose tasks a request may read and change: the verified caller. Everything below
+/// the gRPC edge is scoped to one, so no statement can reach another user's tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Owner(Uuid);
+
+impl Owner {
+    /// The owner a verified access token names. Only the authentication interceptor
+    /// (`grpc::auth`) makes one, from a token it verified.
+    pub(crate) fn verified(user_id: Uuid) -> Self {
+        Self(user_id)
+    }
+
+    /// The user id.
+    pub fn user_id(self) -> Uuid {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,11 +362,8 @@ mod tests {
     fn etags_round_trip_and_anything_else_is_refused() {
         let mut v = FieldViolations::new();
         let etag = Etag::of_version(3);
-        assert_eq!(
-            Etag::parse_optional(&etag, "etag", &mut v),
-            Some(Some(Etag(3)))
-        );
-        assert_eq!(Etag::parse_optional("", "etag", &mut v), Some(None));
+        assert_eq!(Etag::parse_optional(&etag, "etag", &mut v), Some(Etag(3)));
+        assert_eq!(Etag::parse_optional("", "etag", &mut v), None);
         assert!(v.is_empty());
         for bad in ["x", "-1", "+3", "0", "\"3\"", "99999999999999999999"] {
             assert_eq!(
@@ -335,9 +383,7 @@ mod tests {
             0
         );
         let mut v = FieldViolations::new();
-        assert_eq!(
-            RequestId::parse_optional(" ", "request_id", &mut v),
-            Some(None)
-        );
+        assert_eq!(RequestId::parse_optional(" ", "request_id", &mut v), None);
+        assert!(v.is_empty(), "an empty key is no key, not an invalid one");
     }
 }

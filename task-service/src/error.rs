@@ -2,7 +2,6 @@
 //! public message, log level per variant) is the README's error table; the boundary itself is
 //! `grpc_edge::status`, shared with the auth-service.
 
-use crate::unread::Exhausted;
 use grpc_edge::{
     status::DatabaseStatus, status::ErrorReason, status::Extra, status::INTERNAL_MESSAGE,
     status::LogLevel, status::ServiceError, status::to_status, violations::FieldViolations,
@@ -11,6 +10,15 @@ use sea_orm::DbErr;
 use service_db::DatabaseError;
 use std::borrow::Cow;
 use tonic::{Code, Status};
+
+/// Which budget a refused reply ran out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exhausted {
+    /// The caller's own (`MAX_UNREAD_BYTES_PER_USER`).
+    User(u64),
+    /// The service's (`MAX_UNREAD_BYTES`).
+    Service(u64),
+}
 
 /// When a call refused for unread replies is told to retry.
 const UNREAD_RETRY: std::time::Duration = std::time::Duration::from_secs(1);

@@ -6,36 +6,38 @@
 //! database; [`Application::run`] serves until shutdown. `main.rs`, the tests, the dev
 //! launcher and the benchmarks all start the server this way.
 
-mod auth;
+// The layers, top to bottom; each module imports only from those below it (enforced by
+// tests/api/layers.rs): `grpc` (the tonic service: authentication, the unread-replies budget,
+// parsing, replies) → `rules` (the use cases) → `store` (all SQL) → `domain`, `error`,
+// `config`.
 pub mod config;
 mod domain;
 mod error;
-mod page_token;
-mod repo;
-mod requests;
-mod service;
-mod unread;
+mod grpc;
+mod rules;
+mod store;
 
-/// Internals for this crate's benchmarks and integration tests and for `load-bench`
-/// (feature `internals`): the authentication layer on its own, not a stable API.
+/// What this crate's benchmarks and integration tests and `load-bench` drive directly (the
+/// authentication layer on its own), not a stable API. Always compiled (no feature), so tests
+/// and binaries share one build.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::auth::{Authenticate, Caller, FetchedKeys, VerifiedTokens, authenticated};
+    pub use crate::grpc::auth::{Authenticate, Caller, FetchedKeys, VerifiedTokens, authenticated};
 }
 
 use crate::{
-    auth::{FetchedKeys, Guarded, SessionCheck, VerifiedTokens, authenticated},
     config::{ConfigError, TaskConfig},
     domain::TaskQuota,
-    page_token::PageTokens,
-    service::TaskApi,
+    grpc::{
+        TaskApi,
+        auth::{FetchedKeys, Guarded, SessionCheck, VerifiedTokens, authenticated},
+        unread::UnreadBudget,
+    },
+    rules::{PageTokens, Tasks},
 };
 use access_token::ExposeSecret;
 use clock::SharedClock;
-use grpc_edge::{
-    server::AbortOnDrop, server::BindError, server::GrpcServer, server::ServeError,
-    server::ServerTls,
-};
+use grpc_edge::server::{AbortOnDrop, BindError, GrpcServer, ServeError, ServerTls};
 use migrations::TaskMigrator;
 use sea_orm::DatabaseConnection;
 use service_db::OpenError;
@@ -84,6 +86,7 @@ impl Application {
     /// picks a free port: see [`Application::local_addr`]). Does not wait for the
     /// auth-service: keys are fetched in the background once [`Application::run`] starts,
     /// and health reports NOT_SERVING until they are.
+    #[tracing::instrument(name = "task-service", skip_all)]
     pub async fn build(config: TaskConfig, clock: SharedClock) -> Result<Self, StartError> {
         config.validate()?;
         let tls = ServerTls::load(&config.server.tls, None).map_err(ConfigError::from)?;
@@ -115,8 +118,6 @@ impl Application {
         )
         .await?;
         let listener = grpc_edge::server::bind("TASK_LISTEN_ADDR", config.listen_addr).await?;
-        let url = service_db::redact_url(&config.database_url);
-        tracing::info!(database = %url, "task database ready");
         Ok(Self {
             config,
             listener,
@@ -145,6 +146,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains and closes the database pool.
+    #[tracing::instrument(name = "task-service", skip_all)]
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), StartError> {
         let Self {
             config,
@@ -162,18 +164,11 @@ impl Application {
 
         // Stopped when `run` returns or is dropped.
         let _refresher = keys.spawn_refresher().map(AbortOnDrop);
-        let quota = TaskQuota::new(config.task_quota);
-        let unread =
-            unread::UnreadBudget::new(config.max_unread_bytes, config.max_unread_bytes_per_user);
-        let api = TaskServiceServer::new(TaskApi::new(
-            db.clone(),
-            clock.clone(),
-            page_tokens,
-            quota,
-            unread,
-        ))
-        .max_decoding_message_size(config.server.max_request_bytes)
-        .max_encoding_message_size(grpc_edge::server::MAX_RESPONSE_BYTES);
+        let tasks = Tasks::new(db.clone(), clock.clone(), TaskQuota::new(config.task_quota));
+        let unread = UnreadBudget::new(config.max_unread_bytes, config.max_unread_bytes_per_user);
+        let api = TaskServiceServer::new(TaskApi::new(tasks, page_tokens, unread))
+            .max_decoding_message_size(config.server.max_request_bytes)
+            .max_encoding_message_size(grpc_edge::server::MAX_RESPONSE_BYTES);
         let verified = Arc::new(VerifiedTokens::new(config.verified_token_cache_size));
         let verifier = config.jwt.verifier();
         let server = GrpcServer::new(SERVICE_NAMES)?;
@@ -198,16 +193,13 @@ impl Application {
         };
 
         let ready_keys = Arc::clone(&keys);
-        let result = server
+        server
             .with_tls(tls)
             .ready_when(move || ready_keys.is_loaded())
-            .watch_database(db.clone())
+            .watch_database(db)
             .await
             .serve(listener, &config.server, shutdown)
-            .await;
-        if let Err(error) = db.close().await {
-            tracing::warn!(%error, "closing the database pool failed");
-        }
-        Ok(result?)
+            .await?;
+        Ok(())
     }
 }

@@ -92,19 +92,16 @@ impl Throttle {
     ) -> Result<SignUpCharge, AuthError> {
         let key = format!("signup:{client}");
         if !self.enabled {
-            return Ok(SignUpCharge { key, block: None });
+            return Ok(SignUpCharge { key, charge: None });
         }
         let now = now.trunc_subsecs(6);
         let block = now + self.signup_window;
         let window = self.signup_window;
         match store::charge(db, &key, now, window, self.signup_max, block).await? {
-            Some(charged) => {
-                let block = (charged.count >= self.signup_max).then_some(block);
-                Ok(SignUpCharge {
-                    key,
-                    block: Some(block),
-                })
-            }
+            Some(charged) => Ok(SignUpCharge {
+                key,
+                charge: Some(Charge::of(charged.count >= self.signup_max, block)),
+            }),
             None => match self.refusal(db, &[&key], now).await {
                 AuthError::Throttled(delay) => Err(AuthError::SignUpThrottled(delay)),
                 other => Err(other),
@@ -118,8 +115,8 @@ impl Throttle {
         db: &DatabaseConnection,
         charge: SignUpCharge,
     ) -> Result<(), AuthError> {
-        if let Some(block) = charge.block {
-            store::refund(db, &charge.key, block).await?;
+        if let Some(made) = charge.charge {
+            store::refund(db, &charge.key, made.block).await?;
         }
         Ok(())
     }
@@ -177,8 +174,10 @@ impl Throttle {
         else {
             return Err(self.refusal(db, watched, now).await);
         };
-        attempt.charges.address =
-            Some((address.count >= self.address_max_failures).then_some(block));
+        attempt.charges.address = Some(Charge::of(
+            address.count >= self.address_max_failures,
+            block,
+        ));
 
         // Until this attempt's outcome is known, a charge that uses up the free attempts
         // blocks the pair for as long as an attempt can be in flight (so concurrent guesses
@@ -197,7 +196,7 @@ impl Throttle {
             return Err(self.refusal(db, watched, now).await);
         };
         attempt.charges.pair_failures = pair.count;
-        attempt.charges.pair = Some((pair.count >= self.free_attempts).then_some(block));
+        attempt.charges.pair = Some(Charge::of(pair.count >= self.free_attempts, block));
 
         if !known {
             // Reaching the ceiling closes the account for the longest delay, whatever the
@@ -209,7 +208,7 @@ impl Throttle {
             else {
                 return Err(self.refusal(db, watched, now).await);
             };
-            attempt.charges.account = Some((account.count >= ceiling).then_some(block));
+            attempt.charges.account = Some(Charge::of(account.count >= ceiling, block));
         }
         Ok(attempt)
     }
@@ -248,11 +247,11 @@ impl Throttle {
     }
 }
 
-/// A sign-up charged to its address (`block`: `None` when nothing was charged).
+/// A sign-up charged to its address (`charge`: `None` when nothing was charged).
 #[derive(Debug)]
 pub struct SignUpCharge {
     key: String,
-    block: Option<Option<DateTime<Utc>>>,
+    charge: Option<Charge>,
 }
 
 /// How long an account's failures count before they are forgotten.
@@ -277,7 +276,7 @@ fn to_duration(delta: TimeDelta) -> Duration {
 mod attempt;
 
 pub use attempt::Attempt;
-use attempt::Charges;
+use attempt::{Charge, Charges};
 
 #[cfg(test)]
 mod tests;

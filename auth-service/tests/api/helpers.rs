@@ -1,5 +1,5 @@
-//! `TestApp`: a real auth-service on an ephemeral port with its own fresh database (in-memory
-//! SQLite, or a uniquely named PostgreSQL database when `TEST_DATABASE_URL` is set), a manual
+//! `TestApp`: a real auth-service on an ephemeral port with its own fresh database (a new
+//! SQLite file, or a uniquely named PostgreSQL database when `TEST_DATABASE_URL` is set), a manual
 //! clock, and typed gRPC clients.
 
 use auth_service::{Application, config::AuthConfig};
@@ -10,13 +10,12 @@ use todo_api::{
     todo::auth::v1::auth_service_client::AuthServiceClient,
     todo::auth::v1::{self as pb},
 };
-use tokio::sync::oneshot;
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 
 pub use test_support::{assert_error, jwt_json, tls::TlsFiles, violated_fields, with_bearer};
 
-pub const PASSWORD: &str = "correct horse battery staple";
+pub use test_support::{PASSWORD, Running};
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -28,7 +27,8 @@ pub struct TestApp {
     pub database_url: String,
     /// The PKI of a server started with [`TestApp::spawn_tls`].
     pub tls: Option<Arc<TlsFiles>>,
-    _shutdown: oneshot::Sender<()>,
+    /// Stops the server when the app is dropped.
+    _running: Running,
 }
 
 /// A fresh database URL (see `test_support`).
@@ -98,8 +98,7 @@ impl TestApp {
             .expect("auth-service starts");
         let addr = app.local_addr().unwrap();
         let rules = app.rules();
-        let (shutdown, stopped) = test_support::shutdown_on_drop();
-        tokio::spawn(app.run(stopped));
+        let running = Running::spawn(addr, |stop| app.run(stop));
         let client = match &tls {
             None => AuthServiceClient::connect(format!("http://{addr}"))
                 .await
@@ -118,7 +117,7 @@ impl TestApp {
             rules,
             database_url: database_url.to_owned(),
             tls,
-            _shutdown: shutdown,
+            _running: running,
         }
     }
 

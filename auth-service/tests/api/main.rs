@@ -7,6 +7,7 @@ mod connections;
 mod flood;
 mod helpers;
 mod keys;
+mod layers;
 mod refresh;
 mod retention;
 mod server;

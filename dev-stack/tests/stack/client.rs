@@ -2,24 +2,13 @@
 
 use std::net::SocketAddr;
 use test_support::{channel, fresh_database_url};
-use todo_api::{
-    todo::auth::v1::SignUpRequest, todo::auth::v1::auth_service_client::AuthServiceClient,
-};
+use todo_api::todo::auth::v1::auth_service_client::AuthServiceClient;
 
 /// Signs `email` up at the auth-service at `auth_addr`; the access token.
 pub async fn sign_up(auth_addr: SocketAddr, email: &str) -> Result<String, tonic::Status> {
-    let response = AuthServiceClient::new(channel(auth_addr).await)
-        .sign_up(SignUpRequest {
-            email: email.into(),
-            password: "correct horse battery staple".into(),
-            display_name: None,
-        })
-        .await?;
-    Ok(response
-        .into_inner()
-        .tokens
-        .unwrap_or_default()
-        .access_token)
+    let response =
+        test_support::sign_up(AuthServiceClient::new(channel(auth_addr).await), email).await?;
+    Ok(response.tokens.unwrap_or_default().access_token)
 }
 
 /// The environment for the `todo-stack` binary: none (its SQLite files under `./data`), or,

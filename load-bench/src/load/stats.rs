@@ -1,7 +1,9 @@
 //! What the workers recorded, merged over workers and rounds, and summarised: throughput,
-//! nearest-rank percentiles, unexpected answers by gRPC code.
+//! percentiles (HdrHistogram, three significant digits: within 0.1%), unexpected answers by
+//! gRPC code.
 
 use crate::system::CpuUse;
+use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::{collections::BTreeMap, time::Duration};
 use tonic::{Code, Status};
@@ -9,13 +11,30 @@ use tonic::{Code, Status};
 /// Records by operation name.
 pub(super) type Ops = BTreeMap<&'static str, OpRecord>;
 
+/// The longest latency told apart from longer ones, in microseconds.
+const LONGEST_US: u64 = 60_000_000;
+
 /// Latencies and errors of one operation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct OpRecord {
-    pub(super) latencies_us: Vec<u32>,
+    /// Latencies of successful calls, in microseconds.
+    pub(super) latencies_us: Histogram<u64>,
     errors: BTreeMap<String, u64>,
     /// The first message seen for each error code.
     examples: BTreeMap<String, String>,
+}
+
+impl Default for OpRecord {
+    fn default() -> Self {
+        Self {
+            // 1 µs to a minute (longer calls count as a minute: RPCs time out at 30 s), three
+            // significant digits.
+            latencies_us: Histogram::new_with_bounds(1, LONGEST_US, 3)
+                .unwrap_or_else(|_| unreachable!("valid bounds")),
+            errors: BTreeMap::new(),
+            examples: BTreeMap::new(),
+        }
+    }
 }
 
 impl OpRecord {
@@ -23,8 +42,8 @@ impl OpRecord {
     pub(super) fn record(&mut self, latency: Duration, result: Result<(), Status>) {
         match result {
             Ok(()) => {
-                let micros = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
-                self.latencies_us.push(micros);
+                let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+                self.latencies_us.saturating_record(micros.max(1));
             }
             Err(status) => {
                 let code = code_name(status.code());
@@ -38,7 +57,8 @@ impl OpRecord {
 
     /// Adds `other`'s calls (the first example of each code stays).
     fn absorb(&mut self, other: Self) {
-        self.latencies_us.extend(other.latencies_us);
+        // Same bounds on both sides, so adding cannot run out of range.
+        let _ = self.latencies_us.add(&other.latencies_us);
         for (code, n) in other.errors {
             *self.errors.entry(code).or_default() += n;
         }
@@ -188,30 +208,27 @@ pub struct OpStats {
 
 impl OpStats {
     fn of(record: &mut OpRecord, seconds: f64) -> Self {
-        let latencies = &mut record.latencies_us;
-        latencies.sort_unstable();
-        let ok = latencies.len() as u64;
-        let ms = |us: u32| f64::from(us) / 1000.0;
-        let pct = |p: f64| {
-            if latencies.is_empty() {
-                return 0.0;
+        let latencies = &record.latencies_us;
+        let ok = latencies.len();
+        let ms = |us: u64| us as f64 / 1000.0;
+        let pct = |q: f64| {
+            if ok == 0 {
+                0.0
+            } else {
+                ms(latencies.value_at_quantile(q))
             }
-            // Nearest rank.
-            let rank = (p * latencies.len() as f64).ceil() as usize;
-            ms(latencies[rank.clamp(1, latencies.len()) - 1])
         };
-        let sum: u64 = latencies.iter().map(|&us| u64::from(us)).sum();
         Self {
             ok,
             rps: ok as f64 / seconds,
             p50_ms: pct(0.50),
             p90_ms: pct(0.90),
             p99_ms: pct(0.99),
-            max_ms: latencies.last().map_or(0.0, |&us| ms(us)),
+            max_ms: if ok == 0 { 0.0 } else { ms(latencies.max()) },
             mean_ms: if ok == 0 {
                 0.0
             } else {
-                sum as f64 / ok as f64 / 1000.0
+                latencies.mean() / 1000.0
             },
             errors: record.errors.clone(),
             error_examples: record.examples.clone(),
@@ -242,18 +259,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let mut record = OpRecord {
-            latencies_us: (1..=100).rev().map(|ms| ms * 1000).collect(),
-            ..OpRecord::default()
-        };
+    fn percentiles_are_the_nearest_rank_within_a_tenth_of_a_percent() {
+        let mut record = OpRecord::default();
+        for ms in (1..=100).rev() {
+            record.record(Duration::from_millis(ms), Ok(()));
+        }
+        let mut other = OpRecord::default();
+        other.record(Duration::from_millis(7), Err(Status::unavailable("down")));
+        record.absorb(other);
         let stats = OpStats::of(&mut record, 2.0);
         assert_eq!(stats.ok, 100);
         assert_eq!(stats.rps, 50.0);
-        assert_eq!(stats.p50_ms, 50.0);
-        assert_eq!(stats.p90_ms, 90.0);
-        assert_eq!(stats.p99_ms, 99.0);
-        assert_eq!(stats.max_ms, 100.0);
+        let close = |got: f64, want: f64| (got - want).abs() <= want * 0.001;
+        for (got, want) in [
+            (stats.p50_ms, 50.0),
+            (stats.p90_ms, 90.0),
+            (stats.p99_ms, 99.0),
+            (stats.max_ms, 100.0),
+            (stats.mean_ms, 50.5),
+        ] {
+            assert!(close(got, want), "{got} is not {want}");
+        }
+        assert_eq!(stats.errors["UNAVAILABLE"], 1);
     }
 
     #[test]

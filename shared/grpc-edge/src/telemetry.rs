@@ -130,14 +130,32 @@ fn is_server_fault(code: tonic::Code) -> bool {
 /// The process exit code for a service's result; a failure is logged and printed.
 pub fn exit_code<E: std::fmt::Display>(
     service: &str,
+    format: LogFormat,
     result: Result<(), E>,
 ) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(%error, "{service} stopped");
-            eprintln!("{service}: {error}");
+            // Once: a plain line for a person at a terminal (text logs), a log event for a
+            // log collector (JSON logs), never both.
+            match format {
+                LogFormat::Text => eprintln!("{service}: {error}"),
+                LogFormat::Json => tracing::error!(%error, service, "stopped with an error"),
+            }
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The whole `main` of a service binary after its configuration is parsed: installs the TLS
+/// crypto provider and logging (in `format`), runs `serve`, and turns the outcome into the
+/// exit code, reporting an error once.
+pub async fn serve_main<E: std::fmt::Display>(
+    service: &'static str,
+    format: LogFormat,
+    serve: impl Future<Output = Result<(), E>>,
+) -> std::process::ExitCode {
+    crate::tls::install_crypto_provider();
+    init(format);
+    exit_code(service, format, serve.await)
 }

@@ -122,12 +122,19 @@ where
         tracing::warn!(%error, "closing the migration connection failed");
     }
     migrated.map_err(|e| target.migrate_error(e))?;
-    target
+    let db = target
         .pool(
             target.max_connections(pool),
             pool.database_acquire_timeout_secs,
         )
-        .await
+        .await?;
+    let database = redact_url(url);
+    if target.is_postgres() {
+        tracing::info!(%database, "using the configured database");
+    } else {
+        tracing::info!(%database, "using the embedded SQLite database (set {setting} for PostgreSQL)");
+    }
+    Ok(db)
 }
 
 /// Opens a pool to `url` without migrating (the `migrate` CLI, benchmarks' seeding). Same

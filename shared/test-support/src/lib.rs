@@ -2,9 +2,11 @@
 //! service). Test support may panic: a failed assertion is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod layers;
 pub mod tls;
 
 use sea_orm::{ConnectionTrait, Database, DbErr};
+use todo_api::todo::auth::v1::auth_service_client::AuthServiceClient;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
@@ -34,8 +36,21 @@ pub async fn fresh_database_url(prefix: &str) -> Result<String, DbErr> {
     Ok(format!("{server}/{name}"))
 }
 
+/// The PostgreSQL URL of `TEST_DATABASE_URL`, for a test that only means something on
+/// PostgreSQL (such tests are `#[ignore]`d, and the PostgreSQL run includes them). Panics when
+/// it names no PostgreSQL server: an included test that cannot run fails, never passes.
+pub fn require_postgres() -> String {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => url,
+        _ => panic!(
+            "this test needs PostgreSQL: set TEST_DATABASE_URL=postgres://… (README, Quick start)"
+        ),
+    }
+}
+
 /// A fresh database that outlives one server, for restart tests: a SQLite file even when the
-/// tests otherwise run in memory, or a new PostgreSQL database as in [`fresh_database_url`].
+/// tests run in memory (`TEST_DATABASE_URL=sqlite::memory:`), or a new PostgreSQL database as
+/// in [`fresh_database_url`].
 pub async fn persistent_database_url(prefix: &str) -> Result<String, DbErr> {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(base) if base.starts_with("postgres") => fresh_database_url(prefix).await,
@@ -100,6 +115,49 @@ pub fn shutdown_on_drop() -> (
     (handle, async {
         let _ = dropped.await;
     })
+}
+
+/// A server running in the background, stopped when this is dropped.
+pub struct Running {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Running {
+    /// Spawns `run` (a built server's `run(shutdown)`), listening on `addr`, with a shutdown
+    /// future that completes when the returned value is dropped.
+    pub fn spawn<F, Fut, E>(addr: std::net::SocketAddr, run: F) -> Self
+    where
+        F: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let (stop, stopped) = shutdown_on_drop();
+        let running = run(Box::pin(stopped));
+        tokio::spawn(async move {
+            if let Err(error) = running.await {
+                eprintln!("server at {addr} stopped with an error: {error}");
+            }
+        });
+        Self { addr, _stop: stop }
+    }
+}
+
+/// The password every test account signs up with.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Signs `email` up with [`PASSWORD`] through `auth`.
+pub async fn sign_up(
+    mut auth: AuthServiceClient<tonic::transport::Channel>,
+    email: &str,
+) -> Result<todo_api::todo::auth::v1::SignUpResponse, Status> {
+    let request = todo_api::todo::auth::v1::SignUpRequest {
+        email: email.into(),
+        password: PASSWORD.into(),
+        display_name: None,
+    };
+    Ok(auth.sign_up(request).await?.into_inner())
 }
 
 /// A connected channel to a server under test.

@@ -1,5 +1,5 @@
 //! `TestStack`: a real auth-service and a real task-service on ephemeral ports, each with its
-//! own fresh database (in-memory SQLite, or new PostgreSQL databases when `TEST_DATABASE_URL`
+//! own fresh database (a new SQLite file, or new PostgreSQL databases when `TEST_DATABASE_URL`
 //! is set), sharing a manual clock, plus typed gRPC clients.
 
 use auth_service::config::AuthConfig;
@@ -14,19 +14,10 @@ use todo_api::{
     todo::task::v1::{self as pb},
 };
 use tonic::{Status, transport::Channel};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
 
 pub use test_support::{assert_error, jwt_json, violated_fields, with_bearer};
 
-pub const PASSWORD: &str = "correct horse battery staple";
-
-/// A running service and the handle that stops it when dropped.
-pub struct Running {
-    pub addr: SocketAddr,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
-}
+pub use test_support::{PASSWORD, Running};
 
 pub async fn fresh_database_url() -> String {
     test_support::fresh_database_url("task_test")
@@ -48,13 +39,7 @@ pub async fn start_auth(
     let app = auth_service::Application::build(config, clock)
         .await
         .expect("auth-service starts");
-    let addr = app.local_addr().unwrap();
-    let (shutdown, stopped) = test_support::shutdown_on_drop();
-    tokio::spawn(app.run(stopped));
-    Running {
-        addr,
-        _shutdown: shutdown,
-    }
+    Running::spawn(app.local_addr().unwrap(), |stop| app.run(stop))
 }
 
 /// Builds and starts a task-service on `database_url`, fetching keys from `auth_addr`.
@@ -74,36 +59,20 @@ pub async fn start_task(
     let app = task_service::Application::build(config, clock)
         .await
         .expect("task-service starts");
-    let addr = app.local_addr().unwrap();
     let keys = app.keys();
-    let (shutdown, stopped) = test_support::shutdown_on_drop();
-    tokio::spawn(app.run(stopped));
     (
-        Running {
-            addr,
-            _shutdown: shutdown,
-        },
+        Running::spawn(app.local_addr().unwrap(), |stop| app.run(stop)),
         keys,
     )
 }
 
 pub use test_support::channel;
 
-/// Waits until `addr`'s health service reports `service` as SERVING (at most ~15 s).
+/// Waits until `addr`'s health service reports `service` as SERVING (at most 15 s).
 pub async fn wait_until_serving(addr: SocketAddr, service: &str) {
-    let mut health = HealthClient::new(channel(addr).await);
-    for _ in 0..300 {
-        let request = HealthCheckRequest {
-            service: service.into(),
-        };
-        if let Ok(response) = health.check(request).await
-            && response.into_inner().status() == ServingStatus::Serving
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if let Err(why) = todo_stack::wait_until_serving(addr, service, Duration::from_secs(15)).await {
+        panic!("{why}");
     }
-    panic!("{service:?} at {addr} never reported SERVING");
 }
 
 /// Both services, ready: started together the way `todo-stack` starts them.
@@ -190,15 +159,9 @@ pub struct User {
 
 /// Signs up `email` with [`PASSWORD`]; returns the new tokens.
 pub async fn sign_up(auth: &AuthServiceClient<Channel>, email: &str) -> auth_pb::TokenPair {
-    auth.clone()
-        .sign_up(auth_pb::SignUpRequest {
-            email: email.into(),
-            password: PASSWORD.into(),
-            display_name: None,
-        })
+    test_support::sign_up(auth.clone(), email)
         .await
         .expect("sign-up succeeds")
-        .into_inner()
         .tokens
         .expect("tokens")
 }

@@ -74,3 +74,21 @@ async fn published_keys_come_from_a_snapshot_at_most_a_minute_old() {
         "a fresh snapshot after a minute"
     );
 }
+
+#[test]
+fn keys_stored_by_earlier_versions_read_as_the_same_key() {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    // What earlier versions stored: PKCS#8 v1, the fixed 16-byte prefix and the seed.
+    let seed = [9u8; 32];
+    let mut legacy = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    legacy.extend_from_slice(&seed);
+    let now = Utc::now();
+    let new = ed25519_key(&seed, "k".into(), now, now, now).unwrap();
+    let from_legacy = ed25519_dalek::SigningKey::from_pkcs8_der(&legacy).unwrap();
+    let from_new = ed25519_dalek::SigningKey::from_pkcs8_der(&new.private_key).unwrap();
+    assert_eq!(from_legacy.to_bytes(), from_new.to_bytes());
+    assert_eq!(from_new.verifying_key().to_bytes().to_vec(), new.public_key);
+}

@@ -7,15 +7,31 @@ use crate::error::AuthError;
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::DatabaseConnection;
 
-/// The charges of one sign-in attempt: each key charged, with the (provisional) block its
-/// charge set if it reached the limit.
+/// One charge made to a throttle key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Charge {
+    /// The (provisional) block this charge set because it reached the key's limit; a refund
+    /// lifts exactly this block, and no other.
+    pub(super) block: Option<DateTime<Utc>>,
+}
+
+impl Charge {
+    /// A charge that set `block` if it `reached` the limit.
+    pub(super) fn of(reached: bool, block: DateTime<Utc>) -> Self {
+        Self {
+            block: reached.then_some(block),
+        }
+    }
+}
+
+/// The charges of one sign-in attempt: `None` for a key not charged (yet).
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Charges {
     /// This account's count from this address, including this attempt.
     pub(super) pair_failures: i32,
-    pub(super) address: Option<Option<DateTime<Utc>>>,
-    pub(super) pair: Option<Option<DateTime<Utc>>>,
-    pub(super) account: Option<Option<DateTime<Utc>>>,
+    pub(super) address: Option<Charge>,
+    pub(super) pair: Option<Charge>,
+    pub(super) account: Option<Charge>,
 }
 
 /// A sign-in attempt [`Throttle::admit`] charged. Settle it with [`Attempt::failed`] or
@@ -55,11 +71,11 @@ impl Attempt {
         }
         let (keys, charges) = (&self.keys, self.charges);
         store::forget(&self.db, &keys.pair).await?;
-        if let Some(block) = charges.address {
-            store::refund(&self.db, &keys.address, block).await?;
+        if let Some(charge) = charges.address {
+            store::refund(&self.db, &keys.address, charge.block).await?;
         }
-        if let Some(block) = charges.account {
-            store::refund(&self.db, &keys.account, block).await?;
+        if let Some(charge) = charges.account {
+            store::refund(&self.db, &keys.account, charge.block).await?;
         }
         store::remember(&self.db, &keys.known, now.trunc_subsecs(6)).await?;
         Ok(())
@@ -77,8 +93,8 @@ async fn give_back(
         (&keys.pair, charges.pair),
         (&keys.account, charges.account),
     ] {
-        if let Some(block) = charge {
-            store::refund(db, key, block).await?;
+        if let Some(charge) = charge {
+            store::refund(db, key, charge.block).await?;
         }
     }
     Ok(())

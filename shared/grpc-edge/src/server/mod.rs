@@ -196,8 +196,27 @@ impl GrpcServer {
     }
 
     /// Serves on `listener` until `shutdown` completes, then reports NOT_SERVING, stops
-    /// accepting, and gives in-flight RPCs up to the configured drain time to finish.
+    /// accepting, gives in-flight RPCs up to the configured drain time to finish, and closes
+    /// the pool of the database it watched ([`GrpcServer::watch_database`]).
     pub async fn serve(
+        self,
+        listener: TcpListener,
+        args: &ServerArgs,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let pool = self.watched_database.clone();
+        let result = self.serve_until(listener, args, shutdown).await;
+        // The watched database's pool is closed once the server has stopped, however it
+        // stopped: in-flight RPCs are done with it.
+        if let Some(db) = pool
+            && let Err(error) = db.close().await
+        {
+            tracing::warn!(%error, "closing the database pool failed");
+        }
+        result
+    }
+
+    async fn serve_until(
         self,
         listener: TcpListener,
         args: &ServerArgs,

@@ -4,7 +4,8 @@
 //! them (an HTTP/2 window of 0, a TCP window of 0) keeps its charge; past the budget its calls
 //! are refused with RESOURCE_EXHAUSTED instead of the server holding ever more replies.
 
-use crate::{auth::Caller, error::TaskError};
+use super::auth::Caller;
+use crate::error::{Exhausted, TaskError};
 use grpc_edge::server::HeldUntilSent;
 use prost::Message;
 use std::{
@@ -22,15 +23,6 @@ pub struct UnreadBudget {
     total_kib: u32,
     per_user_kib: u32,
     users: Arc<Mutex<HashMap<Uuid, u32>>>,
-}
-
-/// Which budget a refused reply ran out of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exhausted {
-    /// The caller's own (`MAX_UNREAD_BYTES_PER_USER`).
-    User(u64),
-    /// The service's (`MAX_UNREAD_BYTES`).
-    Service(u64),
 }
 
 impl UnreadBudget {

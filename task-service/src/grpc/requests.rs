@@ -8,7 +8,7 @@ use crate::{
         Title,
     },
     error::TaskError,
-    page_token::PageTokens,
+    rules::PageTokens,
 };
 use grpc_edge::violations::FieldViolations;
 use todo_api::todo::task::v1 as pb;
@@ -22,8 +22,8 @@ impl TryFrom<pb::CreateTaskRequest> for NewTask {
         let title = Title::parse(&req.title, "title", &mut v);
         let description = Description::parse(req.description, "description", &mut v);
         let request_id = RequestId::parse_optional(&req.request_id, "request_id", &mut v);
-        let new = match (title, description, request_id) {
-            (Some(title), Some(description), Some(request_id)) => Some(Self {
+        let new = match (title, description) {
+            (Some(title), Some(description)) => Some(Self {
                 title,
                 description,
                 request_id,
@@ -68,10 +68,7 @@ impl TryFrom<&pb::DeleteTaskRequest> for Deletion {
         let mut v = FieldViolations::new();
         let id = TaskId::parse(&req.id, "id", &mut v);
         let etag = Etag::parse_optional(&req.etag, "etag", &mut v);
-        let deletion = match (id, etag) {
-            (Some(id), Some(etag)) => Some(Self { id, etag }),
-            _ => None,
-        };
+        let deletion = id.map(|id| Self { id, etag });
         v.finish(deletion).map_err(TaskError::InvalidArgument)
     }
 }
@@ -96,8 +93,8 @@ impl TryFrom<pb::UpdateTaskRequest> for Update {
         let id = TaskId::parse(&task.id, "task.id", &mut v);
         let etag = Etag::parse_optional(&std::mem::take(&mut task.etag), "task.etag", &mut v);
         let changes = task_changes(task, req.update_mask, &mut v);
-        let update = match (id, etag, changes) {
-            (Some(id), Some(etag), Some(changes)) => Some(Self { id, etag, changes }),
+        let update = match (id, changes) {
+            (Some(id), Some(changes)) => Some(Self { id, etag, changes }),
             _ => None,
         };
         v.finish(update).map_err(TaskError::InvalidArgument)

@@ -1,7 +1,7 @@
 //! The tonic interceptor: synchronous, so it only reads the key cache (never waits on the
 //! network) and verifies the token locally.
 
-use super::{Caller, FetchedKeys, Verified, VerifiedTokens};
+use super::{Caller, FetchedKeys, VerifiedToken, VerifiedTokens};
 use crate::error::TaskError;
 use access_token::{TokenVerifier, VerifyError};
 use clock::SharedClock;
@@ -51,7 +51,7 @@ impl Authenticate {
         }
         let keys = self.keys.current();
         let now = self.clock.now().timestamp();
-        if let Some(Verified { caller, nbf, exp }) = self.verified.get(token, &keys) {
+        if let Some(VerifiedToken { caller, nbf, exp }) = self.verified.get(token, &keys) {
             self.verifier
                 .check_time(nbf, exp, now)
                 .map_err(|error| TaskError::Unauthenticated(error.to_string()))?;
@@ -71,12 +71,12 @@ impl Authenticate {
             })?;
         let (nbf, exp) = (claims.nbf, claims.exp);
         let caller = Caller::from_claims(claims)?;
-        let verified = Verified {
+        let verified = VerifiedToken {
             caller: caller.clone(),
             nbf,
             exp,
         };
-        self.verified.insert(token, &keys, verified, now);
+        self.verified.insert(token, &keys, verified);
         Ok(caller)
     }
 }

@@ -1,6 +1,6 @@
 //! The authenticated caller, as the interceptor found it.
 
-use crate::error::TaskError;
+use crate::{domain::Owner, error::TaskError};
 use access_token::AccessClaims;
 use uuid::Uuid;
 
@@ -22,6 +22,11 @@ impl Caller {
     /// The caller's user id (the token's `sub`).
     pub fn user_id(&self) -> Uuid {
         self.user_id
+    }
+
+    /// The owner whose tasks this caller may read and change: themselves.
+    pub fn owner(&self) -> Owner {
+        Owner::verified(self.user_id)
     }
 
     /// The caller of a request that went through the interceptor. A request without one

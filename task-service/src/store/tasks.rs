@@ -1,12 +1,14 @@
-//! The only way to reach the `tasks` table: a [`Tasks`] repository that exists only for an
-//! authenticated [`Caller`] and puts `owner_id = caller` into the WHERE clause of every
-//! statement it runs. Writes are single statements filtered by id *and* owner; "no row" means
+//! The only way to reach the `tasks` table: an [`OwnedTasks`] repository that exists only for
+//! an [`Owner`] (made from a verified caller) and puts `owner_id = owner` into the WHERE clause
+//! of every statement it runs. Writes are single statements filtered by id *and* owner; "no row" means
 //! NOT_FOUND, whether the task is missing or someone else's. Nothing is fetched and then
 //! checked in Rust.
 
 use crate::{
-    auth::Caller,
-    domain::{CompletedFilter, Etag, NewTask, PageSize, RequestId, TaskChanges, TaskId, TaskQuota},
+    domain::{
+        CompletedFilter, Etag, NewTask, Owner, Page, PageSize, RequestId, Task, TaskChanges,
+        TaskId, TaskQuota,
+    },
     error::TaskError,
 };
 use chrono::{DateTime, Utc};
@@ -18,54 +20,34 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-/// The `tasks` table. Private to this module, so no other code can build a query on it.
-mod entity {
-    use sea_orm::entity::prelude::*;
+use super::entity::task::{self as entity, Column, Entity};
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "tasks")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
-        pub owner_id: Uuid,
-        pub title: String,
-        #[sea_orm(column_type = "Text")]
-        pub description: String,
-        pub completed: bool,
-        pub completed_at: Option<DateTimeUtc>,
-        pub created_at: DateTimeUtc,
-        pub updated_at: DateTimeUtc,
-        pub version: i64,
-        pub request_id: Option<Uuid>,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+/// A task row as read (straight from the columns [`TASK_COLUMNS`] names).
+#[derive(FromQueryResult)]
+struct Row {
+    id: Uuid,
+    title: String,
+    description: String,
+    completed: bool,
+    completed_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: i64,
 }
 
-use entity::{Column, Entity};
-
-/// A task as stored (read straight from the columns [`TASK_COLUMNS`] names).
-#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
-pub struct Task {
-    /// Id (UUIDv7).
-    pub id: Uuid,
-    /// Title.
-    pub title: String,
-    /// Description.
-    pub description: String,
-    /// Whether it is done.
-    pub completed: bool,
-    /// When it was last completed, while it is.
-    pub completed_at: Option<DateTime<Utc>>,
-    /// When it was created.
-    pub created_at: DateTime<Utc>,
-    /// When it was last written.
-    pub updated_at: DateTime<Utc>,
-    /// Bumped by every write (the etag).
-    pub version: i64,
+impl From<Row> for Task {
+    fn from(row: Row) -> Self {
+        Self {
+            id: row.id,
+            title: row.title,
+            description: row.description,
+            completed: row.completed,
+            completed_at: row.completed_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            version: row.version,
+        }
+    }
 }
 
 /// The columns a [`Task`] is read from: not the owner (the query is scoped to it) nor the
@@ -96,27 +78,18 @@ impl From<entity::Model> for Task {
     }
 }
 
-/// One page of a list.
-#[derive(Debug, Clone)]
-pub struct Page {
-    /// The tasks, newest first.
-    pub tasks: Vec<Task>,
-    /// Whether more tasks follow the last one.
-    pub more: bool,
-}
-
-/// The caller's tasks, and only theirs.
-pub struct Tasks<'a> {
+/// One owner's tasks, and only theirs.
+pub struct OwnedTasks<'a> {
     db: &'a DatabaseConnection,
     owner: Uuid,
 }
 
-impl<'a> Tasks<'a> {
-    /// The tasks `caller` owns, in `db`.
-    pub fn of(db: &'a DatabaseConnection, caller: &Caller) -> Self {
+impl<'a> OwnedTasks<'a> {
+    /// The tasks `owner` owns, in `db`.
+    pub fn of(db: &'a DatabaseConnection, owner: Owner) -> Self {
         Self {
             db,
-            owner: caller.user_id(),
+            owner: owner.user_id(),
         }
     }
 
@@ -199,9 +172,10 @@ impl<'a> Tasks<'a> {
             .select_only()
             .columns(TASK_COLUMNS)
             .filter(self.one(id))
-            .into_model::<Task>()
+            .into_model::<Row>()
             .one(self.db)
             .await?
+            .map(Task::from)
             .ok_or(TaskError::NotFound)
     }
 
@@ -221,17 +195,18 @@ impl<'a> Tasks<'a> {
         if let Some(after) = after {
             condition = condition.and(Column::Id.lt(after));
         }
-        let mut tasks: Vec<Task> = Entity::find()
+        let mut rows = Entity::find()
             .select_only()
             .columns(TASK_COLUMNS)
             .filter(condition)
             .order_by_desc(Column::Id)
             .limit(size.0 + 1)
-            .into_model::<Task>()
+            .into_model::<Row>()
             .all(self.db)
             .await?;
-        let more = tasks.len() as u64 > size.0;
-        tasks.truncate(usize::try_from(size.0).unwrap_or(usize::MAX));
+        let more = rows.len() as u64 > size.0;
+        rows.truncate(usize::try_from(size.0).unwrap_or(usize::MAX));
+        let tasks = rows.into_iter().map(Task::from).collect();
         Ok(Page { tasks, more })
     }
 

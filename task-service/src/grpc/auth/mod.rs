@@ -21,7 +21,7 @@ pub use caller::Caller;
 pub use guard::{Guarded, KeyRefresh, SessionCheck};
 pub use interceptor::Authenticate;
 pub use keys::FetchedKeys;
-pub use verified::{Verified, VerifiedTokens};
+pub use verified::{VerifiedToken, VerifiedTokens};
 
 use access_token::TokenVerifier;
 use clock::SharedClock;

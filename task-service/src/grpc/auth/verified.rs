@@ -5,33 +5,38 @@
 //! What a hit still checks, and what empties the cache:
 //! - the token is looked up by its whole text, so only the exact bytes that were verified hit;
 //! - `exp`/`nbf` are checked again on every use, by the caller of [`VerifiedTokens::get`];
-//! - entries belong to the key set they were verified with: when the key cache's set is
+//! - entries belong to the key set they were verified with: when the fetched keys are
 //!   replaced (a fetch, a rotation, a key withdrawn), the next insert empties the cache, and
 //!   lookups against another set miss, so a withdrawn key's tokens are refused at once.
+//!
+//! The map itself is `quick_cache`'s: sharded, bounded, S3-FIFO eviction (a flood of
+//! one-time tokens cannot push out the tokens clients keep using).
 
 use super::Caller;
 use access_token::VerificationKeys;
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
-};
+use quick_cache::sync::Cache;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// A bounded map from verified token to its caller and validity window.
 pub struct VerifiedTokens {
-    capacity: usize,
-    entries: Mutex<Entries>,
+    /// `None` when the capacity is 0: nothing is remembered.
+    tokens: Option<Cache<Box<str>, Entry>>,
+    /// The key set every entry was verified with. Holding it keeps its address from being
+    /// reused by another set while entries carry that address; inserts take this lock (they
+    /// follow a signature check anyway), lookups do not.
+    verified_with: Mutex<Option<Arc<VerificationKeys>>>,
 }
 
-#[derive(Default)]
-struct Entries {
-    /// The key set every entry was verified with.
-    keys: Option<Arc<VerificationKeys>>,
-    tokens: HashMap<Box<str>, Verified>,
+#[derive(Clone)]
+struct Entry {
+    /// The address of the key set the token was verified with.
+    keys: usize,
+    token: VerifiedToken,
 }
 
 /// A verified token: who it names and when it may be used (Unix seconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
+pub struct VerifiedToken {
     /// The caller the token names.
     pub caller: Caller,
     /// Not before.
@@ -40,74 +45,57 @@ pub struct Verified {
     pub exp: i64,
 }
 
+fn address(keys: &Arc<VerificationKeys>) -> usize {
+    Arc::as_ptr(keys) as usize
+}
+
 impl VerifiedTokens {
-    /// A cache holding at most `capacity` tokens; 0 never remembers anything.
+    /// A cache holding at most about `capacity` tokens; 0 never remembers anything.
     pub fn new(capacity: usize) -> Self {
         Self {
-            capacity,
-            entries: Mutex::default(),
+            tokens: (capacity > 0).then(|| Cache::new(capacity)),
+            verified_with: Mutex::default(),
         }
     }
 
     /// What `token` was verified to be, if it was verified with exactly `keys` (the same
     /// set, not merely an equal one). The caller must still check the time window.
-    pub fn get(&self, token: &str, keys: &Arc<VerificationKeys>) -> Option<Verified> {
-        if self.capacity == 0 {
-            return None;
-        }
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        match &entries.keys {
-            Some(verified_with) if Arc::ptr_eq(verified_with, keys) => {
-                entries.tokens.get(token).cloned()
-            }
-            _ => None,
-        }
+    pub fn get(&self, token: &str, keys: &Arc<VerificationKeys>) -> Option<VerifiedToken> {
+        let entry = self.tokens.as_ref()?.get(token)?;
+        (entry.keys == address(keys)).then_some(entry.token)
     }
 
     /// Whether `token` was verified with exactly `keys`.
     pub fn contains(&self, token: &str, keys: &Arc<VerificationKeys>) -> bool {
-        if self.capacity == 0 {
-            return false;
-        }
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries
-            .keys
-            .as_ref()
-            .is_some_and(|verified_with| Arc::ptr_eq(verified_with, keys))
-            && entries.tokens.contains_key(token)
+        self.get(token, keys).is_some()
     }
 
-    /// Remembers that `token` verified with `keys`. Entries of another key set are dropped;
-    /// when full, expired entries go first (`now`, Unix seconds), then everything.
-    pub fn insert(&self, token: &str, keys: &Arc<VerificationKeys>, verified: Verified, now: i64) {
-        if self.capacity == 0 {
+    /// Remembers that `token` verified with `keys`; entries of another key set are dropped.
+    pub fn insert(&self, token: &str, keys: &Arc<VerificationKeys>, verified: VerifiedToken) {
+        let Some(tokens) = &self.tokens else {
             return;
-        }
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if !entries
-            .keys
+        };
+        let mut verified_with = self
+            .verified_with
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !verified_with
             .as_ref()
             .is_some_and(|current| Arc::ptr_eq(current, keys))
         {
-            entries.tokens.clear();
-            entries.keys = Some(Arc::clone(keys));
+            tokens.clear();
+            *verified_with = Some(Arc::clone(keys));
         }
-        if entries.tokens.len() >= self.capacity {
-            entries.tokens.retain(|_, entry| entry.exp >= now);
-            if entries.tokens.len() >= self.capacity {
-                entries.tokens.clear();
-            }
-        }
-        entries.tokens.insert(token.into(), verified);
+        let entry = Entry {
+            keys: address(keys),
+            token: verified,
+        };
+        tokens.insert(token.into(), entry);
     }
 
     /// How many tokens are remembered.
     pub fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .tokens
-            .len()
+        self.tokens.as_ref().map_or(0, Cache::len)
     }
 
     /// Whether no token is remembered.
@@ -121,7 +109,7 @@ mod tests {
     use super::*;
     use access_token::AccessClaims;
 
-    fn verified(exp: i64) -> Verified {
+    fn verified(exp: i64) -> VerifiedToken {
         let claims = AccessClaims {
             iss: "todo-auth".into(),
             aud: "todo-api".into(),
@@ -133,7 +121,7 @@ mod tests {
             jti: "j".into(),
             sid: "s".into(),
         };
-        Verified {
+        VerifiedToken {
             caller: Caller::from_claims(claims).expect("sub is a UUID"),
             nbf: 0,
             exp,
@@ -145,7 +133,7 @@ mod tests {
         let cache = VerifiedTokens::new(10);
         let keys = Arc::new(VerificationKeys::shared_secret(&[7; 32]));
         let entry = verified(100);
-        cache.insert("a.b.c", &keys, entry.clone(), 0);
+        cache.insert("a.b.c", &keys, entry.clone());
         assert_eq!(cache.get("a.b.c", &keys), Some(entry));
         assert!(cache.contains("a.b.c", &keys));
         assert_eq!(cache.get("a.b.d", &keys), None);
@@ -155,33 +143,30 @@ mod tests {
         assert_eq!(cache.get("a.b.c", &refetched), None);
         assert!(!cache.contains("a.b.c", &refetched));
         // Inserting under the new set forgets the old set's entries.
-        cache.insert("x.y.z", &refetched, verified(100), 0);
+        cache.insert("x.y.z", &refetched, verified(100));
         assert_eq!(cache.len(), 1);
         assert_eq!(cache.get("a.b.c", &keys), None);
     }
 
     #[test]
-    fn stays_bounded_dropping_expired_entries_first() {
-        let cache = VerifiedTokens::new(3);
+    fn stays_bounded_and_keeps_the_tokens_in_use_through_a_flood_of_new_ones() {
+        let cache = VerifiedTokens::new(100);
         let keys = Arc::new(VerificationKeys::new());
-        cache.insert("old", &keys, verified(5), 0);
-        cache.insert("live-1", &keys, verified(100), 0);
-        cache.insert("live-2", &keys, verified(100), 0);
-        cache.insert("live-3", &keys, verified(100), 10);
-        assert_eq!(cache.len(), 3);
-        assert!(cache.get("old", &keys).is_none());
-        assert!(cache.get("live-1", &keys).is_some());
-        // Full of live entries: starts over rather than growing.
-        cache.insert("live-4", &keys, verified(100), 10);
-        assert_eq!(cache.len(), 1);
-        assert!(cache.get("live-4", &keys).is_some());
+        cache.insert("in-use", &keys, verified(100));
+        for i in 0..10_000 {
+            cache.insert(&format!("one-time-{i}"), &keys, verified(100));
+            if i % 10 == 0 {
+                assert!(cache.get("in-use", &keys).is_some(), "evicted after {i}");
+            }
+        }
+        assert!(cache.len() <= 100, "{} entries", cache.len());
     }
 
     #[test]
     fn capacity_zero_remembers_nothing() {
         let cache = VerifiedTokens::new(0);
         let keys = Arc::new(VerificationKeys::new());
-        cache.insert("t", &keys, verified(100), 0);
+        cache.insert("t", &keys, verified(100));
         assert!(cache.is_empty());
         assert_eq!(cache.get("t", &keys), None);
     }

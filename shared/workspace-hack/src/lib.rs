@@ -1,0 +1,1 @@
+//! Nothing but dependencies with features: see `Cargo.toml`.

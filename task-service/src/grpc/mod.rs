@@ -1,0 +1,154 @@
+//! The gRPC face of the task-service: each handler takes the verified [`Caller`] (put there
+//! by [`auth`]), charges the reply to the unread-replies budget ([`unread`]), parses the
+//! request at the edge (`requests`), calls one operation of [`Tasks`], and maps the answer
+//! (`replies`). No business logic lives here.
+
+pub mod auth;
+mod replies;
+mod requests;
+pub mod unread;
+
+use crate::{
+    domain::{MAX_PAGE_BYTES, MAX_TASK_REPLY_BYTES, NewTask, TaskId},
+    error::TaskError,
+    rules::{PageTokens, Tasks},
+};
+use auth::Caller;
+use replies::{task_pb, within_bytes};
+use requests::{Deletion, ListQuery, Update};
+use std::sync::Arc;
+use todo_api::todo::task::v1::{self as pb, task_service_server::TaskService};
+use tonic::{Request, Response, Status};
+use tracing::{Span, field::display, instrument};
+use unread::{Reserved, UnreadBudget};
+
+/// Implements `todo.task.v1.TaskService`.
+#[derive(Clone)]
+pub struct TaskApi {
+    tasks: Tasks,
+    page_tokens: PageTokens,
+    unread: Arc<UnreadBudget>,
+}
+
+impl TaskApi {
+    /// Serves RPCs with `tasks`, holding replies for slow readers within `unread`.
+    pub fn new(tasks: Tasks, page_tokens: PageTokens, unread: UnreadBudget) -> Self {
+        Self {
+            tasks,
+            page_tokens,
+            unread: Arc::new(unread),
+        }
+    }
+
+    /// The verified caller and a reply of one task charged to them before any work (a write
+    /// is then never refused after it was done).
+    fn caller_with_reply<T>(&self, request: &Request<T>) -> Result<(Caller, Reserved), TaskError> {
+        let caller = self.caller(request)?;
+        let reserved = self.unread.reserve(&caller, MAX_TASK_REPLY_BYTES)?;
+        Ok((caller, reserved))
+    }
+
+    /// The verified caller of `request`, recorded on the RPC's span.
+    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, TaskError> {
+        let caller = Caller::of(request)?;
+        Span::current().record("user_id", display(caller.user_id()));
+        Ok(caller)
+    }
+}
+
+/// Records the task's id on the RPC's span.
+fn record<Id: std::fmt::Display>(id: Id) -> Id {
+    Span::current().record("task_id", display(&id));
+    id
+}
+
+#[tonic::async_trait]
+impl TaskService for TaskApi {
+    #[instrument(name = "CreateTask", skip_all, fields(user_id, task_id))]
+    async fn create_task(
+        &self,
+        request: Request<pb::CreateTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let (caller, reply) = self.caller_with_reply(&request)?;
+        let new = NewTask::try_from(request.into_inner())?;
+        let task = self.tasks.create(caller.owner(), new).await?;
+        record(&task.id);
+        Ok(reply.reply(task_pb(task)))
+    }
+
+    #[instrument(name = "GetTask", skip_all, fields(user_id, task_id))]
+    async fn get_task(
+        &self,
+        request: Request<pb::GetTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let (caller, reply) = self.caller_with_reply(&request)?;
+        let id = record(TaskId::try_from(request.get_ref())?);
+        Ok(reply.reply(task_pb(self.tasks.get(caller.owner(), id).await?)))
+    }
+
+    #[instrument(name = "ListTasks", skip_all, fields(user_id, page_size, count))]
+    async fn list_tasks(
+        &self,
+        request: Request<pb::ListTasksRequest>,
+    ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        let caller = self.caller(&request)?;
+        self.unread.has_room(&caller)?;
+        let query = ListQuery::parse(request.get_ref(), caller.user_id(), &self.page_tokens)?;
+        Span::current().record("page_size", query.size.0);
+        let page = self
+            .tasks
+            .list(caller.owner(), query.filter, query.after, query.size)
+            .await?;
+        let (tasks, continue_after) = within_bytes(page, MAX_PAGE_BYTES);
+        Span::current().record("count", tasks.len());
+        let next_page_token = continue_after
+            .map(|last| {
+                self.page_tokens
+                    .encode(caller.user_id(), query.filter, last)
+            })
+            .unwrap_or_default();
+        let page = pb::ListTasksResponse {
+            tasks,
+            next_page_token,
+        };
+        Ok(self.unread.reply(&caller, page)?)
+    }
+
+    #[instrument(name = "UpdateTask", skip_all, fields(user_id, task_id))]
+    async fn update_task(
+        &self,
+        request: Request<pb::UpdateTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let (caller, reply) = self.caller_with_reply(&request)?;
+        let update = Update::try_from(request.into_inner())?;
+        let id = record(update.id);
+        let task = self
+            .tasks
+            .update(caller.owner(), id, update.changes, update.etag)
+            .await?;
+        Ok(reply.reply(task_pb(task)))
+    }
+
+    #[instrument(name = "DeleteTask", skip_all, fields(user_id, task_id))]
+    async fn delete_task(
+        &self,
+        request: Request<pb::DeleteTaskRequest>,
+    ) -> Result<Response<()>, Status> {
+        let caller = self.caller(&request)?;
+        let deletion = Deletion::try_from(request.get_ref())?;
+        self.tasks
+            .delete(caller.owner(), record(deletion.id), deletion.etag)
+            .await?;
+        Ok(Response::new(()))
+    }
+
+    #[instrument(name = "ToggleTask", skip_all, fields(user_id, task_id))]
+    async fn toggle_task(
+        &self,
+        request: Request<pb::ToggleTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let (caller, reply) = self.caller_with_reply(&request)?;
+        let id = record(TaskId::try_from(request.get_ref())?);
+        Ok(reply.reply(task_pb(self.tasks.toggle(caller.owner(), id).await?)))
+    }
+}

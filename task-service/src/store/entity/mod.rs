@@ -1,0 +1,4 @@
+//! SeaORM entities of the task database (tables created by `migrations::TaskMigrator`),
+//! private to the store: nothing outside `store` sees a row.
+
+pub(super) mod task;
