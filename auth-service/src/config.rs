@@ -24,7 +24,7 @@ pub struct AuthConfig {
         env = "AUTH_LISTEN_ADDR",
         value_name = "AUTH_LISTEN_ADDR",
         default_value = "127.0.0.1:50051",
-        value_parser = grpc_edge::settings::listen_addr
+        value_parser = |v: &str| grpc_edge::settings::listen_addr(v, 50051)
     )]
     pub listen_addr: SocketAddr,
 
@@ -213,7 +213,7 @@ pub struct ThrottleArgs {
     /// `X-Forwarded-For` headers say who the client is. Empty: the TCP peer is the client,
     /// and forwarding headers are ignored.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Vec<grpc_edge::client::ProxyNetwork>,
+    pub trusted_proxies: Vec<grpc_edge::client_address::ProxyNetwork>,
 
     /// The one header the trusted proxies append the client to: `x-forwarded-for` or
     /// `forwarded` (RFC 7239). The other is ignored (a client may have written it).
@@ -221,9 +221,9 @@ pub struct ThrottleArgs {
         long,
         env = "TRUSTED_PROXY_HEADER",
         value_enum,
-        default_value_t = grpc_edge::client::ForwardingHeader::XForwardedFor
+        default_value_t = grpc_edge::client_address::ForwardingHeader::XForwardedFor
     )]
-    pub trusted_proxy_header: grpc_edge::client::ForwardingHeader,
+    pub trusted_proxy_header: grpc_edge::client_address::ForwardingHeader,
 }
 
 /// A configuration that cannot work.
@@ -325,5 +325,17 @@ mod tests {
     fn every_default_parses_without_reading_the_environment() {
         let config: Option<AuthConfig> = grpc_edge::settings::defaults("auth-service");
         assert!(config.is_some_and(|c| c.validate().is_ok()));
+    }
+
+    #[test]
+    fn a_bad_listen_address_is_refused_naming_the_setting_and_this_services_port() {
+        use clap::Parser;
+        let error = AuthConfig::try_parse_from(["auth-service", "--listen-addr", "not-an-addr"])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("AUTH_LISTEN_ADDR"), "{error}");
+        assert!(error.contains("127.0.0.1:50051"), "{error}");
+        assert!(!error.contains("50052"), "{error}");
     }
 }

@@ -38,7 +38,7 @@ use crate::{
 };
 use clock::SharedClock;
 use grpc_edge::{
-    client::TrustedProxies,
+    client_address::TrustedProxies,
     server::{AbortOnDrop, BindError, GrpcServer, ServeError, ServerTls},
     tls::PemFile,
 };

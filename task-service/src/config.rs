@@ -21,7 +21,7 @@ pub struct TaskConfig {
         env = "TASK_LISTEN_ADDR",
         value_name = "TASK_LISTEN_ADDR",
         default_value = "127.0.0.1:50052",
-        value_parser = grpc_edge::settings::listen_addr
+        value_parser = |v: &str| grpc_edge::settings::listen_addr(v, 50052)
     )]
     pub listen_addr: SocketAddr,
 
@@ -219,5 +219,17 @@ mod tests {
         config.max_unread_bytes_per_user = config.max_unread_bytes + 1;
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("at most MAX_UNREAD_BYTES="), "{error}");
+    }
+
+    #[test]
+    fn a_bad_listen_address_is_refused_naming_the_setting_and_this_services_port() {
+        use clap::Parser;
+        let error = TaskConfig::try_parse_from(["task-service", "--listen-addr", "not-an-addr"])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("TASK_LISTEN_ADDR"), "{error}");
+        assert!(error.contains("127.0.0.1:50052"), "{error}");
+        assert!(!error.contains("50051"), "{error}");
     }
 }

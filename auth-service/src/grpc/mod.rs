@@ -16,7 +16,7 @@ use crate::{
 use clock::SharedClock;
 use grpc_edge::{
     bearer::bearer_token,
-    client::{ClientKey, TrustedProxies},
+    client_address::{ClientKey, TrustedProxies},
 };
 use replies::{introspection_pb, signed_in_pb, signing_key_pb, tokens_pb, user_pb};
 use requests::{Introspection, Presented, sign_out_refresh_token};

@@ -11,7 +11,7 @@ use crate::{
     store::users::{self, NewUser},
 };
 use clock::SharedClock;
-use grpc_edge::client::ClientKey;
+use grpc_edge::client_address::ClientKey;
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 use uuid::Uuid;

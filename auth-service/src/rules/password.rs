@@ -19,7 +19,7 @@ use argon2::{
         try_generate_salt,
     },
 };
-use grpc_edge::client::ClientKey;
+use grpc_edge::client_address::ClientKey;
 use queue::FairPermits;
 use std::sync::{Arc, Mutex, PoisonError};
 use tracing::Instrument;

@@ -14,7 +14,7 @@
 
 use crate::{config::ThrottleArgs, error::AuthError, store::throttle as store};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use grpc_edge::client::ClientKey;
+use grpc_edge::client_address::ClientKey;
 use sea_orm::DatabaseConnection;
 use sha2::{Digest, Sha256};
 use std::time::Duration;

@@ -3,11 +3,12 @@
 //! graceful shutdown), the one boundary from a service's errors to `tonic::Status`, request
 //! helpers (field violations, the bearer token), logging and the server's settings.
 //!
-//! tonic-specific glue lives here, so a future port to another gRPC library touches this
-//! crate and the services' `grpc/` folders only.
+//! A future port to another gRPC library touches this crate, the generated code (`todo-api`),
+//! the services' `grpc/` folders and their `error.rs` (each one mapping to a status), and the
+//! test helpers: `rules/`, `store/` and `domain.rs` of both services never name tonic.
 
 pub mod bearer;
-pub mod client;
+pub mod client_address;
 pub mod server;
 pub mod settings;
 pub mod status;

@@ -19,12 +19,14 @@ pub fn defaults<C: clap::Parser>(bin: &str) -> Option<C> {
     C::from_arg_matches(&matches).ok()
 }
 
-/// Parses a listen address, with an error that shows what a valid one looks like.
-pub fn listen_addr(value: &str) -> Result<std::net::SocketAddr, String> {
+/// Parses a listen address, with an error that shows what a valid one looks like, using the
+/// service's own default `port` in the examples.
+pub fn listen_addr(value: &str, port: u16) -> Result<std::net::SocketAddr, String> {
     value.trim().parse().map_err(|_| {
-        "expected HOST:PORT with an IP address, e.g. 127.0.0.1:50051 (this machine only), \
-         0.0.0.0:50051 (every interface) or [::1]:50051; port 0 picks any free port"
-            .to_owned()
+        format!(
+            "expected HOST:PORT with an IP address, e.g. 127.0.0.1:{port} (this machine only), \
+             0.0.0.0:{port} (every interface) or [::1]:{port}; port 0 picks any free port"
+        )
     })
 }
 

@@ -14,7 +14,7 @@
 //! permit; already removed means the permit is the waiter's, to keep or to pass on. No permit
 //! is lost to a race.
 
-use grpc_edge::client::ClientKey;
+use grpc_edge::client_address::ClientKey;
 use std::{
     collections::{HashMap, VecDeque},
     fmt,

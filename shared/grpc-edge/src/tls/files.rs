@@ -91,3 +91,21 @@ pub(crate) fn pair(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PemFile;
+
+    #[test]
+    fn a_missing_file_names_the_setting_the_path_and_how_to_make_one() {
+        let missing = PemFile::new("TLS_CERT_FILE", "certs/not-there.pem");
+        let error = missing.read().unwrap_err().to_string();
+        for part in [
+            "TLS_CERT_FILE=certs/not-there.pem",
+            "cannot read",
+            "todo-stack -- dev-certs",
+        ] {
+            assert!(error.contains(part), "{error}");
+        }
+    }
+}

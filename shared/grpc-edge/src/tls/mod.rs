@@ -18,7 +18,10 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A PEM file could not be read.
-    #[error("{setting}={path}: cannot read: {source}")]
+    #[error(
+        "{setting}={path}: cannot read: {source}; point {setting} at a PEM file (for development, \
+         `cargo run -p todo-stack -- dev-certs` writes certs/), or unset it for plaintext"
+    )]
     Read {
         /// The setting that names the file.
         setting: &'static str,
