@@ -8,5 +8,6 @@ mod compose;
 mod crash;
 mod launcher;
 mod least_privilege;
+mod messages;
 mod startup_race;
 mod tls;
