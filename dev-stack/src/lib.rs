@@ -187,25 +187,21 @@ pub async fn wait_until_serving(
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
     };
     let deadline = tokio::time::Instant::now() + within;
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+    // One channel for every poll: it connects (and reconnects) on its own.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| e.to_string())?
-        .connect_timeout(within);
+        .connect_timeout(within)
+        .connect_lazy();
+    let mut health = HealthClient::new(channel);
     let mut last = String::from("no answer yet");
     while tokio::time::Instant::now() < deadline {
-        match endpoint.connect().await {
-            Ok(channel) => {
-                let request = HealthCheckRequest {
-                    service: service.into(),
-                };
-                match HealthClient::new(channel).check(request).await {
-                    Ok(answer) if answer.get_ref().status() == ServingStatus::Serving => {
-                        return Ok(());
-                    }
-                    Ok(answer) => last = format!("{:?}", answer.get_ref().status()),
-                    Err(status) => last = status.to_string(),
-                }
-            }
-            Err(error) => last = error.to_string(),
+        let request = HealthCheckRequest {
+            service: service.into(),
+        };
+        match health.check(request).await {
+            Ok(answer) if answer.get_ref().status() == ServingStatus::Serving => return Ok(()),
+            Ok(answer) => last = format!("{:?}", answer.get_ref().status()),
+            Err(status) => last = status.to_string(),
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

@@ -127,7 +127,7 @@ fn is_server_fault(code: tonic::Code) -> bool {
     )
 }
 
-/// The process exit code for a service's result; a failure is logged and printed.
+/// The process exit code for a service's result; a failure is reported once (see below).
 pub fn exit_code<E: std::fmt::Display>(
     service: &str,
     format: LogFormat,
