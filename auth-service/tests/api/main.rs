@@ -4,6 +4,7 @@
 
 mod accounts;
 mod connections;
+mod fair_share;
 mod flood;
 mod helpers;
 mod keys;

@@ -108,21 +108,30 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return ClientKey::from_ip(peer);
         }
-        // Hops in the order they were added, the nearest last; if every hop is a trusted
-        // proxy, the request came from inside: the peer it is.
-        let hops: Vec<IpAddr> = forwarded_for(metadata, self.header);
-        let client = hops
-            .iter()
-            .rev()
-            .copied()
-            .find(|hop| !self.trusts(*hop))
-            .unwrap_or(peer);
+        // Hops in the order they were added, the nearest last. Walking from the right, the
+        // first hop that is not a trusted proxy is the client; an entry that is not an
+        // address (`unknown`, an obfuscated id, a `unix:` socket) ends the walk at the last
+        // trusted hop, since whatever stands left of it was written by someone we cannot
+        // vouch for. If every hop is a trusted proxy, the request came from inside: the
+        // nearest trusted hop it is.
+        let mut client = peer;
+        for hop in forwarded_for(metadata, self.header).into_iter().rev() {
+            match hop {
+                Some(hop) if self.trusts(hop) => client = hop,
+                Some(hop) => {
+                    client = hop;
+                    break;
+                }
+                None => break,
+            }
+        }
         ClientKey::from_ip(client)
     }
 }
 
-/// The addresses of `header`, in order (`for=` parameters of `Forwarded`).
-fn forwarded_for(metadata: &MetadataMap, header: ForwardingHeader) -> Vec<IpAddr> {
+/// The entries of `header`, in order (`for=` parameters of `Forwarded`), `None` for one that
+/// is not an address.
+fn forwarded_for(metadata: &MetadataMap, header: ForwardingHeader) -> Vec<Option<IpAddr>> {
     let values = |name: &str| -> Vec<String> {
         metadata
             .get_all(name)
@@ -140,13 +149,13 @@ fn forwarded_for(metadata: &MetadataMap, header: ForwardingHeader) -> Vec<IpAddr
                     let (name, value) = pair.split_once('=')?;
                     name.trim()
                         .eq_ignore_ascii_case("for")
-                        .then(|| parse_node(value))?
+                        .then(|| parse_node(value))
                 })
             })
             .collect(),
         ForwardingHeader::XForwardedFor => values("x-forwarded-for")
             .iter()
-            .filter_map(|hop| parse_node(hop))
+            .map(|hop| parse_node(hop))
             .collect(),
     }
 }
@@ -211,11 +220,33 @@ mod tests {
             ("x-forwarded-for", "203.0.113.66"),
         ]);
         assert_eq!(rfc7239.client(peer, &md), key("2001:db8::7"));
-        // Every hop a trusted proxy: the peer.
+        // Every hop a trusted proxy: the request came from inside, from the farthest of them.
         let md = metadata(&[("x-forwarded-for", "10.0.0.1")]);
-        assert_eq!(proxies.client(peer, &md), key("10.1.2.3"));
+        assert_eq!(proxies.client(peer, &md), key("10.0.0.1"));
         // No header: the proxy itself.
         assert_eq!(proxies.client(peer, &MetadataMap::new()), key("10.1.2.3"));
+    }
+
+    #[test]
+    fn an_entry_that_is_not_an_address_ends_the_walk_at_the_last_trusted_hop() {
+        let trusted: Vec<ProxyNetwork> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxies = TrustedProxies::new(trusted.clone(), ForwardingHeader::XForwardedFor);
+        let peer = Some("10.1.2.3:5000".parse().unwrap());
+        // Left of our proxy 10.9.9.9 stands an entry that is not an address: whatever is
+        // left of that (1.2.3.4) nobody we trust wrote, so the client is the last hop we do.
+        for forged in [
+            "1.2.3.4, unknown, 10.9.9.9",
+            "1.2.3.4, _hidden, 10.9.9.9",
+            "1.2.3.4,, 10.9.9.9",
+        ] {
+            let md = metadata(&[("x-forwarded-for", forged)]);
+            assert_eq!(proxies.client(peer, &md), key("10.9.9.9"), "{forged}");
+        }
+        let rfc7239 = TrustedProxies::new(trusted, ForwardingHeader::Forwarded);
+        let md = metadata(&[("forwarded", "for=1.2.3.4, for=unknown")]);
+        assert_eq!(rfc7239.client(peer, &md), key("10.1.2.3"));
+        let md = metadata(&[("forwarded", "for=1.2.3.4, for=\"unix:/run/x\"")]);
+        assert_eq!(rfc7239.client(peer, &md), key("10.1.2.3"));
     }
 
     #[test]

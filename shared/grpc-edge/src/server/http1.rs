@@ -106,6 +106,13 @@ where
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         use tower::ServiceExt;
+        // HTTP/2 header blocks are bounded by h2 (SETTINGS_MAX_HEADER_LIST_SIZE); HTTP/1.1
+        // headers only by hyper's read buffer (~400 KiB): the same bound for both.
+        if header_list_bytes(request.headers()) > super::MAX_HEADER_LIST_BYTES as usize {
+            let mut refused = http::Response::new(tonic::body::Body::empty());
+            *refused.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+            return Box::pin(std::future::ready(Ok(refused)));
+        }
         if is_grpc(&request) {
             return Box::pin(self.web.clone().oneshot(request));
         }
@@ -121,6 +128,15 @@ where
         let refused = refusal(method, is_plain_path);
         Box::pin(std::future::ready(Ok(refused)))
     }
+}
+
+/// The size of a header list as HTTP/2 counts it (RFC 9113 §6.5.2): each field's name and
+/// value plus 32 bytes.
+fn header_list_bytes(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum()
 }
 
 /// Unknown paths: gRPC clients get UNIMPLEMENTED, anything else a 404.

@@ -3,8 +3,11 @@
 //! metadata), before any of the message is read or any handler runs.
 //!
 //! tonic enforces `max_decoding_message_size` itself, but answers OUT_OF_RANGE with no details.
-//! This layer reads only the 5-byte gRPC frame header of the first message (every RPC of our
-//! APIs is unary) and refuses a message whose declared length is over the limit; grpc-web
+//! This layer reads only the 5-byte gRPC frame header of the first message and refuses a
+//! message whose declared length is over the limit before any handler runs; then it follows
+//! the message headers of the rest of the request stream (reflection is a client-streaming
+//! RPC: a small first message could be followed by large ones) and ends the stream with the
+//! same answer at the first header over the limit, before that message is buffered. grpc-web
 //! requests reach it already translated by tonic-web, so both protocols get the same answer.
 
 use bytes::{Buf, Bytes};
@@ -94,6 +97,7 @@ where
                 chunks: VecDeque::new(),
                 end: None,
                 inner: None,
+                messages: is_grpc.then(|| Messages::new(limit)),
             };
             if is_grpc {
                 let mut header = [0u8; FRAME_HEADER];
@@ -134,6 +138,52 @@ where
                 ))
                 .await
         })
+    }
+}
+
+/// Follows the gRPC message headers in a request stream, wherever data frames split them.
+#[derive(Debug, Clone, Copy)]
+struct Messages {
+    limit: RequestSizeLayer,
+    /// Bytes of the current message's body still to come (0: a header is next).
+    body_left: usize,
+    header: [u8; FRAME_HEADER],
+    header_have: usize,
+}
+
+impl Messages {
+    fn new(limit: RequestSizeLayer) -> Self {
+        Self {
+            limit,
+            body_left: 0,
+            header: [0; FRAME_HEADER],
+            header_have: 0,
+        }
+    }
+
+    /// Follows `data`; the refusal once a message header declares more than the limit.
+    fn follow(&mut self, mut data: &[u8]) -> Result<(), tonic::Status> {
+        while !data.is_empty() {
+            if self.body_left > 0 {
+                let n = self.body_left.min(data.len());
+                self.body_left -= n;
+                data = &data[n..];
+                continue;
+            }
+            let n = (FRAME_HEADER - self.header_have).min(data.len());
+            self.header[self.header_have..self.header_have + n].copy_from_slice(&data[..n]);
+            self.header_have += n;
+            data = &data[n..];
+            if self.header_have == FRAME_HEADER {
+                self.header_have = 0;
+                let size = declared_length(&self.header).unwrap_or(usize::MAX);
+                if size > self.limit.max_bytes {
+                    return Err(too_large(size, self.limit));
+                }
+                self.body_left = size;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -184,39 +234,68 @@ enum End<E> {
     Error(E),
 }
 
-/// A request body with what was already read put back in front, in order.
+/// A request body with what was already read put back in front, in order, whose gRPC
+/// messages are checked against the limit as they pass ([`Messages`]).
 struct Prefixed<B: Body> {
     chunks: VecDeque<Bytes>,
     end: Option<End<B::Error>>,
     /// The rest of the body (`None` only while the head is being read).
     inner: Option<B>,
+    /// `None` for a body that is not gRPC, and once the limit has ended the stream.
+    messages: Option<Messages>,
+}
+
+impl<B> Prefixed<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError> + Unpin,
+{
+    fn next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        if let Some(chunk) = self.chunks.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        match self.end.take() {
+            Some(End::Frame(frame)) => return Poll::Ready(Some(Ok(frame))),
+            Some(End::Error(error)) => return Poll::Ready(Some(Err(error))),
+            None => {}
+        }
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
 }
 
 impl<B> Body for Prefixed<B>
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: Unpin,
+    B::Error: Into<BoxError> + Unpin,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    /// A refusal is a `tonic::Status`, which tonic's decoder reports as it is.
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        if let Some(chunk) = this.chunks.pop_front() {
-            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        let frame = match std::task::ready!(this.next_frame(cx)) {
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => return Poll::Ready(Some(Err(error.into()))),
+            None => return Poll::Ready(None),
+        };
+        if let (Some(messages), Some(data)) = (this.messages.as_mut(), frame.data_ref())
+            && let Err(refusal) = messages.follow(data)
+        {
+            // Nothing more is read from this request.
+            this.messages = None;
+            this.chunks.clear();
+            this.end = None;
+            this.inner = None;
+            return Poll::Ready(Some(Err(Box::new(refusal))));
         }
-        match this.end.take() {
-            Some(End::Frame(frame)) => return Poll::Ready(Some(Ok(frame))),
-            Some(End::Error(error)) => return Poll::Ready(Some(Err(error))),
-            None => {}
-        }
-        match this.inner.as_mut() {
-            Some(inner) => Pin::new(inner).poll_frame(cx),
-            None => Poll::Ready(None),
-        }
+        Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -230,7 +309,9 @@ where
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use super::{Bytes, End, Frame, Prefixed, VecDeque, declared_length};
+    use super::{
+        Bytes, End, Frame, Messages, Prefixed, RequestSizeLayer, VecDeque, declared_length,
+    };
     use http_body_util::{BodyExt, StreamBody};
 
     #[tokio::test]
@@ -246,6 +327,7 @@ mod tests {
             ]),
             end: None::<End<std::convert::Infallible>>,
             inner: Some(rest),
+            messages: Some(Messages::new(RequestSizeLayer::new(8, "test"))),
         };
         let collected = body.collect().await.unwrap();
         assert!(collected.trailers().is_some());
@@ -257,5 +339,21 @@ mod tests {
         assert_eq!(declared_length(&[0, 0, 1, 0, 0]), Some(65_536));
         assert_eq!(declared_length(&[0, 0, 0, 0, 3, 7, 7, 7]), Some(3));
         assert_eq!(declared_length(&[0, 0, 1]), None);
+    }
+
+    #[test]
+    fn every_message_header_is_checked_wherever_the_frames_split_it() {
+        let mut messages = Messages::new(RequestSizeLayer::new(8, "todo.test.v1"));
+        // A 3-byte message, then a header split over two frames declaring 8 bytes (allowed).
+        messages.follow(b"\0\0\0\0\x03abc\0\0").unwrap();
+        messages.follow(b"\0\0\x08").unwrap();
+        messages.follow(b"12345678").unwrap();
+        // Then a header declaring 9 bytes: refused before its body is read.
+        let refusal = messages.follow(b"\0\0\0\0\x09").unwrap_err();
+        assert_eq!(refusal.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            refusal.message().contains("MAX_REQUEST_BYTES"),
+            "{refusal:?}"
+        );
     }
 }

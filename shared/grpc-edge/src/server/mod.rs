@@ -34,7 +34,11 @@ use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 use todo_api::FILE_DESCRIPTOR_SET;
 use tokio::{net::TcpListener, sync::oneshot};
 use tonic::{server::NamedService, service::Routes, transport::Server};
-use tonic_health::{ServingStatus, server::HealthReporter};
+use tonic_health::{
+    ServingStatus,
+    pb::health_server::HealthServer,
+    server::{HealthReporter, HealthService},
+};
 use tower::Service;
 
 /// Streams a client may make the server reset on one connection before it gets a GOAWAY
@@ -75,6 +79,9 @@ pub enum ServeError {
 /// A gRPC server under construction: add services, then [`GrpcServer::serve`].
 pub struct GrpcServer {
     routes: Routes,
+    /// Health and reflection, added with the message size limits once the settings are known.
+    health: HealthServer<HealthService>,
+    reflection: Reflection,
     reporter: HealthReporter,
     service_names: &'static [&'static str],
     ready: Option<ReadyCheck>,
@@ -90,13 +97,13 @@ impl GrpcServer {
     /// service names), with reflection and health already registered. Reflection also
     /// describes `google.rpc` error details, so grpcurl can print them.
     pub fn new(service_names: &'static [&'static str]) -> Result<Self, ServeError> {
-        let (reporter, health) = tonic_health::server::health_reporter();
+        let reporter = HealthReporter::new();
+        let health = HealthServer::new(HealthService::from_health_reporter(reporter.clone()));
         let reflection = Reflection::new(catalog(service_names)?);
-        let routes = Routes::new(health)
-            .add_service(reflection.v1())
-            .add_service(reflection.v1alpha());
         Ok(Self {
-            routes,
+            routes: Routes::default(),
+            health,
+            reflection,
             reporter,
             service_names,
             ready: None,
@@ -271,6 +278,25 @@ impl GrpcServer {
             .layer(RequestSizeLayer::new(args.max_request_bytes, domain))
             .add_routes(
                 self.routes
+                    // The same message limits as the APIs': health and reflection need no
+                    // token, and reflection echoes its request back.
+                    .add_service(
+                        self.health
+                            .max_decoding_message_size(args.max_request_bytes)
+                            .max_encoding_message_size(MAX_RESPONSE_BYTES),
+                    )
+                    .add_service(
+                        self.reflection
+                            .v1()
+                            .max_decoding_message_size(args.max_request_bytes)
+                            .max_encoding_message_size(MAX_RESPONSE_BYTES),
+                    )
+                    .add_service(
+                        self.reflection
+                            .v1alpha()
+                            .max_decoding_message_size(args.max_request_bytes)
+                            .max_encoding_message_size(MAX_RESPONSE_BYTES),
+                    )
                     .prepare()
                     .into_axum_router()
                     .fallback(unknown_path)
