@@ -208,22 +208,6 @@ pub struct ThrottleArgs {
     /// The sign-up window, in seconds.
     #[arg(long, env = "THROTTLE_SIGNUP_WINDOW_SECS", default_value_t = 60 * 60)]
     pub throttle_signup_window_secs: u32,
-
-    /// Reverse proxies (comma-separated CIDRs, e.g. 10.0.0.0/8,fd00::/8) whose `Forwarded` /
-    /// `X-Forwarded-For` headers say who the client is. Empty: the TCP peer is the client,
-    /// and forwarding headers are ignored.
-    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Vec<grpc_edge::client_address::ProxyNetwork>,
-
-    /// The one header the trusted proxies append the client to: `x-forwarded-for` or
-    /// `forwarded` (RFC 7239). The other is ignored (a client may have written it).
-    #[arg(
-        long,
-        env = "TRUSTED_PROXY_HEADER",
-        value_enum,
-        default_value_t = grpc_edge::client_address::ForwardingHeader::XForwardedFor
-    )]
-    pub trusted_proxy_header: grpc_edge::client_address::ForwardingHeader,
 }
 
 /// A configuration that cannot work.

@@ -38,7 +38,6 @@ use crate::{
 };
 use clock::SharedClock;
 use grpc_edge::{
-    client_address::TrustedProxies,
     server::{AbortOnDrop, BindError, GrpcServer, ServeError, ServerTls},
     tls::PemFile,
 };
@@ -149,10 +148,7 @@ impl Application {
         let addr = listener.local_addr().unwrap_or(config.listen_addr);
         let transport = ServerTls::mode(tls.as_ref());
         tracing::info!(%addr, transport, "auth-service listening (gRPC + grpc-web)");
-        let proxies = TrustedProxies::new(
-            config.throttle.trusted_proxies.clone(),
-            config.throttle.trusted_proxy_header,
-        );
+        let proxies = config.server.proxies.trusted();
         let public_keys = Arc::clone(&rules.public_keys);
         // The retention sweep, stopped when `run` returns.
         let _sweeper = AbortOnDrop(rules::spawn_sweeper(Arc::clone(&rules.retention)));

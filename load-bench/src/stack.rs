@@ -254,6 +254,11 @@ async fn start_services(
     // the fair per-address bound (HASH_QUEUE_PER_CLIENT) would refuse the storm's burst.
     auth_config.passwords.hash_queue_per_client = auth_config.passwords.hash_queue_max;
     auth_config.throttle.throttle_signup_max_per_address = u32::MAX;
+    // And every connection (`scale` opens 10,000 from 127.0.0.1): one client's share of the
+    // connections (MAX_CONNECTIONS_PER_CLIENT) is all of them here.
+    for server in [&mut auth_config.server, &mut task_config.server] {
+        server.connections.max_connections_per_client = server.connections.max_connections;
+    }
     for jwt in [&mut auth_config.tokens.jwt, &mut task_config.jwt] {
         jwt.signing_algorithm = match signing {
             Signing::Hs256 => SigningMode::Hs256,

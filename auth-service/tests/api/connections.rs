@@ -1,6 +1,6 @@
 //! What one client can make the server hold, over real connections: streaming RPCs per
 //! connection and in total, idle connections, clients that never answer keepalive pings, and
-//! the connection cap. (The limits live in `grpc_edge::server`; the auth-service is the server
+//! the connection cap (its fair share among clients: fair_share.rs). (The limits live in `grpc_edge::server`; the auth-service is the server
 //! that needs no token to reach them.)
 
 use crate::helpers::*;
@@ -132,34 +132,6 @@ async fn a_client_that_never_answers_keepalive_pings_is_disconnected() {
 }
 
 #[tokio::test]
-async fn past_the_connection_cap_a_new_client_waits_until_one_closes() {
-    let app = TestApp::spawn_with(|c| c.server.connections.max_connections = 2).await;
-    // The test app's own client holds one connection; this takes the other.
-    let held = TcpStream::connect(app.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let check = || async {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
-            .unwrap()
-            .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_millis(500));
-        let channel = channel.connect_lazy();
-        HealthClient::new(channel)
-            .check(HealthCheckRequest::default())
-            .await
-    };
-    assert!(check().await.is_err(), "a third connection waits");
-    drop(held);
-    let mut answered = false;
-    for _ in 0..20 {
-        if check().await.is_ok() {
-            answered = true;
-            break;
-        }
-    }
-    assert!(answered, "served once a connection closed");
-}
-
-#[tokio::test]
 async fn over_tls_streaming_calls_are_still_counted_per_connection() {
     let app =
         TestApp::spawn_tls(|c, _| c.server.connections.max_streaming_rpcs_per_connection = 2).await;
@@ -177,4 +149,44 @@ async fn over_tls_streaming_calls_are_still_counted_per_connection() {
         info.metadata["setting"],
         "MAX_STREAMING_RPCS_PER_CONNECTION"
     );
+}
+
+/// Behind a trusted proxy, the streams of one connection are charged to the clients it
+/// forwards for: one client reaches its share, another on the same connection still gets its.
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_stream_share() {
+    let app = TestApp::spawn_with(|c| {
+        c.server.proxies.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.server.connections.max_streaming_rpcs_per_client = 2;
+        c.server.connections.max_streaming_rpcs_per_connection = 16;
+    })
+    .await;
+    let channel = app.channel().await;
+    let watch_for = |client: &'static str| {
+        let channel = channel.clone();
+        async move {
+            let mut request = tonic::Request::new(HealthCheckRequest {
+                service: String::new(),
+            });
+            request
+                .metadata_mut()
+                .insert("x-forwarded-for", client.parse().unwrap());
+            HealthClient::new(channel).watch(request).await
+        }
+    };
+    let _a = [
+        watch_for("198.51.100.1").await.expect("within A's share"),
+        watch_for("198.51.100.1").await.expect("within A's share"),
+    ];
+    let refused = watch_for("198.51.100.1").await.expect_err("past A's share");
+    let info = refused.get_error_details().error_info().cloned().unwrap();
+    assert_eq!(info.metadata["setting"], "MAX_STREAMING_RPCS_PER_CLIENT");
+    let _b = [
+        watch_for("198.51.100.2")
+            .await
+            .expect("B has its own share"),
+        watch_for("198.51.100.2")
+            .await
+            .expect("B has its own share"),
+    ];
 }

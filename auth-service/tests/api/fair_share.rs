@@ -6,6 +6,8 @@
 //! to reach it.)
 
 use crate::helpers::*;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use tonic_reflection::pb::v1::{
@@ -88,4 +90,145 @@ async fn http1_request_headers_are_bounded_like_http2_ones() {
     );
     // A normal request on the same server is answered.
     assert_grpc_web_answer(&app.http(GRPC_WEB_KEYS).await);
+}
+
+/// `count` TCP connections to `app` from `from` (e.g. 127.0.0.9) that never send a byte.
+async fn silent_sockets(from: &str, app: &TestApp, count: usize) -> Vec<tokio::net::TcpStream> {
+    let mut sockets = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        sockets.push(socket.connect(app.addr).await.unwrap());
+    }
+    // Let the server accept (and admit or close) them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sockets
+}
+
+/// How many of `sockets` the server has closed, waiting at most `within` for each.
+async fn closed(sockets: &mut [tokio::net::TcpStream], within: Duration) -> usize {
+    let mut count = 0;
+    for socket in sockets {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(within, async {
+            loop {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        });
+        if read.await.is_ok() {
+            count += 1;
+        }
+    }
+    count
+}
+
+/// Time for the honest client at 127.0.0.2 to connect and get one answer (a new connection
+/// each time, as a new visitor would), bounded at 5 s: `None` if it was not served.
+async fn honest_call(app: &TestApp) -> Option<Duration> {
+    let started = Instant::now();
+    let tls = app.tls.as_ref().map(|files| files.client_config(false));
+    let call = async {
+        let mut client = todo_api::todo::auth::v1::auth_service_client::AuthServiceClient::new(
+            try_channel_from("127.0.0.2:0", app.addr, tls).await?,
+        );
+        client
+            .get_signing_keys(todo_api::todo::auth::v1::GetSigningKeysRequest {})
+            .await
+            .map_err(|status| status.to_string())
+    };
+    match tokio::time::timeout(Duration::from_secs(5), call).await {
+        Ok(Ok(_)) => Some(started.elapsed()),
+        Ok(Err(error)) => {
+            eprintln!("honest call failed: {error}");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// The honest client's median time over `n` calls, `None` if any was not served.
+async fn honest_median(app: &TestApp, n: usize) -> Option<Duration> {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        times.push(honest_call(app).await?);
+    }
+    times.sort();
+    Some(times[n / 2])
+}
+
+/// Rows 3 and 8: silent sockets from one address are held to that address's share
+/// (MAX_CONNECTIONS_PER_CLIENT) and closed when they send nothing within the preface timeout;
+/// an honest client at another address is served meanwhile.
+#[tokio::test]
+async fn silent_sockets_from_one_address_cannot_keep_other_clients_out() {
+    let app = TestApp::spawn_with(|c| {
+        c.server.connections.max_connections = 300;
+        c.server.connections.connection_preface_timeout_secs = 2;
+    })
+    .await;
+    let alone = honest_median(&app, 5).await.expect("served alone");
+    let mut attack = silent_sockets("127.0.0.1", &app, 350).await;
+    let during = honest_median(&app, 5).await;
+    eprintln!(
+        "honest call alone: {alone:?}; beside 350 silent sockets from one address: {during:?}"
+    );
+    assert!(
+        during.is_some(),
+        "the honest client was served during the attack"
+    );
+    // Past the preface timeout every silent socket is closed: those over the address's
+    // share at once, the others after 2 s.
+    let closed = closed(&mut attack, Duration::from_secs(4)).await;
+    assert_eq!(closed, 350, "every silent socket was closed");
+}
+
+/// Row 3 from a small group: 50 addresses each holding 6 connections (in HTTP/2, so the
+/// preface timeout does not end them) fill MAX_CONNECTIONS=300; an honest newcomer takes the
+/// place of an idle one of theirs instead of being kept out.
+#[tokio::test]
+async fn a_small_group_filling_every_connection_slot_makes_way_for_a_newcomer() {
+    let app = TestApp::spawn_with(|c| c.server.connections.max_connections = 300).await;
+    let alone = honest_median(&app, 5).await.expect("served alone");
+    let mut attack = Vec::new();
+    for n in 10..60 {
+        let from = format!("127.0.0.{n}");
+        for mut socket in silent_sockets(&from, &app, 6).await {
+            // The HTTP/2 preface and an empty SETTINGS frame, then nothing.
+            socket
+                .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+                .await
+                .unwrap();
+            attack.push(socket);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during = honest_median(&app, 5).await;
+    eprintln!(
+        "honest call alone: {alone:?}; with 300 idle HTTP/2 connections from 50 addresses holding every slot: {during:?}"
+    );
+    assert!(during.is_some(), "the honest client was served");
+}
+
+/// Row 2: 600 silent connections from three addresses over TLS (more than the 512 pending
+/// handshakes that used to stop the accept loop) do not keep an honest HTTPS client out.
+#[tokio::test]
+async fn silent_tls_handshakes_do_not_stop_accepting() {
+    let app = TestApp::spawn_tls(|_, _| {}).await;
+    let alone = honest_median(&app, 3).await.expect("served alone");
+    let mut attack = Vec::new();
+    for from in ["127.0.0.1", "127.0.0.3", "127.0.0.4"] {
+        attack.extend(silent_sockets(from, &app, 200).await);
+    }
+    let during = honest_median(&app, 3).await;
+    eprintln!(
+        "honest HTTPS call alone: {alone:?}; beside 600 silent TLS connections from 3 addresses: {during:?}"
+    );
+    assert!(
+        during.is_some(),
+        "the honest client was served during the attack"
+    );
+    drop(attack);
 }

@@ -265,6 +265,15 @@ pub async fn channel_from_over(
     addr: std::net::SocketAddr,
     tls: Option<tonic::transport::ClientTlsConfig>,
 ) -> Channel {
+    try_channel_from(from, addr, tls).await.unwrap()
+}
+
+/// [`channel_from_over`], with the failure to connect as an error.
+pub async fn try_channel_from(
+    from: &'static str,
+    addr: std::net::SocketAddr,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Result<Channel, String> {
     let connector = tower::service_fn(move |_: http::Uri| async move {
         let socket = tokio::net::TcpSocket::new_v4()?;
         socket.bind(from.parse().map_err(std::io::Error::other)?)?;
@@ -274,13 +283,15 @@ pub async fn channel_from_over(
         Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
     });
     let endpoint = match tls {
-        None => tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap(),
+        None => tonic::transport::Endpoint::from_shared(format!("http://{addr}")),
         Some(tls) => tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
-            .unwrap()
-            .tls_config(tls)
-            .unwrap(),
-    };
-    endpoint.connect_with_connector(connector).await.unwrap()
+            .and_then(|endpoint| endpoint.tls_config(tls)),
+    }
+    .map_err(|e| e.to_string())?;
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// A client of `app` whose connections come from `from` (e.g. `127.0.0.2:0`).

@@ -249,7 +249,7 @@ async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
 async fn behind_a_trusted_proxy() -> TestApp {
     TestApp::spawn_with(|c| {
         c.throttle.throttle_address_max_failures = 2;
-        c.throttle.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.server.proxies.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
     })
     .await
 }

@@ -96,7 +96,8 @@ impl TrustedProxies {
         Self { proxies, header }
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of the trusted proxies.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         self.proxies.iter().any(|cidr| cidr.contains(ip))
     }
 

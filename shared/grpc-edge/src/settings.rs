@@ -79,6 +79,42 @@ pub struct ServerArgs {
     /// Connection lifetime and streaming limits.
     #[command(flatten)]
     pub connections: ConnectionArgs,
+
+    /// Which peers are reverse proxies, and the header they say the client in.
+    #[command(flatten)]
+    pub proxies: ProxyArgs,
+}
+
+/// The reverse proxies in front of the service.
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// Reverse proxies (comma-separated CIDRs, e.g. 10.0.0.0/8,fd00::/8) whose `Forwarded` /
+    /// `X-Forwarded-For` headers say who the client is. Their connections carry many clients:
+    /// they have no per-client connection bound, and what is charged per client (streams,
+    /// sign-in throttling, hashing turns) goes to the forwarded client. Empty: the TCP peer is
+    /// the client, and forwarding headers are ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<crate::client_address::ProxyNetwork>,
+
+    /// The one header the trusted proxies append the client to: `x-forwarded-for` or
+    /// `forwarded` (RFC 7239). The other is ignored (a client may have written it).
+    #[arg(
+        long,
+        env = "TRUSTED_PROXY_HEADER",
+        value_enum,
+        default_value_t = crate::client_address::ForwardingHeader::XForwardedFor
+    )]
+    pub trusted_proxy_header: crate::client_address::ForwardingHeader,
+}
+
+impl ProxyArgs {
+    /// The trusted proxies these settings describe.
+    pub fn trusted(&self) -> crate::client_address::TrustedProxies {
+        crate::client_address::TrustedProxies::new(
+            self.trusted_proxies.clone(),
+            self.trusted_proxy_header,
+        )
+    }
 }
 
 /// Server settings that cannot work.

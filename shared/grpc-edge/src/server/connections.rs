@@ -1,16 +1,30 @@
-//! What one client may make the server hold: open connections (MAX_CONNECTIONS), how long a
-//! connection with nothing in flight stays open (CONNECTION_IDLE_TIMEOUT_SECS), and streaming
-//! RPCs (health Watch, reflection: they need no token and can stay open for as long as the
-//! client likes) in total and per connection.
+//! What one client may make the server hold: open connections (MAX_CONNECTIONS, and
+//! MAX_CONNECTIONS_PER_CLIENT per address or IPv6 /64), how long a connection may stay silent
+//! before it has said anything (CONNECTION_PREFACE_TIMEOUT_SECS) and with nothing in flight
+//! (CONNECTION_IDLE_TIMEOUT_SECS), and streaming RPCs (health Watch, reflection: they need no
+//! token and can stay open for as long as the client likes) in total, per client and per
+//! connection.
 //!
-//! Accepted connections are [`Tracked`]: each holds one of the connection permits and its
-//! counters, found again by the peer address tonic puts in every request. [`ConnectionLayer`]
-//! counts the RPCs in flight on the connection (until their response body ends) and admits
-//! streaming RPCs, answering RESOURCE_EXHAUSTED with `ErrorInfo` `TOO_MANY_STREAMS` past a
-//! limit. An idle connection is ended by its reader reporting end of stream, which makes hyper
-//! close it.
+//! Accepting never stops. An accepted connection is admitted ([`Connections::admit`]) or
+//! closed at once: past its client's share, or when the server is full and no client holds
+//! more than one more connection than the newcomer's does. When the server is full, a client
+//! holding fewer connections takes the place of an idle connection of the client holding the
+//! most ("fair eviction"), so a small group of addresses cannot keep everyone else out: the
+//! newcomer is refused only when every client already holds about as many as it would.
+//! Trusted proxies (TRUSTED_PROXIES) carry many clients' requests and have no per-client
+//! connection share; streams behind them are charged to the forwarded client.
+//!
+//! Admitted connections are [`Tracked`]: each holds its counters, found again by the peer
+//! address tonic puts in every request. [`ConnectionLayer`] counts the RPCs in flight on the
+//! connection (until their response body ends) and admits streaming RPCs, answering
+//! RESOURCE_EXHAUSTED with `ErrorInfo` `TOO_MANY_STREAMS` past a limit. A connection is ended
+//! (idle, silent or evicted) by its reader reporting end of stream, which makes hyper close it.
 
-use crate::settings::ConnectionArgs;
+use crate::{
+    client_address::{ClientKey, TrustedProxies},
+    settings::ConnectionArgs,
+};
+use futures_util::task::AtomicWaker;
 use std::{
     collections::HashMap,
     future::Future,
@@ -18,8 +32,8 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -27,7 +41,7 @@ use std::{
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore},
+    sync::Semaphore,
     time::{Instant, Sleep},
 };
 use tokio_stream::Stream;
@@ -40,38 +54,151 @@ const STREAMING_PATHS: &[&str] = &[
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 ];
 
+/// Bytes a client must have sent within the preface timeout: the HTTP/2 connection preface
+/// is 24 bytes, and any HTTP/1.1 request line with its Host header or a TLS ClientHello is
+/// longer.
+const PREFACE_BYTES: u64 = 24;
+
 /// The open connections and their limits, shared by the accept loop and the layer.
 #[derive(Debug)]
 pub(crate) struct Connections {
-    permits: Arc<Semaphore>,
-    open: Mutex<HashMap<SocketAddr, Arc<Counters>>>,
+    table: Mutex<Table>,
+    max_connections: usize,
+    connections_per_client: usize,
+    preface_timeout: Duration,
     idle_timeout: Option<Duration>,
     streams: Arc<Semaphore>,
     max_streams: usize,
     streams_per_connection: usize,
+    streams_per_client: usize,
+    client_streams: Mutex<HashMap<ClientKey, usize>>,
+    proxies: TrustedProxies,
     domain: &'static str,
     epoch: Instant,
 }
 
-/// One connection's counters.
+/// The admitted connections, by peer and by client.
 #[derive(Debug, Default)]
+struct Table {
+    by_peer: HashMap<SocketAddr, Arc<Counters>>,
+    by_client: HashMap<ClientKey, Vec<Arc<Counters>>>,
+    total: usize,
+}
+
+impl Table {
+    fn insert(&mut self, peer: SocketAddr, counters: &Arc<Counters>) {
+        self.by_peer.insert(peer, Arc::clone(counters));
+        self.by_client
+            .entry(counters.client)
+            .or_default()
+            .push(Arc::clone(counters));
+        self.total += 1;
+    }
+
+    /// Removes `counters`' connection if it is still here (an evicted one already is not).
+    fn remove(&mut self, peer: SocketAddr, counters: &Arc<Counters>) {
+        if self
+            .by_peer
+            .get(&peer)
+            .is_some_and(|c| Arc::ptr_eq(c, counters))
+        {
+            self.by_peer.remove(&peer);
+        }
+        let Some(held) = self.by_client.get_mut(&counters.client) else {
+            return;
+        };
+        if let Some(at) = held.iter().position(|c| Arc::ptr_eq(c, counters)) {
+            held.swap_remove(at);
+            self.total -= 1;
+            if held.is_empty() {
+                self.by_client.remove(&counters.client);
+            }
+        }
+    }
+
+    /// The idle connection to close for a newcomer whose client holds `held`: of the client
+    /// holding the most (more than `held + 1`, and not a trusted proxy), the one idle longest.
+    fn eviction_for(&self, held: usize) -> Option<Arc<Counters>> {
+        let mut holders: Vec<&Vec<Arc<Counters>>> = self
+            .by_client
+            .values()
+            .filter(|conns| conns.len() > held + 1 && conns.first().is_some_and(|c| !c.proxy))
+            .collect();
+        holders.sort_by_key(|conns| std::cmp::Reverse(conns.len()));
+        holders.into_iter().find_map(|conns| {
+            conns
+                .iter()
+                .filter(|c| c.in_flight.load(Ordering::Acquire) == 0)
+                .min_by_key(|c| c.last_active_ms.load(Ordering::Acquire))
+                .cloned()
+        })
+    }
+}
+
+/// Why an accepted connection was closed at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Its client already holds MAX_CONNECTIONS_PER_CLIENT.
+    ClientShare,
+    /// MAX_CONNECTIONS are open and no client holds more than its share.
+    Full,
+}
+
+/// One connection's counters.
+#[derive(Debug)]
 struct Counters {
+    /// The TCP peer's client (address or /64).
+    client: ClientKey,
+    /// The peer is a trusted proxy.
+    proxy: bool,
     in_flight: AtomicUsize,
     streams: AtomicUsize,
     /// When an RPC last started or ended, in milliseconds since [`Connections::epoch`].
     last_active_ms: AtomicU64,
+    /// Set when a newcomer took this connection's place; its reader then ends the stream.
+    evicted: AtomicBool,
+    reader: AtomicWaker,
+}
+
+impl Counters {
+    fn new(client: ClientKey, proxy: bool, now_ms: u64) -> Self {
+        Self {
+            client,
+            proxy,
+            in_flight: AtomicUsize::new(0),
+            streams: AtomicUsize::new(0),
+            last_active_ms: AtomicU64::new(now_ms),
+            evicted: AtomicBool::new(false),
+            reader: AtomicWaker::new(),
+        }
+    }
+
+    fn evict(&self) {
+        self.evicted.store(true, Ordering::Release);
+        self.reader.wake();
+    }
 }
 
 impl Connections {
-    /// `domain` is the `ErrorInfo` domain of refusals (the API's package).
-    pub(crate) fn new(args: &ConnectionArgs, domain: &'static str) -> Arc<Self> {
+    /// `domain` is the `ErrorInfo` domain of refusals (the API's package); `proxies` are the
+    /// trusted proxies, whose connections carry other clients.
+    pub(crate) fn new(
+        args: &ConnectionArgs,
+        proxies: TrustedProxies,
+        domain: &'static str,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            permits: Arc::new(Semaphore::new(args.max_connections.max(1))),
-            open: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
+            max_connections: args.max_connections.max(1),
+            connections_per_client: args.max_connections_per_client.max(1),
+            preface_timeout: args.preface_timeout(),
             idle_timeout: args.idle_timeout(),
             streams: Arc::new(Semaphore::new(args.max_streaming_rpcs.max(1))),
             max_streams: args.max_streaming_rpcs.max(1),
             streams_per_connection: args.max_streaming_rpcs_per_connection.max(1),
+            streams_per_client: args.max_streaming_rpcs_per_client.max(1),
+            client_streams: Mutex::new(HashMap::new()),
+            proxies,
             domain,
             epoch: Instant::now(),
         })
@@ -81,9 +208,49 @@ impl Connections {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn client_streams(&self) -> MutexGuard<'_, HashMap<ClientKey, usize>> {
+        self.client_streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whom a request from `peer` is charged to: behind a trusted proxy, the forwarded client.
+    fn client_of<B>(&self, peer: Option<SocketAddr>, request: &http::Request<B>) -> ClientKey {
+        let metadata = tonic::metadata::MetadataMap::from_headers(request.headers().clone());
+        self.proxies.client(peer, &metadata)
+    }
+
     fn counters(&self, peer: SocketAddr) -> Option<Arc<Counters>> {
-        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        open.get(&peer).cloned()
+        self.table().by_peer.get(&peer).cloned()
+    }
+
+    /// Admits a connection from `peer`, or says why it is closed at once (module docs).
+    fn admit(&self, peer: SocketAddr) -> Result<Arc<Counters>, Refused> {
+        let client = ClientKey::from_ip(peer.ip());
+        let proxy = self.proxies.trusts(peer.ip());
+        let mut table = self.table();
+        let held = table.by_client.get(&client).map_or(0, Vec::len);
+        if !proxy && held >= self.connections_per_client {
+            return Err(Refused::ClientShare);
+        }
+        if table.total >= self.max_connections {
+            let victim = table.eviction_for(held).ok_or(Refused::Full)?;
+            let victim_peer = table
+                .by_peer
+                .iter()
+                .find_map(|(peer, c)| Arc::ptr_eq(c, &victim).then_some(*peer));
+            if let Some(victim_peer) = victim_peer {
+                table.remove(victim_peer, &victim);
+            }
+            victim.evict();
+        }
+        let counters = Arc::new(Counters::new(client, proxy, self.now_ms()));
+        table.insert(peer, &counters);
+        Ok(counters)
     }
 
     /// When `counters`' connection becomes idle-expired, or `None` if it already is.
@@ -98,8 +265,8 @@ impl Connections {
     }
 }
 
-/// Accepted connections, each [`Tracked`]; waits for a connection permit before accepting,
-/// so past MAX_CONNECTIONS further clients wait in the kernel's accept queue.
+/// Accepted and admitted connections, each [`Tracked`]. Accepting never waits: a connection
+/// that is not admitted is closed at once.
 pub(crate) fn incoming(
     listener: TcpListener,
     connections: Arc<Connections>,
@@ -107,80 +274,101 @@ pub(crate) fn incoming(
     futures_util::stream::unfold(
         (listener, connections),
         |(listener, connections)| async move {
-            let permit = Arc::clone(&connections.permits)
-                .acquire_owned()
-                .await
-                .ok()?;
-            let accepted = match listener.accept().await {
-                Ok((stream, peer)) => {
-                    // Small unary replies: do not wait to fill a segment.
-                    let _ = stream.set_nodelay(true);
-                    Ok(Tracked::new(stream, peer, permit, Arc::clone(&connections)))
-                }
-                Err(error) => {
-                    // e.g. out of file descriptors: give the process a moment instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    Err(error)
-                }
-            };
-            Some((accepted, (listener, connections)))
+            loop {
+                let accepted = match listener.accept().await {
+                    Ok((stream, peer)) => match connections.admit(peer) {
+                        Ok(counters) => {
+                            // Small unary replies: do not wait to fill a segment.
+                            let _ = stream.set_nodelay(true);
+                            Ok(Tracked::new(
+                                stream,
+                                peer,
+                                counters,
+                                Arc::clone(&connections),
+                            ))
+                        }
+                        Err(refused) => {
+                            tracing::debug!(%peer, ?refused, "connection refused");
+                            continue;
+                        }
+                    },
+                    Err(error) => {
+                        // e.g. out of file descriptors: give the process a moment instead of
+                        // spinning.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Err(error)
+                    }
+                };
+                return Some((accepted, (listener, connections)));
+            }
         },
     )
 }
 
-/// An accepted connection: its permit, its counters, and its idle timer.
+/// An admitted connection: its counters, its preface and idle timers.
 pub(crate) struct Tracked {
     inner: TcpStream,
     peer: SocketAddr,
     counters: Arc<Counters>,
     connections: Arc<Connections>,
+    /// Until [`PREFACE_BYTES`] have been read: the deadline for them.
+    preface: Option<(u64, Pin<Box<Sleep>>)>,
     idle: Option<(Duration, Pin<Box<Sleep>>)>,
-    _permit: OwnedSemaphorePermit,
 }
 
 impl Tracked {
     fn new(
         inner: TcpStream,
         peer: SocketAddr,
-        permit: OwnedSemaphorePermit,
+        counters: Arc<Counters>,
         connections: Arc<Connections>,
     ) -> Self {
-        let counters = Arc::new(Counters::default());
-        counters
-            .last_active_ms
-            .store(connections.now_ms(), Ordering::Release);
-        connections
-            .open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(peer, Arc::clone(&counters));
         let idle = connections
             .idle_timeout
             .map(|timeout| (timeout, Box::pin(tokio::time::sleep(timeout))));
+        let preface = Some((0, Box::pin(tokio::time::sleep(connections.preface_timeout))));
         Self {
             inner,
             peer,
             counters,
             connections,
+            preface,
             idle,
-            _permit: permit,
         }
+    }
+
+    /// Whether the connection is to end now: evicted, silent past the preface deadline, or
+    /// idle past the idle timeout. Registers for the wake-ups that can change the answer.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.counters.reader.register(cx.waker());
+        if self.counters.evicted.load(Ordering::Acquire) {
+            tracing::debug!(peer = %self.peer, "closing a connection another client's took the place of");
+            return true;
+        }
+        if let Some((_, deadline)) = &mut self.preface
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            tracing::debug!(peer = %self.peer, "closing a connection that sent no preface in time");
+            return true;
+        }
+        if let Some((timeout, sleep)) = &mut self.idle {
+            while sleep.as_mut().poll(cx).is_ready() {
+                match self.connections.idle_deadline(&self.counters, *timeout) {
+                    Some(deadline) => sleep.as_mut().reset(deadline),
+                    None => {
+                        tracing::debug!(peer = %self.peer, "closing an idle connection");
+                        return true;
+                    }
+                }
+            }
+        }
+        false
     }
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        let mut open = self
-            .connections
-            .open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if open
-            .get(&self.peer)
-            .is_some_and(|c| Arc::ptr_eq(c, &self.counters))
-        {
-            open.remove(&self.peer);
-        }
+        self.connections.table().remove(self.peer, &self.counters);
     }
 }
 
@@ -199,20 +387,23 @@ impl AsyncRead for Tracked {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.counters.evicted.load(Ordering::Acquire) {
+            // End of stream: hyper closes the connection.
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
         let read = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if read.is_pending()
-            && let Some((timeout, sleep)) = &mut this.idle
-        {
-            while sleep.as_mut().poll(cx).is_ready() {
-                match this.connections.idle_deadline(&this.counters, *timeout) {
-                    Some(deadline) => sleep.as_mut().reset(deadline),
-                    None => {
-                        tracing::debug!(peer = %this.peer, "closing an idle connection");
-                        // End of stream: hyper closes the connection.
-                        return Poll::Ready(Ok(()));
+        match &read {
+            Poll::Ready(Ok(())) => {
+                if let Some((seen, _)) = &mut this.preface {
+                    *seen += (buf.filled().len() - before) as u64;
+                    if *seen >= PREFACE_BYTES {
+                        this.preface = None;
                     }
                 }
             }
+            Poll::Pending if this.expired(cx) => return Poll::Ready(Ok(())),
+            _ => {}
         }
         read
     }

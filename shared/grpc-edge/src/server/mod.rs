@@ -250,7 +250,7 @@ impl GrpcServer {
             }
         };
         let domain = error_domain(self.service_names);
-        let connections = Connections::new(&args.connections, domain);
+        let connections = Connections::new(&args.connections, args.proxies.trusted(), domain);
         let incoming = connections::incoming(listener, Arc::clone(&connections));
         let (stop, stopped) = oneshot::channel::<()>();
         let limits = &args.connections;

@@ -1,8 +1,11 @@
 //! TLS on the server's port: our own handshake stream in front of tonic's serve loop (tonic's
 //! `ServerTlsConfig` takes one fixed certificate and offers only `h2`).
 //!
-//! - Handshakes run in their own tasks, with a timeout and a bound on how many are pending,
-//!   so a slow or silent client never holds up `accept`.
+//! - Handshakes run in their own tasks, with a timeout, so a slow or silent client never holds
+//!   up `accept`. A pending handshake is an admitted connection: how many one client may have
+//!   pending is its connection share (MAX_CONNECTIONS_PER_CLIENT), it must send its ClientHello
+//!   within CONNECTION_PREFACE_TIMEOUT_SECS, and while it is pending it is idle, so a client
+//!   holding fewer connections may take its place when the server is full.
 //! - ALPN offers `h2` then `http/1.1`: gRPC clients need `h2`, HTTP/1.1-only grpc-web clients
 //!   (and `curl --http1.1`) need `http/1.1`; hyper tells the two apart by the connection
 //!   preface either way.
@@ -22,10 +25,8 @@ use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::StreamExt as _;
 use tonic::transport::server::Connected;
 
-/// Longest a client may take to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most handshakes in progress at once; past it, new connections wait in the kernel's backlog.
-const MAX_PENDING_HANDSHAKES: usize = 512;
+/// Longest a client may take to finish its TLS handshake (a few round trips).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A loaded TLS setup for a server: pass it to [`super::GrpcServer::with_tls`].
 #[derive(Clone)]
@@ -156,7 +157,7 @@ where
     async fn next(&mut self) -> Option<std::io::Result<TlsStream<IO>>> {
         loop {
             tokio::select! {
-                accepted = self.tcp.next(), if self.pending.len() < MAX_PENDING_HANDSHAKES => {
+                accepted = self.tcp.next() => {
                     match accepted? {
                         Err(error) => return Some(Err(error)),
                         Ok(tcp) => {

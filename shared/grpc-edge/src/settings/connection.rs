@@ -28,13 +28,30 @@ pub struct ConnectionArgs {
     #[arg(long, env = "MAX_CONNECTION_AGE_GRACE_SECS", default_value_t = 60)]
     pub max_connection_age_grace_secs: u64,
 
-    /// Most open connections; further clients wait in the kernel's accept queue.
+    /// Most open connections. When they are all open, a client holding fewer takes the place
+    /// of an idle connection of the client holding the most; if every client holds about as
+    /// many, the new connection is closed at once.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+
+    /// Most open connections from one client address (IPv6: one /64); more are closed at
+    /// once. Trusted proxies (TRUSTED_PROXIES) have no such bound.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    pub max_connections_per_client: usize,
+
+    /// Seconds a new connection may take to send its first bytes (the HTTP/2 preface, an
+    /// HTTP/1.1 request or a TLS ClientHello) before it is closed.
+    #[arg(long, env = "CONNECTION_PREFACE_TIMEOUT_SECS", default_value_t = 5)]
+    pub connection_preface_timeout_secs: u64,
 
     /// Most streaming RPCs (health Watch, reflection) open at once on the server.
     #[arg(long, env = "MAX_STREAMING_RPCS", default_value_t = 1024)]
     pub max_streaming_rpcs: usize,
+
+    /// Most streaming RPCs one client (address or IPv6 /64; behind a trusted proxy, the
+    /// forwarded client) may have open at once, over all its connections.
+    #[arg(long, env = "MAX_STREAMING_RPCS_PER_CLIENT", default_value_t = 32)]
+    pub max_streaming_rpcs_per_client: usize,
 
     /// Most streaming RPCs open at once on one connection.
     #[arg(long, env = "MAX_STREAMING_RPCS_PER_CONNECTION", default_value_t = 16)]
@@ -50,6 +67,11 @@ impl ConnectionArgs {
     /// How long a keepalive ping may go unanswered.
     pub fn http2_keepalive_timeout(&self) -> Duration {
         Duration::from_secs(self.http2_keepalive_timeout_secs)
+    }
+
+    /// How long a new connection may stay silent.
+    pub fn preface_timeout(&self) -> Duration {
+        Duration::from_secs(self.connection_preface_timeout_secs)
     }
 
     /// How long an idle connection stays open, `None` when unlimited.
@@ -70,13 +92,22 @@ impl ConnectionArgs {
     /// Settings that cannot work, each naming its variable.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if self.max_connections == 0 {
-            problems.push("MAX_CONNECTIONS must be at least 1".to_owned());
-        }
-        if self.max_streaming_rpcs == 0 || self.max_streaming_rpcs_per_connection == 0 {
+        if self.max_connections == 0 || self.max_connections_per_client == 0 {
             problems.push(
-                "MAX_STREAMING_RPCS and MAX_STREAMING_RPCS_PER_CONNECTION must be at least 1 \
-                 (health Watch and reflection are streaming RPCs)"
+                "MAX_CONNECTIONS and MAX_CONNECTIONS_PER_CLIENT must be at least 1".to_owned(),
+            );
+        }
+        if self.connection_preface_timeout_secs == 0 {
+            problems.push("CONNECTION_PREFACE_TIMEOUT_SECS must be at least 1".to_owned());
+        }
+        if self.max_streaming_rpcs == 0
+            || self.max_streaming_rpcs_per_connection == 0
+            || self.max_streaming_rpcs_per_client == 0
+        {
+            problems.push(
+                "MAX_STREAMING_RPCS, MAX_STREAMING_RPCS_PER_CLIENT and \
+                 MAX_STREAMING_RPCS_PER_CONNECTION must be at least 1 (health Watch and \
+                 reflection are streaming RPCs)"
                     .to_owned(),
             );
         }

@@ -2,6 +2,7 @@
 //! response body ends, and streaming RPCs are admitted against the limits.
 
 use super::{Connections, Counters, STREAMING_PATHS};
+use crate::client_address::ClientKey;
 use crate::server::HeldUntilSent;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -53,6 +54,8 @@ pub(crate) struct InFlight {
     counters: Option<Arc<Counters>>,
     connections: Arc<Connections>,
     stream: Option<OwnedSemaphorePermit>,
+    /// The client whose stream share this RPC holds, if it is a streaming one.
+    client_stream: Option<ClientKey>,
     held: Option<HeldUntilSent>,
 }
 
@@ -65,6 +68,15 @@ impl Drop for InFlight {
             counters.in_flight.fetch_sub(1, Ordering::AcqRel);
             if self.stream.is_some() {
                 counters.streams.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        if let Some(client) = self.client_stream.take() {
+            let mut streams = self.connections.client_streams();
+            if let Some(count) = streams.get_mut(&client) {
+                *count -= 1;
+                if *count == 0 {
+                    streams.remove(&client);
+                }
             }
         }
     }
@@ -83,16 +95,31 @@ impl InFlight {
             counters,
             connections: Arc::clone(connections),
             stream: None,
+            client_stream: None,
             held: None,
         }
     }
 
-    /// Takes a stream slot, on the server and on this connection.
-    pub(super) fn admit_stream(&mut self) -> Result<(), tonic::Status> {
+    /// Takes a stream slot, on the server, for `client` (the forwarded client behind a
+    /// trusted proxy) and on this connection.
+    pub(super) fn admit_stream(&mut self, client: ClientKey) -> Result<(), tonic::Status> {
         let c = &self.connections;
         let Ok(permit) = Arc::clone(&c.streams).try_acquire_owned() else {
             return Err(too_many_streams(c, "MAX_STREAMING_RPCS", c.max_streams));
         };
+        {
+            let mut streams = c.client_streams();
+            let count = streams.entry(client).or_insert(0);
+            if *count >= c.streams_per_client {
+                return Err(too_many_streams(
+                    c,
+                    "MAX_STREAMING_RPCS_PER_CLIENT",
+                    c.streams_per_client,
+                ));
+            }
+            *count += 1;
+            self.client_stream = Some(client);
+        }
         if let Some(counters) = &self.counters
             && counters.streams.fetch_add(1, Ordering::AcqRel) >= c.streams_per_connection
         {
@@ -149,7 +176,7 @@ where
             .and_then(TcpConnectInfo::remote_addr);
         let mut in_flight = InFlight::start(&self.connections, peer);
         if STREAMING_PATHS.contains(&request.uri().path())
-            && let Err(status) = in_flight.admit_stream()
+            && let Err(status) = in_flight.admit_stream(self.connections.client_of(peer, &request))
         {
             let response = status.into_http::<ResBody>();
             return Box::pin(async move { Ok(response.map(|body| Counted::new(body, in_flight))) });
