@@ -2,7 +2,7 @@
 
 use super::{
     Sessions,
-    password::{PasswordCheck, PasswordHasher},
+    password::{Claimant, Class, PasswordCheck, PasswordHasher},
     throttle::{AttemptKeys, Throttle},
 };
 use crate::{
@@ -84,6 +84,11 @@ impl Accounts {
         Ok(SignedIn { user, tokens })
     }
 
+    /// How many password hashes are running now.
+    pub fn hashes_running(&self) -> usize {
+        self.hasher.running()
+    }
+
     /// Checks the credentials (same work whether or not the account exists) and signs in.
     pub async fn sign_in(
         &self,
@@ -91,20 +96,25 @@ impl Accounts {
         client: ClientKey,
     ) -> Result<SignedIn, AuthError> {
         let keys = AttemptKeys::new(credentials.email.as_str(), client);
-        let attempt = self
+        let mut attempt = self
             .throttle
             .admit(&self.db, keys, self.clock.now())
             .await?;
-        // Any error before the outcome drops `attempt` unsettled: its charges are given back.
+        // Any error before the hash starts drops `attempt` unsettled: its charges are given
+        // back. From `hashing` on, even a cancelled call counts as a guess.
         let stored = users::credentials(&self.db, credentials.email.as_str()).await?;
         let (user, hash) = match stored {
             Some(stored) => (Some(stored.user), Some(stored.password_hash)),
             None => (None, None),
         };
-        let verified = self
-            .hasher
-            .verify_as(client, credentials.password.clone(), hash)
-            .await?;
+        let class = if attempt.is_from_known_address() {
+            Class::Known
+        } else {
+            Class::Other
+        };
+        let turn = self.hasher.turn(Claimant { client, class }).await?;
+        attempt.hashing(self.clock.now());
+        let verified = turn.verify(credentials.password.clone(), hash).await?;
         let now = self.clock.now();
         let (user, needs_rehash) = match (user, verified) {
             (Some(user), PasswordCheck::Right { needs_rehash }) => (user, needs_rehash),

@@ -9,7 +9,7 @@
 
 mod queue;
 
-pub use queue::QueueLimits;
+pub use queue::{Claimant, Class, QueueLimits};
 
 use crate::{config::PasswordArgs, domain::Password, error::AuthError};
 use argon2::{
@@ -20,7 +20,7 @@ use argon2::{
     },
 };
 use grpc_edge::client_address::ClientKey;
-use queue::FairPermits;
+use queue::{FairPermit, FairPermits};
 use std::sync::{Arc, Mutex, PoisonError};
 use tracing::Instrument;
 
@@ -97,11 +97,10 @@ impl PasswordHasher {
         client: ClientKey,
         password: Password,
     ) -> Result<String, AuthError> {
-        let params = self.params.clone();
-        self.run(client, move |memory| {
-            hash_phc(memory, &params, password.as_bytes())
-        })
-        .await
+        self.turn(Claimant::other(client))
+            .await?
+            .hash(password)
+            .await
     }
 
     /// Checks `password` against `stored` (a PHC string), or against the dummy hash when there
@@ -122,10 +121,58 @@ impl PasswordHasher {
         password: Password,
         stored: Option<String>,
     ) -> Result<PasswordCheck, AuthError> {
+        self.turn(Claimant::other(client))
+            .await?
+            .verify(password, stored)
+            .await
+    }
+
+    /// How many hashes are running (or about to: their permit is taken).
+    pub fn running(&self) -> usize {
+        self.permits.in_use()
+    }
+
+    /// `claimant`'s turn for a hash permit, once it comes (known addresses first, then in turn
+    /// among clients); `Busy` when its line is full or the wait too long. Nothing is computed
+    /// until the turn is used.
+    pub async fn turn(&self, claimant: Claimant) -> Result<Turn, AuthError> {
+        let permit = self
+            .permits
+            .acquire(claimant)
+            .await
+            .map_err(|busy| AuthError::Busy(busy.retry_after))?;
+        Ok(Turn {
+            hasher: self.clone(),
+            permit,
+        })
+    }
+}
+
+/// A hash permit held: the next hash or check runs at once.
+pub struct Turn {
+    hasher: PasswordHasher,
+    permit: FairPermit,
+}
+
+impl Turn {
+    /// A PHC string for `password`, with a new random salt.
+    pub async fn hash(self, password: Password) -> Result<String, AuthError> {
+        let params = self.hasher.params.clone();
+        self.run(move |memory| hash_phc(memory, &params, password.as_bytes()))
+            .await
+    }
+
+    /// Checks `password` against `stored` (a PHC string), or against the dummy hash when there
+    /// is no account, doing the same work either way.
+    pub async fn verify(
+        self,
+        password: Password,
+        stored: Option<String>,
+    ) -> Result<PasswordCheck, AuthError> {
         let exists = stored.is_some();
-        let stored = stored.unwrap_or_else(|| self.dummy_hash.to_string());
-        let params = self.params.clone();
-        self.run(client, move |memory| {
+        let stored = stored.unwrap_or_else(|| self.hasher.dummy_hash.to_string());
+        let params = self.hasher.params.clone();
+        self.run(move |memory| {
             let Ok(parsed) = PasswordHash::new(&stored) else {
                 tracing::error!("stored password hash is not a valid PHC string");
                 return Ok(PasswordCheck::Wrong);
@@ -145,19 +192,14 @@ impl PasswordHasher {
         .await
     }
 
-    /// Runs `work` with a permit's memory on the blocking pool, inside the caller's span, once
-    /// `client`'s turn for a permit comes; `Busy` when its queue is full or the wait too long.
+    /// Runs `work` with the permit's memory on the blocking pool, inside the caller's span.
+    /// Once started it runs to the end even if the caller stops waiting.
     async fn run<T: Send + 'static>(
-        &self,
-        client: ClientKey,
+        self,
         work: impl FnOnce(&mut Vec<Block>) -> Result<T, AuthError> + Send + 'static,
     ) -> Result<T, AuthError> {
-        let workspaces = Arc::clone(&self.workspaces);
-        let permit = self
-            .permits
-            .acquire(client)
-            .await
-            .map_err(|busy| AuthError::Busy(busy.retry_after))?;
+        let workspaces = Arc::clone(&self.hasher.workspaces);
+        let permit = self.permit;
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;

@@ -126,8 +126,9 @@ impl Throttle {
     /// account signed in from this address in the last 30 days, to the account as a whole;
     /// or refuses it with `Throttled`. Of a burst of concurrent guesses only the free attempts
     /// get through. Settle the attempt with [`Attempt::failed`] or [`Attempt::succeeded`]; an
-    /// attempt dropped unsettled (an error, a full hashing queue, a cancelled call) gives
-    /// every charge back, since no password was checked.
+    /// attempt dropped unsettled before [`Attempt::hashing`] (an error, a full hashing queue,
+    /// a call cancelled while waiting) gives every charge back, since no password was
+    /// checked; one dropped after counts as a failure.
     pub async fn admit(
         &self,
         db: &DatabaseConnection,
@@ -143,6 +144,8 @@ impl Throttle {
             keys: keys.clone(),
             charges: Charges::default(),
             settled: false,
+            known: false,
+            hashing_since: None,
         };
         if !self.enabled {
             return Ok(attempt);
@@ -150,6 +153,7 @@ impl Throttle {
         let known = store::remembered(db, &keys.known)
             .await?
             .is_some_and(|seen| now - seen < KNOWN_ADDRESS_PERIOD);
+        attempt.known = known;
         let watched: &[&str] = if known {
             &[&keys.pair, &keys.address]
         } else {

@@ -367,3 +367,57 @@ async fn a_guess_refused_while_another_is_being_checked_is_told_to_come_back_soo
     );
     assert_eq!(retry_delay(&status), Some(Duration::from_secs(2)));
 }
+
+/// Row 6 of the fair-share review: sign-ins cancelled once their password hash has started
+/// cost the server a hash each, so each counts as a guess: after the free attempts the pair is
+/// blocked even for the right password. (Before, every cancelled attempt got its charges back
+/// and guessing with cancelled calls was never throttled.)
+#[tokio::test]
+async fn a_sign_in_cancelled_after_its_hash_started_still_counts() {
+    let app = TestApp::spawn_with(|c| {
+        c.passwords.max_concurrent_hashes = Some(1);
+        // A hash long enough to see it running and cancel the call in the middle of it.
+        c.passwords.argon2_iterations = 24;
+    })
+    .await;
+    app.sign_up("victim@example.com").await;
+    let guesser = client_from("127.0.0.3:0", &app).await;
+    let guess = || SignInRequest {
+        email: "victim@example.com".into(),
+        password: "a wrong guess".into(),
+    };
+    // The free attempts (5), each cancelled as soon as its hash is running.
+    for _ in 0..5 {
+        let mut client = guesser.clone();
+        let call = tokio::spawn(async move { client.sign_in(guess()).await });
+        let mut running = false;
+        for _ in 0..2000 {
+            if app.rules.accounts.hashes_running() == 1 {
+                running = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(running, "the guess's hash started");
+        call.abort();
+        assert!(call.await.unwrap_err().is_cancelled());
+        // The server finishes the hash it started (the permit comes back after it).
+        while app.rules.accounts.hashes_running() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let right = SignInRequest {
+        email: "victim@example.com".into(),
+        password: PASSWORD.into(),
+    };
+    let refused =
+        guesser.clone().sign_in(right).await.expect_err(
+            "cancelled guesses count: the pair is blocked, even for the right password",
+        );
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let info = tonic_types::StatusExt::get_error_details(&refused)
+        .error_info()
+        .cloned()
+        .unwrap();
+    assert_eq!(info.reason, "TOO_MANY_ATTEMPTS");
+}

@@ -7,6 +7,12 @@
 //! queued. Waiting is bounded by count (per client and in all) and by time; a request that
 //! would exceed a bound gets [`Busy`] at once (or when its time runs out) instead of hanging.
 //!
+//! Taking turns is not enough when many addresses flood at once (100 addresses, 15 ms a hash:
+//! 1.5 s a turn), so there are two classes ([`Class`]): sign-ins of an account from an address
+//! it signed in from in the last 30 days are served before anyone else, in turn among
+//! themselves, and have their own bound on waiters in all. A flood from addresses the account
+//! has not used can neither delay nor crowd out its owner.
+//!
 //! All bookkeeping is under one [`Mutex`], never held across an `await`. A permit is handed
 //! over by removing the waiter from its queue under that lock; the waiter then only learns of
 //! it (a `oneshot`). Whatever ends a wait (the grant, the time limit, or the future being
@@ -42,6 +48,34 @@ pub struct Busy {
     pub retry_after: Duration,
 }
 
+/// Whose turn a waiter waits for: its client, in its class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Claimant {
+    /// The client address (IPv6: /64).
+    pub client: ClientKey,
+    /// Which line it waits in.
+    pub class: Class,
+}
+
+/// The two lines of the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// A sign-in from an address the account signed in from in the last 30 days: served first.
+    Known,
+    /// Anything else (sign-ups, sign-ins from new addresses, unknown accounts).
+    Other,
+}
+
+impl Claimant {
+    /// `client` in the [`Class::Other`] line.
+    pub fn other(client: ClientKey) -> Self {
+        Self {
+            client,
+            class: Class::Other,
+        }
+    }
+}
+
 /// A fixed number of permits, handed round-robin between clients, with bounded waiting.
 ///
 /// A free permit is taken at once only when nobody waits: a newcomer never overtakes the
@@ -58,6 +92,7 @@ pub struct FairPermit {
 
 struct Shared {
     limits: QueueLimits,
+    permits: usize,
     state: Mutex<State>,
 }
 
@@ -67,10 +102,15 @@ struct State {
     free: usize,
     /// Waiters in all queues.
     waiting: usize,
-    /// Each client's waiters, oldest first; only clients with waiters have an entry.
-    queues: HashMap<ClientKey, VecDeque<Waiter>>,
-    /// Clients with waiters, in the order they are served: the front one gets the next permit.
-    turn: VecDeque<ClientKey>,
+    /// Waiters of each class (bounded separately).
+    known_waiting: usize,
+    /// Each claimant's waiters, oldest first; only claimants with waiters have an entry.
+    queues: HashMap<Claimant, VecDeque<Waiter>>,
+    /// Claimants of [`Class::Known`] with waiters, in the order they are served: the front
+    /// one gets the next permit.
+    known_turn: VecDeque<Claimant>,
+    /// The same for [`Class::Other`], served when no known claimant waits.
+    turn: VecDeque<Claimant>,
     next_id: u64,
 }
 
@@ -89,6 +129,7 @@ impl FairPermits {
         Self {
             shared: Arc::new(Shared {
                 limits,
+                permits,
                 state: Mutex::new(state),
             }),
         }
@@ -99,7 +140,7 @@ impl FairPermits {
     /// `client` already has `per_client` waiters or `total` are waiting, and after `max_wait`
     /// without a permit. Dropping the future gives up the place (and any permit just handed
     /// to it) to the next waiter.
-    pub async fn acquire(&self, client: ClientKey) -> Result<FairPermit, Busy> {
+    pub async fn acquire(&self, client: Claimant) -> Result<FairPermit, Busy> {
         let limits = self.shared.limits;
         let busy = Busy {
             retry_after: limits.max_wait,
@@ -111,7 +152,11 @@ impl FairPermits {
                 return Ok(self.permit());
             }
             let queued = state.queues.get(&client).map_or(0, VecDeque::len);
-            if state.waiting >= limits.total || queued >= limits.per_client {
+            let in_class = match client.class {
+                Class::Known => state.known_waiting,
+                Class::Other => state.waiting - state.known_waiting,
+            };
+            if in_class >= limits.total || queued >= limits.per_client {
                 return Err(busy);
             }
             state.enqueue(client)
@@ -130,6 +175,13 @@ impl FairPermits {
         } else {
             Err(busy)
         }
+    }
+
+    /// How many permits are held now.
+    pub fn in_use(&self) -> usize {
+        let state = self.shared.lock();
+        // Permits handed to waiters that have not noticed yet count as held.
+        self.shared.permits.saturating_sub(state.free)
     }
 
     fn permit(&self) -> FairPermit {
@@ -166,46 +218,64 @@ impl Shared {
 }
 
 impl State {
-    fn enqueue(&mut self, client: ClientKey) -> (u64, oneshot::Receiver<()>) {
+    fn turn_of(&mut self, class: Class) -> &mut VecDeque<Claimant> {
+        match class {
+            Class::Known => &mut self.known_turn,
+            Class::Other => &mut self.turn,
+        }
+    }
+
+    fn enqueue(&mut self, client: Claimant) -> (u64, oneshot::Receiver<()>) {
         let (wake, granted) = oneshot::channel();
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let queue = self.queues.entry(client).or_default();
-        if queue.is_empty() {
-            self.turn.push_back(client);
-        }
+        let first = queue.is_empty();
         queue.push_back(Waiter { id, wake });
-        self.waiting += 1;
+        if first {
+            self.turn_of(client.class).push_back(client);
+        }
+        self.count(client.class, 1);
         (id, granted)
     }
 
-    /// Gives a permit to the oldest waiter of the client in turn, whose turn then passes to
-    /// the back of the line; false when nobody waits.
+    /// Adds `n` (1 or -1) to the waiters of `class`.
+    fn count(&mut self, class: Class, n: isize) {
+        self.waiting = self.waiting.saturating_add_signed(n);
+        if class == Class::Known {
+            self.known_waiting = self.known_waiting.saturating_add_signed(n);
+        }
+    }
+
+    /// Gives a permit to the oldest waiter of the claimant in turn (known ones first), whose
+    /// turn then passes to the back of its line; false when nobody waits.
     fn grant_next(&mut self) -> bool {
-        while let Some(client) = self.turn.pop_front() {
-            let Some(queue) = self.queues.get_mut(&client) else {
-                continue;
-            };
-            let Some(waiter) = queue.pop_front() else {
-                self.queues.remove(&client);
-                continue;
-            };
-            if queue.is_empty() {
-                self.queues.remove(&client);
-            } else {
-                self.turn.push_back(client);
+        for class in [Class::Known, Class::Other] {
+            while let Some(client) = self.turn_of(class).pop_front() {
+                let Some(queue) = self.queues.get_mut(&client) else {
+                    continue;
+                };
+                let Some(waiter) = queue.pop_front() else {
+                    self.queues.remove(&client);
+                    continue;
+                };
+                if queue.is_empty() {
+                    self.queues.remove(&client);
+                } else {
+                    self.turn_of(class).push_back(client);
+                }
+                self.count(class, -1);
+                // The permit is the waiter's now. If its receiver is gone, its `Place` has not
+                // settled yet: it will find itself granted and release the permit.
+                let _ = waiter.wake.send(());
+                return true;
             }
-            self.waiting -= 1;
-            // The permit is the waiter's now. If its receiver is gone, its `Place` has not
-            // settled yet: it will find itself granted and release the permit.
-            let _ = waiter.wake.send(());
-            return true;
         }
         false
     }
 
     /// Takes waiter `id` out of `client`'s queue; false when it is no longer there (granted).
-    fn withdraw(&mut self, client: ClientKey, id: u64) -> bool {
+    fn withdraw(&mut self, client: Claimant, id: u64) -> bool {
         let Some(queue) = self.queues.get_mut(&client) else {
             return false;
         };
@@ -213,11 +283,12 @@ impl State {
             return false;
         };
         queue.remove(at);
-        self.waiting -= 1;
         if queue.is_empty() {
             self.queues.remove(&client);
-            self.turn.retain(|waiting| *waiting != client);
+            self.turn_of(client.class)
+                .retain(|waiting| *waiting != client);
         }
+        self.count(client.class, -1);
         true
     }
 }
@@ -226,7 +297,7 @@ impl State {
 /// is dropped, on drop (releasing a permit that was handed over meanwhile).
 struct Place<'a> {
     shared: &'a Shared,
-    client: ClientKey,
+    client: Claimant,
     id: u64,
     settled: bool,
 }

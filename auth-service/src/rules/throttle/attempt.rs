@@ -1,6 +1,7 @@
 //! A charged sign-in attempt and how it is settled: a failure may block the (account,
-//! address) pair, a success gives the charges back, and an attempt dropped unsettled (its
-//! password never checked) gives them back in the background.
+//! address) pair, a success gives the charges back, an attempt dropped before its password
+//! hash started gives them back in the background, and one dropped after (a call cancelled
+//! mid-hash) is settled as a failure: the CPU was spent, so the guess counts.
 
 use super::{AttemptKeys, Throttle, store};
 use crate::error::AuthError;
@@ -42,23 +43,31 @@ pub struct Attempt {
     pub(super) keys: AttemptKeys,
     pub(super) charges: Charges,
     pub(super) settled: bool,
+    /// The account signed in from this address in the last 30 days.
+    pub(super) known: bool,
+    /// When its password hash started, if it has: from then on it is charged whatever happens.
+    pub(super) hashing_since: Option<DateTime<Utc>>,
 }
 
 impl Attempt {
+    /// Whether the account signed in from this address in the last 30 days (its hashing turn
+    /// comes before others').
+    pub fn is_from_known_address(&self) -> bool {
+        self.known
+    }
+
+    /// The password hash is about to start (at `now`): if the attempt is dropped from here on
+    /// (the call cancelled), it is settled as a failure, not given back.
+    pub fn hashing(&mut self, now: DateTime<Utc>) {
+        self.hashing_since = Some(now);
+    }
+
     /// The password was wrong: from the free attempts on, each failure of this account from
     /// this address blocks the pair for the base delay, doubled per further failure, up to
     /// the longest delay, counted from `now`. The charges stay counted.
     pub async fn failed(mut self, now: DateTime<Utc>) -> Result<(), AuthError> {
         self.settled = true;
-        let (t, charges) = (&self.throttle, self.charges);
-        if charges.pair.is_some() && charges.pair_failures >= t.free_attempts {
-            let doublings = u32::try_from(charges.pair_failures - t.free_attempts)
-                .unwrap_or(0)
-                .min(20);
-            let delay = (t.base_delay * 2_i32.saturating_pow(doublings)).min(t.max_delay);
-            let until = now.trunc_subsecs(6) + delay;
-            store::block_exactly(&self.db, &self.keys.pair, until).await?;
-        }
+        block_failed_pair(&self.throttle, &self.db, &self.keys, self.charges, now).await?;
         Ok(())
     }
 
@@ -80,6 +89,26 @@ impl Attempt {
         store::remember(&self.db, &keys.known, now.trunc_subsecs(6)).await?;
         Ok(())
     }
+}
+
+/// The delay a failure adds: from the free attempts on, the pair is blocked for the base delay,
+/// doubled per further failure, up to the longest delay, counted from `now`.
+async fn block_failed_pair(
+    t: &Throttle,
+    db: &DatabaseConnection,
+    keys: &AttemptKeys,
+    charges: Charges,
+    now: DateTime<Utc>,
+) -> Result<(), sea_orm::DbErr> {
+    if charges.pair.is_some() && charges.pair_failures >= t.free_attempts {
+        let doublings = u32::try_from(charges.pair_failures - t.free_attempts)
+            .unwrap_or(0)
+            .min(20);
+        let delay = (t.base_delay * 2_i32.saturating_pow(doublings)).min(t.max_delay);
+        let until = now.trunc_subsecs(6) + delay;
+        store::block_exactly(db, &keys.pair, until).await?;
+    }
+    Ok(())
 }
 
 /// Gives back every charge of an attempt whose password was never checked.
@@ -110,6 +139,16 @@ impl Drop for Attempt {
             return;
         };
         let (db, keys) = (self.db.clone(), self.keys.clone());
+        if let Some(since) = self.hashing_since {
+            // Cancelled after its hash started: a guess like any other.
+            let throttle = self.throttle.clone();
+            runtime.spawn(async move {
+                if let Err(error) = block_failed_pair(&throttle, &db, &keys, c, since).await {
+                    tracing::warn!(%error, "charging a sign-in cancelled mid-hash failed");
+                }
+            });
+            return;
+        }
         runtime.spawn(async move {
             if let Err(error) = give_back(&db, &keys, c).await {
                 tracing::warn!(%error, "giving back the charges of an unchecked sign-in failed");

@@ -21,8 +21,15 @@ fn limits(per_client: usize, total: usize, max_wait: Duration) -> QueueLimits {
     }
 }
 
-fn client(n: u8) -> ClientKey {
-    ClientKey::from_ip(IpAddr::from([10, 0, 0, n]))
+fn client(n: u8) -> Claimant {
+    Claimant::other(ClientKey::from_ip(IpAddr::from([10, 0, 0, n])))
+}
+
+fn known(n: u8) -> Claimant {
+    Claimant {
+        client: ClientKey::from_ip(IpAddr::from([10, 0, 0, n])),
+        class: Class::Known,
+    }
 }
 
 /// One poll, without a task: `Ready` means the answer came at once.
@@ -35,7 +42,7 @@ type Log = Arc<Mutex<Vec<String>>>;
 /// A task that acquires a permit for `client`, logs `label`, and gives the permit back.
 fn spawn_waiter(
     permits: &FairPermits,
-    client: ClientKey,
+    client: Claimant,
     label: &str,
     log: &Log,
 ) -> JoinHandle<Result<(), Busy>> {
@@ -64,7 +71,8 @@ fn assert_idle(permits: &FairPermits, free: usize) {
     let state = permits.shared.lock();
     assert_eq!(state.free, free, "free permits");
     assert_eq!(state.waiting, 0, "waiters");
-    assert!(state.queues.is_empty() && state.turn.is_empty());
+    assert!(state.queues.is_empty() && state.turn.is_empty() && state.known_turn.is_empty());
+    assert_eq!(state.known_waiting, 0);
 }
 
 async fn all_served(tasks: Vec<JoinHandle<Result<(), Busy>>>) {
@@ -127,11 +135,11 @@ async fn when_the_total_bound_is_reached_everyone_is_refused_at_once() {
         spawn_waiter(&permits, client(2), "B0", &log),
     ];
     until_waiting(&permits, 3).await;
-    for newcomer in [client(3), client(1), ClientKey::unknown()] {
+    for newcomer in [client(3), client(1), Claimant::other(ClientKey::unknown())] {
         let refused = poll_once(pin!(permits.acquire(newcomer)));
         assert!(
             matches!(refused, Poll::Ready(Err(Busy { .. }))),
-            "{newcomer}"
+            "{newcomer:?}"
         );
     }
     drop(holder);
@@ -276,7 +284,40 @@ async fn under_concurrent_churn_no_permit_is_lost_or_handed_out_twice() {
 async fn waiting_for_and_holding_a_permit_can_move_between_threads() {
     fn assert_send<T: Send + 'static>(_: &T) {}
     let permits = FairPermits::new(1, limits(1, 1, LONG));
-    let acquire = async move { permits.acquire(ClientKey::unknown()).await };
+    let acquire = async move { permits.acquire(Claimant::other(ClientKey::unknown())).await };
     assert_send(&acquire);
     assert_send(&acquire.await.unwrap());
+}
+
+#[tokio::test]
+async fn a_known_address_is_served_before_a_flood_from_many_others_and_has_room_when_they_fill_the_queue()
+ {
+    let permits = FairPermits::new(1, limits(4, 8, LONG));
+    let log = Log::default();
+    let holder = permits.acquire(client(200)).await.unwrap();
+    // 100 flooding addresses: 8 get a place, the rest are refused at once.
+    let mut flood = Vec::new();
+    let mut refused = 0;
+    for n in 0..100 {
+        if n < 8 {
+            flood.push(spawn_waiter(
+                &permits,
+                client(n),
+                &format!("flood {n}"),
+                &log,
+            ));
+            until_waiting(&permits, flood.len()).await;
+        } else if poll_once(pin!(permits.acquire(client(n)))).is_ready() {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 92);
+    // The owner from a known address still finds room, and goes first.
+    let owner = spawn_waiter(&permits, known(250), "owner", &log);
+    until_waiting(&permits, 9).await;
+    drop(holder);
+    owner.await.unwrap().unwrap();
+    all_served(flood).await;
+    assert_eq!(log.lock().unwrap()[0], "owner");
+    assert_idle(&permits, 1);
 }
