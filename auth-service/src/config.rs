@@ -77,6 +77,12 @@ pub struct TokenArgs {
     #[arg(long, env = "REFRESH_GRACE_SECS", default_value_t = 10)]
     pub refresh_grace_secs: u32,
 
+    /// The least time between two exchanges of one session's refresh token, in milliseconds;
+    /// a sooner one answers RESOURCE_EXHAUSTED (`TOO_MANY_REQUESTS`) with RetryInfo.
+    /// Concurrent refreshes of the same token are replays, not exchanges, and are not limited.
+    #[arg(long, env = "REFRESH_MIN_INTERVAL_MS", default_value_t = 1000)]
+    pub refresh_min_interval_ms: u32,
+
     /// How long one Ed25519 key signs before a new one takes over, in seconds. The old key
     /// keeps verifying until the last token it signed has expired.
     #[arg(long, env = "KEY_ROTATION_SECS", default_value_t = 7 * 24 * 60 * 60)]
@@ -97,6 +103,11 @@ impl TokenArgs {
     /// Refresh grace window.
     pub fn refresh_grace(&self) -> TimeDelta {
         TimeDelta::seconds(self.refresh_grace_secs.into())
+    }
+
+    /// Least time between two exchanges of one session's refresh token.
+    pub fn refresh_min_interval(&self) -> TimeDelta {
+        TimeDelta::milliseconds(self.refresh_min_interval_ms.into())
     }
 
     /// Key rotation interval.

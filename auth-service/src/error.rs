@@ -42,6 +42,9 @@ pub enum AuthError {
     /// long for one.
     #[error("password hashing busy: retry after {0:?}")]
     Busy(Duration),
+    /// The session's refresh token was exchanged less than REFRESH_MIN_INTERVAL_MS ago.
+    #[error("refreshed too soon: retry after {0:?}")]
+    RefreshTooSoon(Duration),
     /// The database failed (unavailable, or a bug).
     #[error(transparent)]
     Database(#[from] DatabaseError),
@@ -73,9 +76,10 @@ impl ServiceError for AuthError {
             Self::InvalidCredentials | Self::InvalidToken(_) | Self::InvalidRefreshToken(_) => {
                 Code::Unauthenticated
             }
-            Self::Throttled(_) | Self::SignUpThrottled(_) | Self::Busy(_) => {
-                Code::ResourceExhausted
-            }
+            Self::Throttled(_)
+            | Self::SignUpThrottled(_)
+            | Self::Busy(_)
+            | Self::RefreshTooSoon(_) => Code::ResourceExhausted,
             Self::Database(error) => error.code(),
             Self::Internal(_) => Code::Internal,
         }
@@ -89,7 +93,7 @@ impl ServiceError for AuthError {
             Self::InvalidToken(_) => ErrorReason::InvalidToken,
             Self::InvalidRefreshToken(_) => ErrorReason::InvalidRefreshToken,
             Self::Throttled(_) | Self::SignUpThrottled(_) => ErrorReason::TooManyAttempts,
-            Self::Busy(_) => ErrorReason::TooManyRequests,
+            Self::Busy(_) | Self::RefreshTooSoon(_) => ErrorReason::TooManyRequests,
             Self::Database(error) => error.reason(),
             Self::Internal(_) => ErrorReason::Internal,
         }
@@ -119,6 +123,12 @@ impl ServiceError for AuthError {
                 delay.as_secs().max(1)
             )
             .into(),
+            Self::RefreshTooSoon(delay) => format!(
+                "this session refreshed its tokens moments ago (REFRESH_MIN_INTERVAL_MS): try \
+                 again in {} ms",
+                delay.as_millis().max(1)
+            )
+            .into(),
             Self::Database(error) => error.public_message(),
             Self::Internal(_) => INTERNAL_MESSAGE.into(),
         }
@@ -131,7 +141,8 @@ impl ServiceError for AuthError {
             | Self::InvalidCredentials
             | Self::Throttled(_)
             | Self::SignUpThrottled(_)
-            | Self::Busy(_) => LogLevel::None,
+            | Self::Busy(_)
+            | Self::RefreshTooSoon(_) => LogLevel::None,
             Self::InvalidToken(_) | Self::InvalidRefreshToken(_) => LogLevel::Info,
             Self::Database(_) | Self::Internal(_) => LogLevel::Error,
         }
@@ -140,9 +151,10 @@ impl ServiceError for AuthError {
     fn extra(&self) -> Extra<'_> {
         match self {
             Self::InvalidArgument(violations) => Extra::BadRequest(violations),
-            Self::Throttled(delay) | Self::SignUpThrottled(delay) | Self::Busy(delay) => {
-                Extra::RetryAfter(*delay)
-            }
+            Self::Throttled(delay)
+            | Self::SignUpThrottled(delay)
+            | Self::Busy(delay)
+            | Self::RefreshTooSoon(delay) => Extra::RetryAfter(*delay),
             _ => Extra::None,
         }
     }

@@ -20,9 +20,10 @@ pub struct AuthMigrator;
 #[async_trait::async_trait]
 impl MigratorTrait for AuthMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(
-            auth::m20261123_000001_create_auth_tables::Migration,
-        )]
+        vec![
+            Box::new(auth::m20261123_000001_create_auth_tables::Migration),
+            Box::new(auth::m20261203_000001_refresh_generations::Migration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

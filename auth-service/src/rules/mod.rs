@@ -22,7 +22,7 @@ pub mod tokens;
 pub use accounts::{Accounts, SignedIn};
 pub use keys::{KeyRing, PublicKeys};
 pub use retention::{Retention, spawn_sweeper};
-pub use sessions::Sessions;
+pub use sessions::{SessionTimes, Sessions};
 
 use crate::{config::AuthConfig, error::AuthError};
 use clock::SharedClock;
@@ -63,8 +63,11 @@ impl Rules {
             Arc::clone(&keys),
             TokenIssuer::new(&t.jwt.jwt_issuer, &t.jwt.jwt_audience, t.access_ttl()),
             t.jwt.verifier(),
-            t.session_ttl(),
-            t.refresh_grace(),
+            SessionTimes {
+                ttl: t.session_ttl(),
+                refresh_grace: t.refresh_grace(),
+                min_interval: t.refresh_min_interval(),
+            },
         ));
         let throttle = Throttle::new(&config.throttle);
         let accounts = Arc::new(Accounts::new(

@@ -1,11 +1,23 @@
 //! Sessions and their tokens: starting one, rotating its refresh token (with a grace window
 //! and reuse detection), signing out, introspection and bearer authentication.
 //!
-//! Rotation: each refresh token's successor is derived from it with the session's secret
-//! (`tokens::next_refresh_token`), and the access token issued with it is signed
-//! deterministically (`iat` = the moment of rotation, `jti` derived too). So two concurrent
-//! refreshes of one token both get the same new pair, while the database keeps only hashes.
-//! A spent token presented after the grace window revokes the whole session.
+//! Rotation: a refresh token names its session and a generation under a MAC made with the
+//! session's secret (`tokens::refresh_token`); the session row keeps the current generation
+//! and when, and with which key, the previous one was exchanged. Exchanging the current
+//! generation moves the session to the next; the access token issued with it is signed
+//! deterministically (`iat` = the moment of rotation, `jti` derived from the spent token). So
+//! two concurrent refreshes of one token both get the same new pair, the database keeps one
+//! row per session however often it refreshes, and no token is stored at all.
+//!
+//! - The previous generation, within the grace window of its exchange: the same new pair.
+//! - Any older generation, or the previous one after the grace window: reuse, and the whole
+//!   session is revoked (within the grace window of the last exchange an older one is only
+//!   refused: the client may just have refreshed twice in a row).
+//! - The current generation again sooner than `min_interval` after the last exchange: refused
+//!   with a retry delay, so one session cannot make the server sign and write in a loop.
+//!
+//! Tokens issued before generations (32 random bytes, stored by hash in `refresh_tokens`) are
+//! exchanged once for generation 1 and recognised as spent afterwards, as before.
 
 use super::{
     KeyRing,
@@ -30,10 +42,18 @@ pub struct Sessions {
     keys: Arc<KeyRing>,
     issuer: TokenIssuer,
     verifier: TokenVerifier,
+    times: SessionTimes,
+}
+
+/// How long sessions and their refresh tokens last, and how often they may be exchanged.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionTimes {
     /// How long a session lasts from sign-in.
-    ttl: TimeDelta,
+    pub ttl: TimeDelta,
     /// How long after a refresh token is spent it still gets the same successor pair.
-    refresh_grace: TimeDelta,
+    pub refresh_grace: TimeDelta,
+    /// The least time between two exchanges of one session's tokens.
+    pub min_interval: TimeDelta,
 }
 
 impl Sessions {
@@ -44,8 +64,7 @@ impl Sessions {
         keys: Arc<KeyRing>,
         issuer: TokenIssuer,
         verifier: TokenVerifier,
-        ttl: TimeDelta,
-        refresh_grace: TimeDelta,
+        times: SessionTimes,
     ) -> Self {
         Self {
             db,
@@ -53,8 +72,7 @@ impl Sessions {
             keys,
             issuer,
             verifier,
-            ttl,
-            refresh_grace,
+            times,
         }
     }
 
@@ -69,15 +87,14 @@ impl Sessions {
         user: &User,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, AuthError> {
-        let refresh_token = tokens::new_refresh_token()?;
         let new = NewSession {
             user_id: user.id,
             rotation_secret: tokens::random_secret()?.to_vec(),
             now,
-            expires_at: now + self.ttl,
+            expires_at: now + self.times.ttl,
         };
-        let session =
-            store::create(&self.db, new, tokens::hash_refresh_token(&refresh_token)).await?;
+        let session = store::create(&self.db, new).await?;
+        let refresh_token = tokens::refresh_token(&session.rotation_secret, session.id, 0)?;
         let keys = self.keys.current(now).await?;
         let subject = Subject {
             user_id: user.id,
@@ -97,33 +114,109 @@ impl Sessions {
     /// Exchanges a refresh token for a new pair (see the module docs).
     pub async fn refresh(&self, presented: &str) -> Result<TokenPair, AuthError> {
         let now = self.clock.now();
+        match tokens::RefreshClaim::parse(presented) {
+            Some(claim) => self.refresh_generation(presented, claim, now).await,
+            None => self.refresh_legacy(presented, now).await,
+        }
+    }
+
+    async fn refresh_generation(
+        &self,
+        presented: &str,
+        claim: tokens::RefreshClaim,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, AuthError> {
+        let (mut session, user) = self.live_session(claim.session_id, now).await?;
+        if !claim.is_authentic(&session.rotation_secret)? {
+            return Err(AuthError::InvalidRefreshToken("unknown"));
+        }
+        if claim.generation > session.refresh_generation {
+            return Err(AuthError::InvalidRefreshToken("unknown"));
+        }
+        if claim.generation == session.refresh_generation {
+            if let Some(last) = &session.refreshed {
+                let wait = self.times.min_interval - (now - last.at);
+                if wait > TimeDelta::zero() {
+                    return Err(AuthError::RefreshTooSoon(wait.to_std().unwrap_or_default()));
+                }
+            }
+            match self.exchange(&session, claim.generation, None, now).await? {
+                Some(kid) => {
+                    return self
+                        .successor_pair(presented, claim.generation, &session, &user, now, &kid)
+                        .await;
+                }
+                // Another refresh of the same token won the race: a replay of it.
+                None => {
+                    session = self.live_session(claim.session_id, now).await?.0;
+                }
+            }
+        }
+        let last = session
+            .refreshed
+            .clone()
+            .ok_or(AuthError::InvalidRefreshToken("unknown"))?;
+        let within_grace = now - last.at <= self.times.refresh_grace;
+        if claim.generation + 1 == session.refresh_generation && within_grace {
+            return self
+                .successor_pair(
+                    presented,
+                    claim.generation,
+                    &session,
+                    &user,
+                    last.at,
+                    &last.kid,
+                )
+                .await;
+        }
+        if within_grace {
+            // Two exchanges within the grace window, and a late copy of the older token: not
+            // proof of theft, and nothing is issued for it.
+            return Err(AuthError::InvalidRefreshToken("superseded"));
+        }
+        self.reused(&session, &user, now).await
+    }
+
+    /// A token from before generations: exchanged once for generation 1, as it was.
+    async fn refresh_legacy(
+        &self,
+        presented: &str,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, AuthError> {
         let hash = tokens::hash_refresh_token(presented);
         let token = store::refresh_token(&self.db, &hash)
             .await?
             .ok_or(AuthError::InvalidRefreshToken("unknown"))?;
         let (session, user) = self.live_session(token.session_id, now).await?;
-
         let spent = match token.spent {
             Some(spent) => spent,
-            None => match self.rotate(&hash, presented, &session, now).await? {
+            None => match self.exchange(&session, 0, Some(&hash), now).await? {
                 Some(kid) => {
                     return self
-                        .successor_pair(presented, &session, &user, now, &kid)
+                        .successor_pair(presented, 0, &session, &user, now, &kid)
                         .await;
                 }
-                // Another refresh of the same token won the race: treat as a replay.
                 None => store::refresh_token(&self.db, &hash)
                     .await?
                     .and_then(|token| token.spent)
                     .ok_or(AuthError::InvalidRefreshToken("unknown"))?,
             },
         };
-
-        if now - spent.at <= self.refresh_grace {
+        if now - spent.at <= self.times.refresh_grace {
             return self
-                .successor_pair(presented, &session, &user, spent.at, &spent.kid)
+                .successor_pair(presented, 0, &session, &user, spent.at, &spent.kid)
                 .await;
         }
+        self.reused(&session, &user, now).await
+    }
+
+    /// A spent token presented after the grace window: the session is revoked.
+    async fn reused(
+        &self,
+        session: &Session,
+        user: &User,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, AuthError> {
         self.revoke(session.id, now).await?;
         tracing::warn!(
             target: "audit", event = "refresh_token_reused", user_id = %user.id, session_id = %session.id,
@@ -132,24 +225,24 @@ impl Sessions {
         Err(AuthError::InvalidRefreshToken("reused after grace window"))
     }
 
-    /// Marks `hash` spent and stores its successor, atomically. `Some(kid)` when this call
-    /// spent it, `None` when a concurrent call already had.
-    async fn rotate(
+    /// Moves `session` from generation `from` to the next (spending `legacy_hash` too, for a
+    /// token from before generations). `Some(kid)` when this call moved it, `None` when a
+    /// concurrent call already had.
+    async fn exchange(
         &self,
-        hash: &str,
-        presented: &str,
         session: &Session,
+        from: u64,
+        legacy_hash: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Option<String>, AuthError> {
         let keys = self.keys.current(now).await?;
         let kid = keys.signing_kid().to_owned();
-        let successor = tokens::next_refresh_token(&session.rotation_secret, presented)?;
         let exchange = Exchange {
-            spent_hash: hash,
-            successor_hash: tokens::hash_refresh_token(&successor),
             session_id: session.id,
+            from,
             kid: &kid,
             now,
+            legacy_hash,
         };
         match store::exchange(&self.db, exchange).await? {
             Exchanged::Done => Ok(Some(kid)),
@@ -158,17 +251,18 @@ impl Sessions {
         }
     }
 
-    /// The pair issued when `presented` was spent at `spent_at` with key `kid`: the same
-    /// bytes every time.
+    /// The pair issued when `presented` (of generation `spent`) was exchanged at `spent_at`
+    /// with key `kid`: the same bytes every time.
     async fn successor_pair(
         &self,
         presented: &str,
+        spent: u64,
         session: &Session,
         user: &User,
         spent_at: DateTime<Utc>,
         kid: &str,
     ) -> Result<TokenPair, AuthError> {
-        let refresh_token = tokens::next_refresh_token(&session.rotation_secret, presented)?;
+        let refresh_token = tokens::refresh_token(&session.rotation_secret, session.id, spent + 1)?;
         let jti = tokens::rotation_jti(&session.rotation_secret, presented)?;
         let keys = self.keys.for_kid(Some(kid), self.clock.now()).await?;
         let subject = Subject {
@@ -214,10 +308,7 @@ impl Sessions {
         let now = self.clock.now();
         let (session_id, user_id) = match refresh_token {
             Some(token) => {
-                let token = store::refresh_token(&self.db, &tokens::hash_refresh_token(token))
-                    .await?
-                    .ok_or(AuthError::InvalidRefreshToken("unknown"))?;
-                let (session, user) = self.live_session(token.session_id, now).await?;
+                let (session, user) = self.session_of_refresh_token(token, now).await?;
                 (session.id, user.id)
             }
             None => {
@@ -228,6 +319,30 @@ impl Sessions {
         self.revoke(session_id, now).await?;
         tracing::info!(target: "audit", event = "sign_out", %user_id, %session_id, "signed out");
         Ok(())
+    }
+
+    /// The live session that issued `token` (any generation) and its user.
+    async fn session_of_refresh_token(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Session, User), AuthError> {
+        let session_id = match tokens::RefreshClaim::parse(token) {
+            Some(claim) => {
+                let (session, user) = self.live_session(claim.session_id, now).await?;
+                if !claim.is_authentic(&session.rotation_secret)? {
+                    return Err(AuthError::InvalidRefreshToken("unknown"));
+                }
+                return Ok((session, user));
+            }
+            None => {
+                store::refresh_token(&self.db, &tokens::hash_refresh_token(token))
+                    .await?
+                    .ok_or(AuthError::InvalidRefreshToken("unknown"))?
+                    .session_id
+            }
+        };
+        self.live_session(session_id, now).await
     }
 
     /// Verifies a bearer access token and checks its session is still live.
@@ -286,24 +401,39 @@ impl Sessions {
 
     async fn introspect_refresh(&self, token: &str) -> Result<Option<ActiveToken>, AuthError> {
         let now = self.clock.now();
-        let hash = tokens::hash_refresh_token(token);
-        let Some(token) = store::refresh_token(&self.db, &hash).await? else {
-            return Ok(None);
+        // Active: the current generation of a live session (or an unspent token from before
+        // generations).
+        let found = match tokens::RefreshClaim::parse(token) {
+            Some(claim) => self
+                .session_of_refresh_token(token, now)
+                .await
+                .map(|(s, u)| {
+                    let current = claim.generation == s.refresh_generation;
+                    let issued_at = s.refreshed.as_ref().map_or(s.created_at, |r| r.at);
+                    current.then_some((s, u, issued_at))
+                }),
+            None => {
+                let hash = tokens::hash_refresh_token(token);
+                match store::refresh_token(&self.db, &hash).await? {
+                    Some(stored) if stored.spent.is_none() => self
+                        .live_session(stored.session_id, now)
+                        .await
+                        .map(|(s, u)| Some((s, u, stored.created_at))),
+                    _ => Ok(None),
+                }
+            }
         };
-        if token.spent.is_some() {
-            return Ok(None);
-        }
-        match self.live_session(token.session_id, now).await {
-            Ok((session, user)) => Ok(Some(ActiveToken {
+        match found {
+            Ok(Some((session, user, issued_at))) => Ok(Some(ActiveToken {
                 user_id: user.id,
                 email: user.email,
                 session_id: session.id,
                 token_type: "refresh_token",
-                issued_at: token.created_at,
+                issued_at,
                 expires_at: session.expires_at,
                 jti: None,
             })),
-            Err(AuthError::InvalidRefreshToken(_)) => Ok(None),
+            Ok(None) | Err(AuthError::InvalidRefreshToken(_)) => Ok(None),
             Err(other) => Err(other),
         }
     }

@@ -1,4 +1,5 @@
-//! Issuing tokens: signed access JWTs and opaque refresh tokens (stored only as hashes).
+//! Issuing tokens: signed access JWTs, and refresh tokens that name their session and
+//! generation under a MAC made with the session's secret (nothing of them is stored).
 
 use super::keys::SigningKeys;
 use crate::{domain::AccessToken, error::AuthError};
@@ -89,9 +90,74 @@ pub fn random_secret() -> Result<[u8; 32], AuthError> {
     Ok(bytes)
 }
 
-/// A new opaque refresh token.
+/// A new opaque random token (refresh tokens before generations; the benchmarks' stand-in).
 pub fn new_refresh_token() -> Result<String, AuthError> {
     Ok(URL_SAFE_NO_PAD.encode(random_secret()?))
+}
+
+/// What a refresh token says: its session and its generation (the session's first token is
+/// generation 0; each exchange gives the next). Only [`RefreshClaim::is_authentic`] with the
+/// session's secret says whether the session issued it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshClaim {
+    /// The session.
+    pub session_id: Uuid,
+    /// The generation.
+    pub generation: u64,
+    mac: [u8; 32],
+}
+
+/// Bytes of a refresh token: session id, generation, MAC.
+const REFRESH_TOKEN_BYTES: usize = 16 + 8 + 32;
+
+impl RefreshClaim {
+    /// The claim of `token`, if it has the shape of one (refresh tokens issued before
+    /// generations do not: 32 random bytes).
+    pub fn parse(token: &str) -> Option<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+        let bytes: [u8; REFRESH_TOKEN_BYTES] = bytes.try_into().ok()?;
+        let (id, rest) = bytes.split_at(16);
+        let (generation, mac) = rest.split_at(8);
+        Some(Self {
+            session_id: Uuid::from_slice(id).ok()?,
+            generation: u64::from_be_bytes(generation.try_into().ok()?),
+            mac: mac.try_into().ok()?,
+        })
+    }
+
+    /// Whether the session with `session_secret` issued this token (constant time).
+    pub fn is_authentic(&self, session_secret: &[u8]) -> Result<bool, AuthError> {
+        let mac = generation_mac(session_secret, self.session_id, self.generation)?;
+        Ok(mac.verify_slice(&self.mac).is_ok())
+    }
+}
+
+fn generation_mac(
+    session_secret: &[u8],
+    session_id: Uuid,
+    generation: u64,
+) -> Result<Hmac<Sha256>, AuthError> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(session_secret)
+        .map_err(|e| AuthError::internal(format!("hmac key: {e}")))?;
+    mac.update(b"refresh-generation");
+    mac.update(session_id.as_bytes());
+    mac.update(&generation.to_be_bytes());
+    Ok(mac)
+}
+
+/// The refresh token of generation `generation` of session `session_id`: the same string
+/// every time, so concurrent refreshes of one token get the same successor.
+pub fn refresh_token(
+    session_secret: &[u8],
+    session_id: Uuid,
+    generation: u64,
+) -> Result<String, AuthError> {
+    let mac = generation_mac(session_secret, session_id, generation)?.finalize();
+    let mut bytes = Vec::with_capacity(REFRESH_TOKEN_BYTES);
+    bytes.extend_from_slice(session_id.as_bytes());
+    bytes.extend_from_slice(&generation.to_be_bytes());
+    bytes.extend_from_slice(&mac.into_bytes());
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// The SHA-256 of a refresh token, hex: what the database keeps. A refresh token has 256
@@ -111,13 +177,6 @@ fn mac(secret: &[u8], label: &[u8], token: &str) -> Result<[u8; 32], AuthError> 
     Ok(mac.finalize().into_bytes().into())
 }
 
-/// The refresh token that replaces `current`: derived with the session's secret, so
-/// concurrent refreshes of one token get the same successor without the server storing any
-/// token, and a leaked spent token alone does not reveal its successor.
-pub fn next_refresh_token(session_secret: &[u8], current: &str) -> Result<String, AuthError> {
-    Ok(URL_SAFE_NO_PAD.encode(mac(session_secret, b"refresh", current)?))
-}
-
 /// The `jti` of the access token issued when `current` is exchanged.
 pub fn rotation_jti(session_secret: &[u8], current: &str) -> Result<Uuid, AuthError> {
     let bytes = mac(session_secret, b"jti", current)?;
@@ -131,13 +190,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn successor_tokens_are_deterministic_per_session_secret() {
-        let a = next_refresh_token(b"secret-one-secret-one-secret-one", "token").unwrap();
-        let b = next_refresh_token(b"secret-one-secret-one-secret-one", "token").unwrap();
-        let c = next_refresh_token(b"secret-two-secret-two-secret-two", "token").unwrap();
-        assert_eq!(a, b);
-        assert_ne!(a, c);
-        assert_ne!(a, "token");
+    fn refresh_tokens_name_their_generation_and_only_their_session_secret_makes_them() {
+        let (one, two) = (
+            b"secret-one-secret-one-secret-one",
+            b"secret-two-secret-two-secret-two",
+        );
+        let session = Uuid::now_v7();
+        let token = refresh_token(one, session, 7).unwrap();
+        assert_eq!(
+            token,
+            refresh_token(one, session, 7).unwrap(),
+            "deterministic"
+        );
+        let claim = RefreshClaim::parse(&token).unwrap();
+        assert_eq!((claim.session_id, claim.generation), (session, 7));
+        assert!(claim.is_authentic(one).unwrap());
+        assert!(!claim.is_authentic(two).unwrap());
+        // Another generation or session under the same MAC is not authentic.
+        let forged = RefreshClaim {
+            generation: 8,
+            ..claim
+        };
+        assert!(!forged.is_authentic(one).unwrap());
+        // Tokens from before generations (32 random bytes) and garbage do not parse.
+        assert!(RefreshClaim::parse(&new_refresh_token().unwrap()).is_none());
+        assert!(RefreshClaim::parse("made-up").is_none());
+        assert!(RefreshClaim::parse("").is_none());
     }
 
     #[test]

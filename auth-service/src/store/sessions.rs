@@ -1,5 +1,6 @@
-//! `sessions` and `refresh_tokens`: one session per sign-in, and every refresh token it was
-//! given, stored only as hashes.
+//! `sessions` and `refresh_tokens`: one session per sign-in, with the generation of its current
+//! refresh token; and, stored only as hashes, refresh tokens issued before generations
+//! (kept until their sessions end, so their reuse is still recognised).
 
 use super::entity::{refresh_token, session, user};
 use crate::domain::User;
@@ -17,8 +18,13 @@ pub struct Session {
     pub user_id: Uuid,
     /// Derives each next refresh token from the current one. Never logged.
     pub rotation_secret: Vec<u8>,
+    pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The generation of the current refresh token.
+    pub refresh_generation: u64,
+    /// The exchange of the previous generation for the current one, if there was one.
+    pub refreshed: Option<Spent>,
 }
 
 impl Session {
@@ -41,17 +47,24 @@ impl std::fmt::Debug for Session {
 
 impl From<session::Model> for Session {
     fn from(row: session::Model) -> Self {
+        let refreshed = match (row.refreshed_at, row.refreshed_kid) {
+            (Some(at), Some(kid)) => Some(Spent { at, kid }),
+            _ => None,
+        };
         Self {
             id: row.id,
             user_id: row.user_id,
             rotation_secret: row.rotation_secret,
+            created_at: row.created_at,
             expires_at: row.expires_at,
             revoked_at: row.revoked_at,
+            refresh_generation: u64::try_from(row.refresh_generation).unwrap_or(0),
+            refreshed,
         }
     }
 }
 
-/// A stored refresh token (known by its hash).
+/// A refresh token issued before generations, stored by its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshToken {
     pub session_id: Uuid,
@@ -97,12 +110,8 @@ pub struct NewSession {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Opens a session with its first refresh token (by hash).
-pub(crate) async fn create(
-    db: &DatabaseConnection,
-    new: NewSession,
-    refresh_token_hash: String,
-) -> Result<Session, DbErr> {
+/// Opens a session (its refresh token is generation 0).
+pub(crate) async fn create(db: &DatabaseConnection, new: NewSession) -> Result<Session, DbErr> {
     let row = session::Entity::insert(session::ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(new.user_id),
@@ -111,14 +120,16 @@ pub(crate) async fn create(
         expires_at: Set(new.expires_at),
         last_used_at: Set(new.now),
         revoked_at: Set(None),
+        refresh_generation: Set(0),
+        refreshed_at: Set(None),
+        refreshed_kid: Set(None),
     })
     .exec_with_returning(db)
     .await?;
-    insert_refresh_token(db, refresh_token_hash, row.id, new.now).await?;
     Ok(row.into())
 }
 
-/// The refresh token with this hash.
+/// The refresh token from before generations with this hash.
 pub(crate) async fn refresh_token(
     db: &impl ConnectionTrait,
     hash: &str,
@@ -153,69 +164,81 @@ pub(crate) async fn with_user(
     })
 }
 
-/// Exchanging one refresh token for its successor.
+/// Exchanging generation `from` of a session's refresh token for the next.
 pub struct Exchange<'a> {
-    pub spent_hash: &'a str,
-    pub successor_hash: String,
     pub session_id: Uuid,
+    pub from: u64,
     /// The key that signs the access token issued with the successor.
     pub kid: &'a str,
     pub now: DateTime<Utc>,
+    /// A token from before generations being exchanged (by hash): marked spent as well.
+    pub legacy_hash: Option<&'a str>,
 }
 
 /// How an [`exchange`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exchanged {
-    /// The token is spent and its successor stored.
+    /// The session moved to the next generation.
     Done,
-    /// A concurrent exchange spent it first; nothing changed.
+    /// A concurrent exchange moved it first; nothing changed.
     AlreadySpent,
     /// The session was revoked (e.g. a sign-out that won the race); nothing changed.
     SessionEnded,
 }
 
-/// Touches the session (only while it is not revoked), marks the token spent and stores its
-/// successor, atomically. The session row is updated first, so a concurrent sign-out either
-/// waits for this exchange or makes it see the revocation: never both a sign-out and a
-/// successor that works after it.
+/// Moves the session from generation `from` to the next (only while it is there and not
+/// revoked), recording when and with which key, in one statement: of concurrent exchanges
+/// exactly one moves it, and a concurrent sign-out either comes after (and ends the new
+/// generation) or makes this one see the revocation. A token from before generations is
+/// marked spent in the same transaction.
 pub(crate) async fn exchange(
     db: &DatabaseConnection,
     exchange: Exchange<'_>,
 ) -> Result<Exchanged, DbErr> {
+    let from = i64::try_from(exchange.from).map_err(|e| DbErr::Custom(e.to_string()))?;
     let txn = db.begin().await?;
-    let live = session::Entity::update_many()
+    let moved = session::Entity::update_many()
+        .col_expr(session::Column::RefreshGeneration, Expr::value(from + 1))
+        .col_expr(session::Column::RefreshedAt, Expr::value(exchange.now))
+        .col_expr(
+            session::Column::RefreshedKid,
+            Expr::value(exchange.kid.to_owned()),
+        )
         .col_expr(session::Column::LastUsedAt, Expr::value(exchange.now))
         .filter(session::Column::Id.eq(exchange.session_id))
+        .filter(session::Column::RefreshGeneration.eq(from))
         .filter(session::Column::RevokedAt.is_null())
         .exec(&txn)
         .await?
         .rows_affected;
-    if live != 1 {
+    if moved != 1 {
         txn.rollback().await?;
-        return Ok(Exchanged::SessionEnded);
+        let revoked = find(db, exchange.session_id)
+            .await?
+            .is_none_or(|session| session.revoked_at.is_some());
+        return Ok(if revoked {
+            Exchanged::SessionEnded
+        } else {
+            Exchanged::AlreadySpent
+        });
     }
-    let spent = refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::SpentAt, Expr::value(exchange.now))
-        .col_expr(
-            refresh_token::Column::SpentKid,
-            Expr::value(exchange.kid.to_owned()),
-        )
-        .filter(refresh_token::Column::TokenHash.eq(exchange.spent_hash))
-        .filter(refresh_token::Column::SpentAt.is_null())
-        .exec(&txn)
-        .await?
-        .rows_affected;
-    if spent != 1 {
-        txn.rollback().await?;
-        return Ok(Exchanged::AlreadySpent);
+    if let Some(hash) = exchange.legacy_hash {
+        let spent = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::SpentAt, Expr::value(exchange.now))
+            .col_expr(
+                refresh_token::Column::SpentKid,
+                Expr::value(exchange.kid.to_owned()),
+            )
+            .filter(refresh_token::Column::TokenHash.eq(hash))
+            .filter(refresh_token::Column::SpentAt.is_null())
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        if spent != 1 {
+            txn.rollback().await?;
+            return Ok(Exchanged::AlreadySpent);
+        }
     }
-    insert_refresh_token(
-        &txn,
-        exchange.successor_hash,
-        exchange.session_id,
-        exchange.now,
-    )
-    .await?;
     txn.commit().await?;
     Ok(Exchanged::Done)
 }
@@ -232,24 +255,6 @@ pub(crate) async fn revoke(
         .filter(session::Column::RevokedAt.is_null())
         .exec(db)
         .await?;
-    Ok(())
-}
-
-async fn insert_refresh_token(
-    db: &impl ConnectionTrait,
-    hash: String,
-    session_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    refresh_token::Entity::insert(refresh_token::ActiveModel {
-        token_hash: Set(hash),
-        session_id: Set(session_id),
-        created_at: Set(now),
-        spent_at: Set(None),
-        spent_kid: Set(None),
-    })
-    .exec(db)
-    .await?;
     Ok(())
 }
 

@@ -318,3 +318,18 @@ pub fn assert_grpc_web_answer(response: &str) {
         "{response}"
     );
 }
+
+/// How many rows `table` of the database at `url` has.
+pub async fn count_rows(url: &str, table: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = sea_orm::Database::connect(url).await.unwrap();
+    let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
+    let n: i64 = row.try_get("", "n").unwrap();
+    db.close().await.unwrap();
+    n
+}

@@ -11,6 +11,7 @@ async fn refresh_rotates_both_tokens() {
     assert_ne!(second.refresh_token, first.refresh_token);
     assert_ne!(second.access_token, first.access_token);
     assert!(app.current_user(&second.access_token).await.is_ok());
+    app.advance(1);
     let third = app.refresh(&second.refresh_token).await.unwrap();
     assert_ne!(third.refresh_token, second.refresh_token);
 }
@@ -219,4 +220,113 @@ async fn a_refresh_racing_a_sign_out_never_leaves_a_usable_refresh_token() {
         );
     }
     println!("{refreshed_first} of 100 refreshes finished before their sign-out");
+}
+
+/// Row 7 of the fair-share review: a session refreshed again and again keeps one row, not one
+/// per token (3,000 refreshes used to leave 3,001 rows for 30 days), and every generation it
+/// has left behind is still recognised: presenting an old one revokes the session.
+#[tokio::test]
+async fn a_session_refreshed_many_times_keeps_one_row_and_still_recognises_every_old_token() {
+    let app = TestApp::spawn().await;
+    let mut pair = tokens(&app.sign_up("ada@example.com").await).clone();
+    let mut spent = Vec::new();
+    for _ in 0..200 {
+        app.advance(1);
+        let next = app.refresh(&pair.refresh_token).await.unwrap();
+        spent.push(std::mem::replace(&mut pair, next).refresh_token);
+    }
+    let url = &app.database_url;
+    assert_eq!(count_rows(url, "sessions").await, 1);
+    assert_eq!(
+        count_rows(url, "refresh_tokens").await,
+        0,
+        "no token is stored"
+    );
+    // A token 150 generations old, long after its grace window: reuse.
+    app.advance(60);
+    let status = app.refresh(&spent[50]).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let status = app.refresh(&pair.refresh_token).await.unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::Unauthenticated,
+        "the session was revoked, its current token with it"
+    );
+}
+
+/// Refresh is limited per session (REFRESH_MIN_INTERVAL_MS, 1 s): a loop of exchanges is told
+/// when to come back; concurrent refreshes of one token are replays and are not limited.
+#[tokio::test]
+async fn a_session_cannot_exchange_its_refresh_token_in_a_loop() {
+    let app = TestApp::spawn().await;
+    let first = tokens(&app.sign_up("ada@example.com").await).clone();
+    let second = app.refresh(&first.refresh_token).await.unwrap();
+    let again = app.refresh(&first.refresh_token).await.unwrap();
+    assert_eq!(
+        again.refresh_token, second.refresh_token,
+        "a replay, not limited"
+    );
+    let status = app.refresh(&second.refresh_token).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    assert_eq!(details.error_info().unwrap().reason, "TOO_MANY_REQUESTS");
+    assert!(retry_delay(&status).is_some());
+    app.advance(1);
+    app.refresh(&second.refresh_token)
+        .await
+        .expect("after the interval");
+}
+
+/// A refresh token issued before generations (32 random bytes, stored by hash) still works
+/// after the upgrade: exchanged once for generation 1, replayed within the grace window, and
+/// recognised as reuse after it.
+#[tokio::test]
+async fn a_refresh_token_from_before_generations_is_exchanged_once_and_its_reuse_recognised() {
+    use auth_service::internals::{hash_refresh_token, new_refresh_token};
+    use sea_orm::{
+        ConnectionTrait,
+        sea_query::{Alias, Query},
+    };
+    let app = TestApp::spawn().await;
+    let pair = tokens(&app.sign_up("ada@example.com").await).clone();
+    let session_id: uuid::Uuid = app
+        .introspect(&pair.access_token)
+        .await
+        .session_id
+        .parse()
+        .unwrap();
+    // What the previous version stored for the session's token.
+    let legacy = new_refresh_token().unwrap();
+    let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    let insert = Query::insert()
+        .into_table(Alias::new("refresh_tokens"))
+        .columns(["token_hash", "session_id", "created_at"].map(Alias::new))
+        .values_panic([
+            hash_refresh_token(&legacy).into(),
+            session_id.into(),
+            app.state_now().into(),
+        ])
+        .to_owned();
+    db.execute(&insert).await.unwrap();
+
+    app.advance(1);
+    let upgraded = app.refresh(&legacy).await.unwrap();
+    assert!(app.current_user(&upgraded.access_token).await.is_ok());
+    let replay = app.refresh(&legacy).await.unwrap();
+    assert_eq!(
+        replay.refresh_token, upgraded.refresh_token,
+        "within the grace window"
+    );
+    app.advance(11);
+    let next = app.refresh(&upgraded.refresh_token).await.unwrap();
+    assert_eq!(
+        app.refresh(&legacy).await.unwrap_err().code(),
+        Code::Unauthenticated,
+        "spent long ago: reuse"
+    );
+    assert_eq!(
+        app.refresh(&next.refresh_token).await.unwrap_err().code(),
+        Code::Unauthenticated,
+        "the reuse revoked the session"
+    );
 }

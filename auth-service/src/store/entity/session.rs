@@ -13,6 +13,12 @@ pub struct Model {
     pub expires_at: DateTimeUtc,
     pub last_used_at: DateTimeUtc,
     pub revoked_at: Option<DateTimeUtc>,
+    /// The generation of the session's current refresh token (see `rules/sessions.rs`).
+    pub refresh_generation: i64,
+    /// When the previous generation was exchanged for the current one.
+    pub refreshed_at: Option<DateTimeUtc>,
+    /// The key that signed the access token issued at that exchange.
+    pub refreshed_kid: Option<String>,
 }
 
 impl std::fmt::Debug for Model {

@@ -1,0 +1,69 @@
+//! Refresh tokens become generations of their session: a token names its session and a
+//! generation number, authenticated with the session's secret, and the session row keeps the
+//! current generation and when (and with which key) the previous one was exchanged. Storage
+//! per session is then one row however often it refreshes, and any older generation is still
+//! recognised as reuse. `refresh_tokens` keeps only tokens issued before this migration
+//! (until their sessions end); its spent rows older than any grace window are of no further
+//! use to anyone but reuse detection of tokens from before the upgrade, which they keep.
+
+use sea_orm_migration::{prelude::*, schema::*};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite's ALTER TABLE adds one at a time.
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Sessions::Table)
+                    .add_column(big_integer(Sessions::RefreshGeneration).default(0))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Sessions::Table)
+                    .add_column(timestamp_with_time_zone_null(Sessions::RefreshedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Sessions::Table)
+                    .add_column(string_len_null(Sessions::RefreshedKid, 64))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for column in [
+            Sessions::RefreshedKid,
+            Sessions::RefreshedAt,
+            Sessions::RefreshGeneration,
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Sessions::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(DeriveIden)]
+enum Sessions {
+    Table,
+    RefreshGeneration,
+    RefreshedAt,
+    RefreshedKid,
+}
