@@ -20,7 +20,7 @@ use std::sync::Arc;
 use todo_api::todo::task::v1::{self as pb, task_service_server::TaskService};
 use tonic::{Request, Response, Status};
 use tracing::{Span, field::display, instrument};
-use unread::{Reserved, UnreadBudget};
+use unread::{Recipient, Reserved, UnreadBudget};
 
 /// Implements `todo.task.v1.TaskService`.
 #[derive(Clone)]
@@ -42,9 +42,15 @@ impl TaskApi {
 
     /// The verified caller and a reply of one task charged to them before any work (a write
     /// is then never refused after it was done).
-    fn caller_with_reply<T>(&self, request: &Request<T>) -> Result<(Caller, Reserved), TaskError> {
+    async fn caller_with_reply<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(Caller, Reserved), TaskError> {
         let caller = self.caller(request)?;
-        let reserved = self.unread.reserve(&caller, MAX_TASK_REPLY_BYTES)?;
+        let reserved = self
+            .unread
+            .reserve(&Recipient::of(&caller, request), MAX_TASK_REPLY_BYTES)
+            .await?;
         Ok((caller, reserved))
     }
 
@@ -69,7 +75,7 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::CreateTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let (caller, reply) = self.caller_with_reply(&request)?;
+        let (caller, reply) = self.caller_with_reply(&request).await?;
         let new = NewTask::try_from(request.into_inner())?;
         let task = self.tasks.create(caller.owner(), new).await?;
         record(&task.id);
@@ -81,7 +87,7 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let (caller, reply) = self.caller_with_reply(&request)?;
+        let (caller, reply) = self.caller_with_reply(&request).await?;
         let id = record(TaskId::try_from(request.get_ref())?);
         Ok(reply.reply(task_pb(self.tasks.get(caller.owner(), id).await?)))
     }
@@ -92,7 +98,8 @@ impl TaskService for TaskApi {
         request: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
         let caller = self.caller(&request)?;
-        self.unread.has_room(&caller)?;
+        let recipient = Recipient::of(&caller, &request);
+        self.unread.has_room(&recipient)?;
         let query = ListQuery::parse(request.get_ref(), caller.user_id(), &self.page_tokens)?;
         Span::current().record("page_size", query.size.0);
         let page = self
@@ -111,7 +118,7 @@ impl TaskService for TaskApi {
             tasks,
             next_page_token,
         };
-        Ok(self.unread.reply(&caller, page)?)
+        Ok(self.unread.reply(&recipient, page).await?)
     }
 
     #[instrument(name = "UpdateTask", skip_all, fields(user_id, task_id))]
@@ -119,7 +126,7 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::UpdateTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let (caller, reply) = self.caller_with_reply(&request)?;
+        let (caller, reply) = self.caller_with_reply(&request).await?;
         let update = Update::try_from(request.into_inner())?;
         let id = record(update.id);
         let task = self
@@ -147,7 +154,7 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::ToggleTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let (caller, reply) = self.caller_with_reply(&request)?;
+        let (caller, reply) = self.caller_with_reply(&request).await?;
         let id = record(TaskId::try_from(request.get_ref())?);
         Ok(reply.reply(task_pb(self.tasks.toggle(caller.owner(), id).await?)))
     }

@@ -1,20 +1,33 @@
 //! A bound on what clients can make the task-service hold by not reading: every reply carrying
 //! tasks is charged its encoded size until its body has been sent (or dropped), against one
 //! budget per user and one for the whole service. A client that asks for pages and never reads
-//! them (an HTTP/2 window of 0, a TCP window of 0) keeps its charge; past the budget its calls
-//! are refused with RESOURCE_EXHAUSTED instead of the server holding ever more replies.
+//! them (an HTTP/2 window of 0, a TCP window of 0) keeps its charge; past its own budget its
+//! calls are refused with RESOURCE_EXHAUSTED instead of the server holding ever more replies.
+//!
+//! The service's budget is shared fairly (max-min): when it is spent, a caller holding less
+//! than some other user gets room by closing the connections that carry the unread replies of
+//! the user holding the most (their bodies are dropped, their charges given back) and waits a
+//! moment for it; only a caller who already holds as much as anyone is refused. So however
+//! many accounts hold their whole share unread, everyone else is still served.
 
 use super::auth::Caller;
 use crate::error::{Exhausted, TaskError};
-use grpc_edge::server::HeldUntilSent;
+use grpc_edge::server::{ConnectionHandle, HeldUntilSent};
 use prost::Message;
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tonic::Response;
 use uuid::Uuid;
+
+/// How long a caller waits for the room it made by closing the biggest holder's connections.
+const ROOM_WAIT: Duration = Duration::from_secs(2);
 
 /// The budgets, in KiB (one permit per started KiB of reply).
 #[derive(Debug)]
@@ -22,7 +35,34 @@ pub struct UnreadBudget {
     total: Arc<Semaphore>,
     total_kib: u32,
     per_user_kib: u32,
-    users: Arc<Mutex<HashMap<Uuid, u32>>>,
+    users: Arc<Mutex<HashMap<Uuid, Holder>>>,
+    /// Notified whenever a charge is given back.
+    released: Arc<Notify>,
+    next_id: AtomicU64,
+}
+
+/// What one user holds: KiB in all, and the connections their charged replies are on.
+#[derive(Debug, Default)]
+struct Holder {
+    kib: u32,
+    replies: Vec<(u64, ConnectionHandle)>,
+}
+
+/// Whom a reply is for: the caller, and the connection it goes out on.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    user: Uuid,
+    connection: Option<ConnectionHandle>,
+}
+
+impl Recipient {
+    /// The caller of `request`, on the connection it came on.
+    pub fn of<T>(caller: &Caller, request: &tonic::Request<T>) -> Self {
+        Self {
+            user: caller.user_id(),
+            connection: request.extensions().get::<ConnectionHandle>().cloned(),
+        }
+    }
 }
 
 impl UnreadBudget {
@@ -36,35 +76,41 @@ impl UnreadBudget {
             total_kib,
             per_user_kib: kib(per_user_bytes),
             users: Arc::default(),
+            released: Arc::new(Notify::new()),
+            next_id: AtomicU64::new(0),
         }
     }
 
-    /// `message` as the reply to `caller`, charged its size until it has been sent. For
-    /// replies whose size is known only once the work is done and that may be refused
-    /// after it (a page: reading it changed nothing); see [`Self::has_room`].
-    pub fn reply<T: Message>(&self, caller: &Caller, message: T) -> Result<Response<T>, TaskError> {
+    fn users(&self) -> MutexGuard<'_, HashMap<Uuid, Holder>> {
+        self.users.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `message` as the reply to `to`, charged its size until it has been sent. For replies
+    /// whose size is known only once the work is done and that may be refused after it (a
+    /// page: reading it changed nothing); see [`Self::has_room`].
+    pub async fn reply<T: Message>(
+        &self,
+        to: &Recipient,
+        message: T,
+    ) -> Result<Response<T>, TaskError> {
         let charge = self
-            .charge(caller.user_id(), kib_of(message.encoded_len()))
+            .charge(to, kib_of(message.encoded_len()))
+            .await
             .map_err(TaskError::Unread)?;
         Ok(HeldUntilSent::new(charge).attach(Response::new(message)))
     }
 
-    /// Refuses at once a caller with no room left (before a query that [`Self::reply`]
-    /// would then refuse anyway).
-    pub fn has_room(&self, caller: &Caller) -> Result<(), TaskError> {
-        let used = self
-            .users
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&caller.user_id())
-            .copied()
-            .unwrap_or(0);
+    /// Refuses at once a caller with no room left and none to be made (before a query that
+    /// [`Self::reply`] would then refuse anyway).
+    pub fn has_room(&self, to: &Recipient) -> Result<(), TaskError> {
+        let users = self.users();
+        let used = users.get(&to.user).map_or(0, |holder| holder.kib);
         if used >= self.per_user_kib {
             return Err(TaskError::Unread(Exhausted::User(
                 u64::from(self.per_user_kib) * 1024,
             )));
         }
-        if self.total.available_permits() == 0 {
+        if self.total.available_permits() == 0 && biggest_above(&users, to.user, used).is_none() {
             return Err(TaskError::Unread(Exhausted::Service(
                 u64::from(self.total_kib) * 1024,
             )));
@@ -72,43 +118,101 @@ impl UnreadBudget {
         Ok(())
     }
 
-    /// Charges `caller` for a reply of at most `bytes` before the work that makes it, so a
-    /// write is never refused after it was done; see [`Reserved::reply`].
-    pub fn reserve(&self, caller: &Caller, bytes: usize) -> Result<Reserved, TaskError> {
-        self.charge(caller.user_id(), kib_of(bytes))
+    /// Charges `to` for a reply of at most `bytes` before the work that makes it, so a write
+    /// is never refused after it was done; see [`Reserved::reply`].
+    pub async fn reserve(&self, to: &Recipient, bytes: usize) -> Result<Reserved, TaskError> {
+        self.charge(to, kib_of(bytes))
+            .await
             .map(Reserved)
             .map_err(TaskError::Unread)
     }
 
-    fn charge(&self, user: Uuid, kib: u32) -> Result<Charge, Exhausted> {
+    async fn charge(&self, to: &Recipient, kib: u32) -> Result<Charge, Exhausted> {
         let bytes = |kib: u32| u64::from(kib) * 1024;
-        {
-            let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
-            let used = users.entry(user).or_default();
-            if used.saturating_add(kib) > self.per_user_kib {
-                if *used == 0 {
-                    users.remove(&user);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let used = {
+            let mut users = self.users();
+            let holder = users.entry(to.user).or_default();
+            if holder.kib.saturating_add(kib) > self.per_user_kib {
+                if holder.kib == 0 {
+                    users.remove(&to.user);
                 }
                 return Err(Exhausted::User(bytes(self.per_user_kib)));
             }
-            *used += kib;
-        }
+            holder.kib += kib;
+            if let Some(connection) = &to.connection {
+                holder.replies.push((id, connection.clone()));
+            }
+            holder.kib
+        };
         // Taken after the user's share, so a refusal here must give that back: `Charge`
         // does, on drop.
         let mut charge = Charge {
             users: Arc::clone(&self.users),
-            user,
+            released: Arc::clone(&self.released),
+            user: to.user,
+            id,
             kib,
             permit: None,
         };
-        match Arc::clone(&self.total).try_acquire_many_owned(kib) {
-            Ok(permit) => {
+        if let Ok(permit) = Arc::clone(&self.total).try_acquire_many_owned(kib) {
+            charge.permit = Some(permit);
+            return Ok(charge);
+        }
+        if !self.make_room(to.user, used) {
+            return Err(Exhausted::Service(bytes(self.total_kib)));
+        }
+        let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+        loop {
+            let released = self.released.notified();
+            if let Ok(permit) = Arc::clone(&self.total).try_acquire_many_owned(kib) {
                 charge.permit = Some(permit);
-                Ok(charge)
+                return Ok(charge);
             }
-            Err(_) => Err(Exhausted::Service(bytes(self.total_kib))),
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return Err(Exhausted::Service(bytes(self.total_kib)));
+            }
         }
     }
+
+    /// Closes the connections carrying the replies of the user holding the most, if that is
+    /// more than `used` (what `user` holds with the reply it asks for); false when nobody
+    /// does, or nothing of theirs can be closed (a trusted proxy's connection).
+    fn make_room(&self, user: Uuid, used: u32) -> bool {
+        let users = self.users();
+        let mut holders: Vec<(&Uuid, &Holder)> = users
+            .iter()
+            .filter(|(other, holder)| **other != user && holder.kib > used)
+            .collect();
+        holders.sort_by_key(|(_, holder)| std::cmp::Reverse(holder.kib));
+        for (other, holder) in holders {
+            let mut closed = 0;
+            for (_, connection) in &holder.replies {
+                if connection.close() {
+                    closed += 1;
+                }
+            }
+            if closed > 0 {
+                tracing::info!(
+                    user_id = %other,
+                    held_kib = holder.kib,
+                    connections = closed,
+                    "unread-replies budget spent: closing the connections of the user holding the most"
+                );
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Some user other than `user` holding more than `used`.
+fn biggest_above(users: &HashMap<Uuid, Holder>, user: Uuid, used: u32) -> Option<Uuid> {
+    users
+        .iter()
+        .filter(|(other, holder)| **other != user && holder.kib > used)
+        .max_by_key(|(_, holder)| holder.kib)
+        .map(|(other, _)| *other)
 }
 
 /// Whole KiB (at least one) for `bytes`.
@@ -133,8 +237,10 @@ impl Reserved {
 /// One reply's charge, given back when dropped.
 #[derive(Debug)]
 struct Charge {
-    users: Arc<Mutex<HashMap<Uuid, u32>>>,
+    users: Arc<Mutex<HashMap<Uuid, Holder>>>,
+    released: Arc<Notify>,
     user: Uuid,
+    id: u64,
     kib: u32,
     permit: Option<OwnedSemaphorePermit>,
 }
@@ -148,27 +254,35 @@ impl Charge {
         if let Some(permit) = &mut self.permit {
             drop(permit.split(excess as usize));
         }
-        if let Some(used) = self
+        if let Some(holder) = self
             .users
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get_mut(&self.user)
         {
-            *used = used.saturating_sub(excess);
+            holder.kib = holder.kib.saturating_sub(excess);
         }
         self.kib = kib;
+        self.released.notify_waiters();
     }
 }
 
 impl Drop for Charge {
     fn drop(&mut self) {
-        let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(used) = users.get_mut(&self.user) {
-            *used = used.saturating_sub(self.kib);
-            if *used == 0 {
-                users.remove(&self.user);
+        {
+            let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(holder) = users.get_mut(&self.user) {
+                holder.kib = holder.kib.saturating_sub(self.kib);
+                holder.replies.retain(|(id, _)| *id != self.id);
+                if holder.kib == 0 {
+                    users.remove(&self.user);
+                }
             }
         }
+        // The permit goes back as this returns; waiters re-check after being woken, and a
+        // waiter woken before it is back waits for the next notification or its deadline.
+        drop(self.permit.take());
+        self.released.notify_waiters();
     }
 }
 
@@ -176,17 +290,30 @@ impl Drop for Charge {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_user_gets_their_share_and_gets_it_back_when_replies_are_sent() {
+    fn recipient(user: Uuid) -> Recipient {
+        Recipient {
+            user,
+            connection: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_user_gets_their_share_and_gets_it_back_when_replies_are_sent() {
         let budget = UnreadBudget::new(64 * 1024, 8 * 1024);
-        let (ada, bob) = (Uuid::now_v7(), Uuid::now_v7());
-        let held: Vec<_> = (0..4).map(|_| budget.charge(ada, 2).unwrap()).collect();
-        assert_eq!(budget.charge(ada, 1).err(), Some(Exhausted::User(8 * 1024)));
+        let (ada, bob) = (recipient(Uuid::now_v7()), recipient(Uuid::now_v7()));
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(budget.charge(&ada, 2).await.unwrap());
+        }
+        assert_eq!(
+            budget.charge(&ada, 1).await.err(),
+            Some(Exhausted::User(8 * 1024))
+        );
         // Someone else's share is untouched.
-        let other = budget.charge(bob, 8).unwrap();
+        let other = budget.charge(&bob, 8).await.unwrap();
         drop(held);
         assert!(
-            budget.charge(ada, 8).is_ok(),
+            budget.charge(&ada, 8).await.is_ok(),
             "sent replies give their share back"
         );
         drop(other);
@@ -196,17 +323,18 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_service_budget_bounds_all_users_together_and_a_refusal_charges_nobody() {
+    #[tokio::test]
+    async fn the_service_budget_bounds_all_users_together_and_a_refusal_charges_nobody() {
         let budget = UnreadBudget::new(10 * 1024, 8 * 1024);
-        let first = budget.charge(Uuid::now_v7(), 8).unwrap();
-        let late = Uuid::now_v7();
+        // The first holder's replies are on no connection that could be closed.
+        let first = budget.charge(&recipient(Uuid::now_v7()), 8).await.unwrap();
+        let late = recipient(Uuid::now_v7());
         assert_eq!(
-            budget.charge(late, 4).err(),
+            budget.charge(&late, 4).await.err(),
             Some(Exhausted::Service(10 * 1024))
         );
-        assert!(!budget.users.lock().unwrap().contains_key(&late));
+        assert!(!budget.users.lock().unwrap().contains_key(&late.user));
         drop(first);
-        assert!(budget.charge(late, 8).is_ok());
+        assert!(budget.charge(&late, 8).await.is_ok());
     }
 }

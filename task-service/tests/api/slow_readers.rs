@@ -162,3 +162,70 @@ async fn never_read_pages(window: u32) {
     assert_eq!(titles.len(), 120);
     assert!(!titles.contains(&"refused".to_owned()));
 }
+
+/// Row 4 of the fair-share review: accounts that hold their whole share of unread pages (8
+/// MiB each) until the service's budget is spent cannot keep everyone else out. A caller
+/// holding less gets room: the connections of the user holding the most are closed (their
+/// unread replies with them), and the caller is served a moment later. Before, every other
+/// user's calls were refused for as long as the pages stayed unread (up to 31 minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_holding_the_whole_budget_unread_cannot_keep_other_users_out() {
+    let stack = TestStack::spawn_with(
+        |_| {},
+        |task| {
+            // Two users' shares fill it, as 16 did at the defaults (128 MiB / 8 MiB).
+            task.max_unread_bytes = 16 * 1024 * 1024;
+            task.max_unread_bytes_per_user = 8 * 1024 * 1024;
+        },
+    )
+    .await;
+    // Every user has 120 tasks of 9 KB: a page of them is ~1 MiB.
+    let description = "x".repeat(9_000);
+    let mut users = Vec::new();
+    for email in [
+        "honest@example.com",
+        "holder0@example.com",
+        "holder1@example.com",
+    ] {
+        let user = stack.user(email).await;
+        for i in 0..120 {
+            let mut request = new_task(&format!("big {i}"));
+            request.description = description.clone();
+            user.try_create(request).await.unwrap();
+        }
+        users.push(user);
+    }
+    let page = pb::ListTasksRequest {
+        page_size: 1000,
+        ..Default::default()
+    };
+    let timed = || {
+        let (user, request) = (users[0].clone(), page.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let page = user.list(request).await;
+            (started.elapsed(), page)
+        }
+    };
+    let (alone, listed) = timed().await;
+    let expected = listed.expect("served alone").tasks.len();
+
+    let mut held = Vec::new();
+    for holder in &users[1..] {
+        // Each holds 8 pages of ~1 MiB, unread: its whole share, together the whole budget.
+        held.push(never_reading(stack.task_addr, &holder.token, 8, 0).await);
+    }
+    let holding: usize = held.iter().map(|(pages, _)| pages.len()).sum();
+    assert_eq!(holding, 16, "the budget is spent");
+
+    let (during, listed) = timed().await;
+    println!(
+        "honest ListTasks of a ~1 MiB page alone: {alone:?}; with 2 accounts holding the whole \
+         16 MiB unread: {during:?} ({:?})",
+        listed.as_ref().map(|p| p.tasks.len()).map_err(|s| s.code())
+    );
+    assert_eq!(
+        listed.expect("the honest user is served").tasks.len(),
+        expected
+    );
+}

@@ -179,6 +179,37 @@ impl Counters {
     }
 }
 
+/// The connection a request came on, as handlers see it (in the request's extensions): what
+/// a service that holds something for a client (unread replies) can close to get it back.
+#[derive(Clone)]
+pub struct ConnectionHandle(Arc<Counters>);
+
+impl ConnectionHandle {
+    /// Closes the connection (its reader reports end of stream, and hyper drops its streams
+    /// and their response bodies). A trusted proxy's connection carries other clients'
+    /// calls: it is never closed, and this returns false.
+    pub fn close(&self) -> bool {
+        if self.0.proxy {
+            return false;
+        }
+        self.0.evict();
+        true
+    }
+
+    /// Whether two handles are of the same connection.
+    pub fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for ConnectionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ConnectionHandle")
+            .field(&self.0.client)
+            .finish()
+    }
+}
+
 impl Connections {
     /// `domain` is the `ErrorInfo` domain of refusals (the API's package); `proxies` are the
     /// trusted proxies, whose connections carry other clients.

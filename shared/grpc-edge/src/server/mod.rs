@@ -14,6 +14,7 @@ mod signal;
 mod tasks;
 mod tls;
 
+pub use connections::ConnectionHandle;
 pub use health::ReadyCheck;
 pub use held::HeldUntilSent;
 pub use listener::{BindError, bind};

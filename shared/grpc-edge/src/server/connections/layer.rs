@@ -1,7 +1,7 @@
 //! The layer half of the connection limits: every RPC is counted on its connection until its
 //! response body ends, and streaming RPCs are admitted against the limits.
 
-use super::{Connections, Counters, STREAMING_PATHS};
+use super::{ConnectionHandle, Connections, Counters, STREAMING_PATHS};
 use crate::client_address::ClientKey;
 use crate::server::HeldUntilSent;
 use bytes::Bytes;
@@ -163,7 +163,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         // Plain TCP, or TLS over it.
         let extensions = request.extensions();
         let peer = extensions
@@ -175,6 +175,11 @@ where
             })
             .and_then(TcpConnectInfo::remote_addr);
         let mut in_flight = InFlight::start(&self.connections, peer);
+        if let Some(counters) = &in_flight.counters {
+            request
+                .extensions_mut()
+                .insert(ConnectionHandle(Arc::clone(counters)));
+        }
         if STREAMING_PATHS.contains(&request.uri().path())
             && let Err(status) = in_flight.admit_stream(self.connections.client_of(peer, &request))
         {
@@ -196,8 +201,14 @@ where
 /// the rest stays in the body, where it is still counted ([`HeldUntilSent`]).
 const MAX_FRAME_BYTES: usize = 16 * 1024;
 
+/// The largest last piece of a data frame. hyper hands the next piece to h2 only once the
+/// previous one is within the stream's window, and the body ends (and its count with it) as
+/// soon as the last piece has been handed over: so what h2 may still hold for a client that
+/// stops granting window, after the body has ended, is at most this much per stream.
+const TAIL_BYTES: usize = 1024;
+
 /// A response body that keeps its RPC counted until it ends, in frames of at most
-/// [`MAX_FRAME_BYTES`].
+/// [`MAX_FRAME_BYTES`], the last of at most [`TAIL_BYTES`].
 pub(crate) struct Counted<B> {
     inner: B,
     in_flight: Option<InFlight>,
@@ -215,9 +226,18 @@ impl<B> Counted<B> {
     }
 }
 
-/// The first [`MAX_FRAME_BYTES`] of `data` as a frame; the rest stays in `data`.
+/// The next piece of `data` as a frame (at most [`MAX_FRAME_BYTES`], leaving a last piece of
+/// at most [`TAIL_BYTES`]); the rest stays in `data`.
 fn piece(data: &mut Bytes) -> Frame<Bytes> {
-    Frame::data(data.split_to(data.len().min(MAX_FRAME_BYTES)))
+    let len = data.len();
+    let take = if len > MAX_FRAME_BYTES + TAIL_BYTES {
+        MAX_FRAME_BYTES
+    } else if len > TAIL_BYTES {
+        len - TAIL_BYTES
+    } else {
+        len
+    };
+    Frame::data(data.split_to(take))
 }
 
 impl<B> Body for Counted<B>
@@ -241,12 +261,11 @@ where
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                Ok(mut data) if data.len() > MAX_FRAME_BYTES => {
+                Ok(mut data) => {
                     let first = piece(&mut data);
                     this.rest = data;
                     Poll::Ready(Some(Ok(first)))
                 }
-                Ok(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
                 Err(frame) => Poll::Ready(Some(Ok(frame))),
             },
             other => other,
@@ -274,6 +293,23 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
+    #[test]
+    fn the_last_piece_is_small_and_small_frames_go_out_whole() {
+        let sizes = |len: usize| {
+            let mut data = Bytes::from(vec![0u8; len]);
+            let mut sizes = Vec::new();
+            while !data.is_empty() {
+                sizes.push(piece(&mut data).into_data().unwrap().len());
+            }
+            sizes
+        };
+        assert_eq!(sizes(300), [300]);
+        assert_eq!(sizes(1024), [1024]);
+        assert_eq!(sizes(10 * 1024), [9 * 1024, 1024]);
+        assert_eq!(sizes(17 * 1024), [16 * 1024, 1024]);
+        assert_eq!(sizes(17 * 1024 + 1), [16 * 1024, 1, 1024]);
+    }
+
     #[tokio::test]
     async fn a_large_data_frame_goes_out_in_pieces_and_trailers_follow() {
         let connections = super::super::tests::connections(|_| {});
@@ -299,7 +335,7 @@ mod tests {
                 saw_trailers = frame.is_trailers();
             }
         }
-        assert_eq!(sizes, [16 * 1024, 16 * 1024, 8 * 1024]);
+        assert_eq!(sizes, [16 * 1024, 16 * 1024, 7 * 1024, 1024]);
         assert_eq!(sent, data);
         assert!(saw_trailers);
     }
