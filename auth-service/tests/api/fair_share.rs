@@ -232,3 +232,129 @@ async fn silent_tls_handshakes_do_not_stop_accepting() {
     );
     drop(attack);
 }
+
+/// A reverse proxy of our own, as a balancer is: every client's calls to the health service
+/// go to the server over the proxy's one HTTP/2 connection (Envoy multiplexes the same way),
+/// with the client's address appended to `X-Forwarded-For`.
+#[derive(Clone)]
+struct HealthProxy(tonic::transport::Channel);
+
+impl tonic::server::NamedService for HealthProxy {
+    const NAME: &'static str = "grpc.health.v1.Health";
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for HealthProxy {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        let client = request
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|info| info.remote_addr());
+        if let Some(client) = client {
+            let value = client.ip().to_string().parse().unwrap();
+            request.headers_mut().append("x-forwarded-for", value);
+        }
+        let channel = self.0.clone();
+        Box::pin(async move {
+            use tower::ServiceExt;
+            Ok(match channel.oneshot(request).await {
+                Ok(response) => response,
+                Err(error) => tonic::Status::unavailable(error.to_string()).into_http(),
+            })
+        })
+    }
+}
+
+/// Starts a [`HealthProxy`] in front of `upstream` on 127.0.0.1; its address.
+async fn health_proxy(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{upstream}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(HealthProxy(channel))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    addr
+}
+
+/// Behind a trusted proxy, a client's share is the forwarded client's: 20 clients whose
+/// streams all reach the server over the proxy's one connection each get their own share
+/// (MAX_STREAMING_RPCS_PER_CLIENT), rather than the proxy's connection being capped as if it
+/// were one client (MAX_STREAMING_RPCS_PER_CONNECTION); one client past its share is refused.
+#[tokio::test]
+async fn behind_a_trusted_proxy_every_forwarded_client_gets_its_own_share() {
+    let app = TestApp::spawn_with(|c| {
+        c.server.proxies.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.server.connections.max_streaming_rpcs_per_client = 2;
+        c.server.connections.max_streaming_rpcs_per_connection = 4;
+    })
+    .await;
+    let proxy = health_proxy(app.addr).await;
+    let mut open = Vec::new();
+    for n in 10..30 {
+        let from: &'static str = Box::leak(format!("127.0.0.{n}:0").into_boxed_str());
+        let channel = channel_from(from, proxy).await;
+        for _ in 0..2 {
+            let request = HealthCheckRequest {
+                service: String::new(),
+            };
+            let stream = HealthClient::new(channel.clone())
+                .watch(request)
+                .await
+                .unwrap_or_else(|status| panic!("client {from} within its share: {status:?}"));
+            open.push(stream);
+        }
+        if n == 10 {
+            let request = HealthCheckRequest {
+                service: String::new(),
+            };
+            let refused = HealthClient::new(channel.clone())
+                .watch(request)
+                .await
+                .expect_err("past this client's share");
+            let info = refused.get_error_details().error_info().cloned().unwrap();
+            assert_eq!(info.metadata["setting"], "MAX_STREAMING_RPCS_PER_CLIENT");
+        }
+    }
+    assert_eq!(open.len(), 40, "40 streams over the proxy's one connection");
+}
+
+/// A trusted proxy's connections have no per-client bound (a balancer opens as many as its
+/// clients need); any other address does.
+#[tokio::test]
+async fn a_trusted_proxy_is_not_held_to_one_clients_connections() {
+    let app = TestApp::spawn_with(|c| {
+        c.server.proxies.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.server.connections.max_connections_per_client = 2;
+    })
+    .await;
+    for (from, admitted) in [("127.0.0.1", 5), ("127.0.0.2", 2)] {
+        let mut sockets = silent_sockets(from, &app, 5).await;
+        for socket in &mut sockets {
+            // The HTTP/2 preface and an empty SETTINGS frame: a connection that has spoken.
+            socket
+                .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+                .await
+                .ok();
+        }
+        let closed = closed(&mut sockets, Duration::from_millis(500)).await;
+        assert_eq!(5 - closed, admitted, "from {from}");
+    }
+}

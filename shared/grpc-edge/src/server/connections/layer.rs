@@ -66,7 +66,7 @@ impl Drop for InFlight {
                 .last_active_ms
                 .store(self.connections.now_ms(), Ordering::Release);
             counters.in_flight.fetch_sub(1, Ordering::AcqRel);
-            if self.stream.is_some() {
+            if self.stream.is_some() && !counters.proxy {
                 counters.streams.fetch_sub(1, Ordering::AcqRel);
             }
         }
@@ -120,7 +120,10 @@ impl InFlight {
             *count += 1;
             self.client_stream = Some(client);
         }
+        // A trusted proxy's connection carries many clients' streams: their shares are their
+        // own (above), not the connection's.
         if let Some(counters) = &self.counters
+            && !counters.proxy
             && counters.streams.fetch_add(1, Ordering::AcqRel) >= c.streams_per_connection
         {
             counters.streams.fetch_sub(1, Ordering::AcqRel);
