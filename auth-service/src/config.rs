@@ -83,6 +83,11 @@ pub struct TokenArgs {
     #[arg(long, env = "REFRESH_MIN_INTERVAL_MS", default_value_t = 1000)]
     pub refresh_min_interval_ms: u32,
 
+    /// The most sessions one user keeps (sign-ins, each with its refresh token); a sign-in
+    /// past it ends the user's oldest sessions, so no account can fill the sessions table.
+    #[arg(long, env = "MAX_SESSIONS_PER_USER", default_value_t = 100)]
+    pub max_sessions_per_user: u32,
+
     /// How long one Ed25519 key signs before a new one takes over, in seconds. The old key
     /// keeps verifying until the last token it signed has expired.
     #[arg(long, env = "KEY_ROTATION_SECS", default_value_t = 7 * 24 * 60 * 60)]

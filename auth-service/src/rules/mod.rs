@@ -67,6 +67,7 @@ impl Rules {
                 ttl: t.session_ttl(),
                 refresh_grace: t.refresh_grace(),
                 min_interval: t.refresh_min_interval(),
+                max_per_user: t.max_sessions_per_user.max(1).into(),
             },
         ));
         let throttle = Throttle::new(&config.throttle);

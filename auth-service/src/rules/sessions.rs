@@ -54,6 +54,8 @@ pub struct SessionTimes {
     pub refresh_grace: TimeDelta,
     /// The least time between two exchanges of one session's tokens.
     pub min_interval: TimeDelta,
+    /// The most sessions one user keeps; a new one ends the oldest beyond.
+    pub max_per_user: u64,
 }
 
 impl Sessions {
@@ -94,6 +96,13 @@ impl Sessions {
             expires_at: now + self.times.ttl,
         };
         let session = store::create(&self.db, new).await?;
+        let ended = store::keep_newest(&self.db, user.id, self.times.max_per_user).await?;
+        if ended > 0 {
+            tracing::info!(
+                target: "audit", event = "sessions_ended", user_id = %user.id, ended,
+                "more sessions than MAX_SESSIONS_PER_USER: the oldest ended"
+            );
+        }
         let refresh_token = tokens::refresh_token(&session.rotation_secret, session.id, 0)?;
         let keys = self.keys.current(now).await?;
         let subject = Subject {

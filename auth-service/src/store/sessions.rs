@@ -129,6 +129,38 @@ pub(crate) async fn create(db: &DatabaseConnection, new: NewSession) -> Result<S
     Ok(row.into())
 }
 
+/// Deletes the sessions of `user_id` beyond its `keep` newest (their tokens stop working);
+/// returns how many.
+pub(crate) async fn keep_newest(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    keep: u64,
+) -> Result<u64, DbErr> {
+    use sea_orm::{PaginatorTrait, QueryOrder, QuerySelect};
+    let count = session::Entity::find()
+        .filter(session::Column::UserId.eq(user_id))
+        .count(db)
+        .await?;
+    let Some(excess) = count.checked_sub(keep).filter(|n| *n > 0) else {
+        return Ok(0);
+    };
+    let oldest: Vec<Uuid> = session::Entity::find()
+        .select_only()
+        .column(session::Column::Id)
+        .filter(session::Column::UserId.eq(user_id))
+        .order_by_asc(session::Column::CreatedAt)
+        .order_by_asc(session::Column::Id)
+        .limit(excess)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let deleted = session::Entity::delete_many()
+        .filter(session::Column::Id.is_in(oldest))
+        .exec(db)
+        .await?;
+    Ok(deleted.rows_affected)
+}
+
 /// The refresh token from before generations with this hash.
 pub(crate) async fn refresh_token(
     db: &impl ConnectionTrait,

@@ -330,3 +330,28 @@ async fn a_refresh_token_from_before_generations_is_exchanged_once_and_its_reuse
         "the reuse revoked the session"
     );
 }
+
+/// Sessions are bounded per user (MAX_SESSIONS_PER_USER): signing in again and again ends the
+/// oldest sessions instead of adding rows without end; the newest keep working.
+#[tokio::test]
+async fn a_user_keeps_at_most_max_sessions_and_the_oldest_end() {
+    let app = TestApp::spawn_with(|c| c.tokens.max_sessions_per_user = 3).await;
+    let first = tokens(&app.sign_up("ada@example.com").await).clone();
+    let mut latest = Vec::new();
+    for _ in 0..5 {
+        app.advance(1);
+        let signed_in = app.sign_in("ada@example.com", PASSWORD).await.unwrap();
+        latest.push(signed_in.tokens.unwrap());
+    }
+    assert_eq!(count_rows(&app.database_url, "sessions").await, 3);
+    assert_eq!(
+        app.refresh(&first.refresh_token).await.unwrap_err().code(),
+        Code::Unauthenticated,
+        "the oldest session ended"
+    );
+    for pair in &latest[2..] {
+        app.refresh(&pair.refresh_token)
+            .await
+            .expect("the newest sessions work");
+    }
+}

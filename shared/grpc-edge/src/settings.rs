@@ -1,6 +1,28 @@
 //! Settings of the gRPC edge every service shares: TLS, network limits, CORS, shutdown, logging.
 //! Flattened into each service's own clap parser; each flag falls back to an environment
 //! variable of the same name (see `.env.example`).
+//!
+//! # What a client may make a service hold or spend
+//!
+//! The README's "Limits" table, with where each bound is set and enforced. A client is an
+//! IPv4 address or an IPv6 /64 ([`crate::client_address::ClientKey`]); behind a trusted proxy
+//! ([`ProxyArgs`]), the forwarded client.
+//!
+//! | resource | in all / per client | set in | enforced in |
+//! |---|---|---|---|
+//! | connections | `MAX_CONNECTIONS` / `MAX_CONNECTIONS_PER_CLIENT`, fair eviction when full | [`ConnectionArgs`] | `server::connections` (admission) |
+//! | silent connections, TLS handshakes | `CONNECTION_PREFACE_TIMEOUT_SECS`; 5 s handshakes | [`ConnectionArgs`] | `server::connections` (`Tracked`), `server::tls` |
+//! | idle connections | `CONNECTION_IDLE_TIMEOUT_SECS`, keepalive, `MAX_CONNECTION_AGE_SECS` | [`ConnectionArgs`] | `server::connections`, hyper |
+//! | HTTP/2 streams, resets | `MAX_CONCURRENT_STREAMS`; 1,024 resets, 20 pending | [`ServerArgs`], `server` | hyper / h2 |
+//! | streaming RPCs | `MAX_STREAMING_RPCS` / `_PER_CLIENT` / `_PER_CONNECTION` | [`ConnectionArgs`] | `server::connections::layer` |
+//! | header bytes | 16 KiB, HTTP/2 and HTTP/1.1 | `server` | h2; `server::http1` (431) |
+//! | message bytes | `MAX_REQUEST_BYTES`, every message of every service; replies 2 MiB | [`ServerArgs`] | `server::limits`, tonic |
+//! | unread reply bytes | `MAX_UNREAD_BYTES` / `_PER_USER`, max-min fair | task-service config | task-service `grpc::unread` |
+//! | hashing queue, CPU | `HASH_QUEUE_MAX` / `HASH_QUEUE_PER_CLIENT`, `MAX_CONCURRENT_HASHES` | auth-service config | auth-service `rules::password` |
+//! | sign-in guesses, sign-ups | `THROTTLE_*` | auth-service config | auth-service `rules::throttle` |
+//! | sessions, refresh tokens | `MAX_SESSIONS_PER_USER`, `REFRESH_MIN_INTERVAL_MS` | auth-service config | auth-service `rules::sessions` |
+//! | tasks | `TASK_QUOTA` | task-service config | task-service `rules::tasks` |
+//! | log lines | one per RPC, method names only | — | `telemetry` |
 
 use clap::{Args, ValueEnum};
 use std::time::Duration;

@@ -80,7 +80,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let span = tracing::info_span!(
             "rpc",
-            method = %request.uri().path(),
+            method = method_name(request.uri().path()),
             code = Empty,
             latency_ms = Empty,
         );
@@ -115,6 +115,19 @@ where
             .instrument(span),
         )
     }
+}
+
+/// The path as logged: a gRPC method name (`/package.Service/Method`, at most 128 characters
+/// of `[A-Za-z0-9_.]`), or `other`: a client chooses the path, and must not choose what (or
+/// how much) goes into the log.
+fn method_name(path: &str) -> &str {
+    let looks_like_method = path.len() <= 128
+        && path.starts_with('/')
+        && path.bytes().filter(|b| *b == b'/').count() == 2
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_'));
+    if looks_like_method { path } else { "other" }
 }
 
 fn is_server_fault(code: tonic::Code) -> bool {
@@ -158,4 +171,23 @@ pub async fn serve_main<E: std::fmt::Display>(
     crate::tls::install_crypto_provider();
     init(format);
     exit_code(service, format, serve.await)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_method_names_are_logged_as_they_came() {
+        assert_eq!(
+            super::method_name("/todo.task.v1.TaskService/ListTasks"),
+            "/todo.task.v1.TaskService/ListTasks"
+        );
+        for path in [
+            "/",
+            "/a/b/c",
+            "/x\u{1b}[31m/y",
+            &format!("/a/{}", "b".repeat(200)),
+        ] {
+            assert_eq!(super::method_name(path), "other", "{path:?}");
+        }
+    }
 }
