@@ -15,30 +15,23 @@ pub struct Migration;
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // One column per statement: SQLite's ALTER TABLE adds one at a time.
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Sessions::Table)
-                    .add_column(big_integer(Sessions::RefreshGeneration).default(0))
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Sessions::Table)
-                    .add_column(timestamp_with_time_zone_null(Sessions::RefreshedAt))
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Sessions::Table)
-                    .add_column(string_len_null(Sessions::RefreshedKid, 64))
-                    .to_owned(),
-            )
-            .await
+        for column in [
+            big_integer(Sessions::RefreshGeneration)
+                .default(0)
+                .to_owned(),
+            timestamp_with_time_zone_null(Sessions::RefreshedAt),
+            string_len_null(Sessions::RefreshedKid, 64),
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Sessions::Table)
+                        .add_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

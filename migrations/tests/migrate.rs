@@ -1,0 +1,89 @@
+//! Every migration goes up, down and up again, on a new SQLite file by default and on a fresh
+//! PostgreSQL database when `TEST_DATABASE_URL` names one, and status reports what is applied.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use clap::Parser;
+use migrations::{AuthMigrator, MigratorTrait, TaskMigrator};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+
+#[derive(Parser)]
+struct Pool {
+    #[command(flatten)]
+    pool: service_db::PoolArgs,
+}
+
+/// A pool to a fresh database (the SQLite file is created, as the services create theirs).
+async fn fresh(prefix: &str) -> DatabaseConnection {
+    let url = test_support::fresh_database_url(prefix).await.unwrap();
+    let pool = Pool::parse_from(["test"]).pool;
+    service_db::connect("TEST_DATABASE_URL", &url, &pool)
+        .await
+        .unwrap()
+}
+
+/// The columns of `table`, as the database reports them.
+async fn columns(db: &DatabaseConnection, table: &str) -> Vec<String> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DatabaseBackend::Sqlite => {
+            format!("SELECT name FROM pragma_table_info('{table}')")
+        }
+        _ => format!(
+            "SELECT column_name AS name FROM information_schema.columns WHERE table_name = '{table}'"
+        ),
+    };
+    db.query_all_raw(Statement::from_string(backend, sql))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get::<String>("", "name").unwrap())
+        .collect()
+}
+
+async fn applied<M: MigratorTrait>(db: &DatabaseConnection) -> usize {
+    M::get_applied_migrations(db).await.unwrap().len()
+}
+
+#[tokio::test]
+async fn auth_migrations_go_up_down_and_up_again() {
+    let db = fresh("auth_test_migrate").await;
+    AuthMigrator::up(&db, None).await.unwrap();
+    let all = AuthMigrator::migrations().len();
+    assert_eq!(applied::<AuthMigrator>(&db).await, all);
+    assert!(
+        columns(&db, "sessions")
+            .await
+            .contains(&"refresh_generation".to_owned())
+    );
+
+    // The last one down: its columns go, the table and its rows stay.
+    AuthMigrator::down(&db, Some(1)).await.unwrap();
+    assert_eq!(applied::<AuthMigrator>(&db).await, all - 1);
+    let sessions = columns(&db, "sessions").await;
+    assert!(
+        sessions.contains(&"rotation_secret".to_owned()),
+        "{sessions:?}"
+    );
+    assert!(
+        !sessions.contains(&"refresh_generation".to_owned()),
+        "{sessions:?}"
+    );
+
+    // Everything down, then up again.
+    AuthMigrator::down(&db, None).await.unwrap();
+    assert_eq!(applied::<AuthMigrator>(&db).await, 0);
+    AuthMigrator::up(&db, None).await.unwrap();
+    assert_eq!(applied::<AuthMigrator>(&db).await, all);
+}
+
+#[tokio::test]
+async fn task_migrations_go_up_down_and_up_again() {
+    let db = fresh("task_test_migrate").await;
+    TaskMigrator::up(&db, None).await.unwrap();
+    let all = TaskMigrator::migrations().len();
+    assert_eq!(applied::<TaskMigrator>(&db).await, all);
+    TaskMigrator::down(&db, None).await.unwrap();
+    assert_eq!(applied::<TaskMigrator>(&db).await, 0);
+    TaskMigrator::up(&db, None).await.unwrap();
+    assert_eq!(applied::<TaskMigrator>(&db).await, all);
+}
