@@ -147,13 +147,14 @@ pub struct PasswordArgs {
     #[arg(long, env = "MAX_CONCURRENT_HASHES")]
     pub max_concurrent_hashes: Option<usize>,
 
-    /// Most sign-ups/sign-ins one client address (IPv6: its /64) may have waiting for a hash;
-    /// more are refused at once (RESOURCE_EXHAUSTED with RetryInfo). Waiting clients are
-    /// served in turn, so one client's flood cannot starve the others.
+    /// Most sign-ups/sign-ins one client address (IPv6: its /64) may have waiting for a hash,
+    /// in each of the two lines (sign-ins from an account's known addresses, served first;
+    /// everything else); more are refused at once (RESOURCE_EXHAUSTED with RetryInfo).
+    /// Waiting clients are served in turn, so one client's flood cannot starve the others.
     #[arg(long, env = "HASH_QUEUE_PER_CLIENT", default_value_t = 4)]
     pub hash_queue_per_client: usize,
 
-    /// Most sign-ups/sign-ins waiting for a hash in all; more are refused at once.
+    /// Most sign-ups/sign-ins waiting for a hash in all, in each line; more are refused at once.
     #[arg(long, env = "HASH_QUEUE_MAX", default_value_t = 256)]
     pub hash_queue_max: usize,
 

@@ -11,8 +11,9 @@
 //!
 //! - The previous generation, within the grace window of its exchange: the same new pair.
 //! - Any older generation, or the previous one after the grace window: reuse, and the whole
-//!   session is revoked (within the grace window of the last exchange an older one is only
-//!   refused: the client may just have refreshed twice in a row).
+//!   session is revoked. (When the older one was spent is not kept, so its own grace window
+//!   cannot be told apart from the last exchange's: an older generation always revokes, or a
+//!   thief refreshing every few seconds could make the owner's old token look harmless.)
 //! - The current generation again sooner than `min_interval` after the last exchange: refused
 //!   with a retry delay, so one session cannot make the server sign and write in a loop.
 //!
@@ -177,11 +178,6 @@ impl Sessions {
                     &last.kid,
                 )
                 .await;
-        }
-        if within_grace {
-            // Two exchanges within the grace window, and a late copy of the older token: not
-            // proof of theft, and nothing is issued for it.
-            return Err(AuthError::InvalidRefreshToken("superseded"));
         }
         self.reused(&session, &user, now).await
     }

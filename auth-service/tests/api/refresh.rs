@@ -355,3 +355,28 @@ async fn a_user_keeps_at_most_max_sessions_and_the_oldest_end() {
             .expect("the newest sessions work");
     }
 }
+
+/// A thief who stole a refresh token and keeps the session moving (an exchange every few
+/// seconds) cannot make the owner's older token look like a harmless late copy: any
+/// generation older than the previous one revokes the session, however recent the last
+/// exchange.
+#[tokio::test]
+async fn an_old_generation_revokes_the_session_even_right_after_an_exchange() {
+    let app = TestApp::spawn().await;
+    let owners = tokens(&app.sign_up("ada@example.com").await).clone();
+    app.advance(1);
+    let thiefs = app.refresh(&owners.refresh_token).await.unwrap();
+    app.advance(2);
+    let thiefs = app.refresh(&thiefs.refresh_token).await.unwrap();
+    app.advance(2);
+    // The owner's token is two generations old; the last exchange was 2 s ago.
+    assert_eq!(
+        app.refresh(&owners.refresh_token).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        app.refresh(&thiefs.refresh_token).await.unwrap_err().code(),
+        Code::Unauthenticated,
+        "the session was revoked: the thief's token stopped working"
+    );
+}

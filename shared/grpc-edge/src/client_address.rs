@@ -114,7 +114,7 @@ impl TrustedProxies {
         // address (`unknown`, an obfuscated id, a `unix:` socket) ends the walk at the last
         // trusted hop, since whatever stands left of it was written by someone we cannot
         // vouch for. If every hop is a trusted proxy, the request came from inside: the
-        // nearest trusted hop it is.
+        // farthest of them (the leftmost) it is.
         let mut client = peer;
         for hop in forwarded_for(metadata, self.header).into_iter().rev() {
             match hop {
@@ -143,15 +143,16 @@ fn forwarded_for(metadata: &MetadataMap, header: ForwardingHeader) -> Vec<Option
             .collect()
     };
     match header {
+        // An element without `for=` says nothing of who sent it: it ends the walk too.
         ForwardingHeader::Forwarded => values("forwarded")
             .iter()
-            .filter_map(|element| {
+            .map(|element| {
                 element.split(';').find_map(|pair| {
                     let (name, value) = pair.split_once('=')?;
                     name.trim()
                         .eq_ignore_ascii_case("for")
                         .then(|| parse_node(value))
-                })
+                })?
             })
             .collect(),
         ForwardingHeader::XForwardedFor => values("x-forwarded-for")
@@ -247,6 +248,8 @@ mod tests {
         let md = metadata(&[("forwarded", "for=1.2.3.4, for=unknown")]);
         assert_eq!(rfc7239.client(peer, &md), key("10.1.2.3"));
         let md = metadata(&[("forwarded", "for=1.2.3.4, for=\"unix:/run/x\"")]);
+        assert_eq!(rfc7239.client(peer, &md), key("10.1.2.3"));
+        let md = metadata(&[("forwarded", "for=1.2.3.4, proto=https")]);
         assert_eq!(rfc7239.client(peer, &md), key("10.1.2.3"));
     }
 

@@ -7,8 +7,10 @@
 //! The service's budget is shared fairly (max-min): when it is spent, a caller holding less
 //! than some other user gets room by closing the connections that carry the unread replies of
 //! the user holding the most (their bodies are dropped, their charges given back) and waits a
-//! moment for it; only a caller who already holds as much as anyone is refused. So however
-//! many accounts hold their whole share unread, everyone else is still served.
+//! moment for it (at most 2 s); only a caller who already holds as much as anyone is refused.
+//! So however many accounts hold their whole share unread, everyone else is still served.
+//! Behind a trusted proxy nothing is closed (its connections carry everyone's calls); a proxy
+//! reads what the service sends, so replies do not stay unread here, they wait at the proxy.
 
 use super::auth::Caller;
 use crate::error::{Exhausted, TaskError};

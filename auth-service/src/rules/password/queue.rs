@@ -8,10 +8,12 @@
 //! would exceed a bound gets [`Busy`] at once (or when its time runs out) instead of hanging.
 //!
 //! Taking turns is not enough when many addresses flood at once (100 addresses, 15 ms a hash:
-//! 1.5 s a turn), so there are two classes ([`Class`]): sign-ins of an account from an address
+//! 1.5 s a turn), so there are two lines ([`Class`]): sign-ins of an account from an address
 //! it signed in from in the last 30 days are served before anyone else, in turn among
-//! themselves, and have their own bound on waiters in all. A flood from addresses the account
-//! has not used can neither delay nor crowd out its owner.
+//! themselves, and have their own bounds. A flood from addresses the account has not used can
+//! neither delay nor crowd out its owner. So that the known line cannot starve the other (an
+//! account signing in correctly, again and again, from its own addresses), every
+//! [`KNOWN_STREAK`]th permit in a row goes to the other line when it has waiters.
 //!
 //! All bookkeeping is under one [`Mutex`], never held across an `await`. A permit is handed
 //! over by removing the waiter from its queue under that lock; the waiter then only learns of
@@ -29,12 +31,12 @@ use std::{
 };
 use tokio::sync::oneshot;
 
-/// How much waiting [`FairPermits`] accepts.
+/// How much waiting [`FairPermits`] accepts, in each line ([`Class`]) separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueLimits {
-    /// The most waiters one client may have queued; one more is refused at once.
+    /// The most waiters one client may have queued in a line; one more is refused at once.
     pub per_client: usize,
-    /// The most waiters queued in all; one more, from anyone, is refused at once.
+    /// The most waiters queued in a line in all; one more, from anyone, is refused at once.
     pub total: usize,
     /// How long a waiter may wait for a permit before it gives up with [`Busy`].
     pub max_wait: Duration,
@@ -47,6 +49,9 @@ pub struct Busy {
     /// When a retry may succeed: the longest wait, the time the queue ahead may take to drain.
     pub retry_after: Duration,
 }
+
+/// How many permits in a row the known line gets while the other line waits.
+pub const KNOWN_STREAK: u32 = 4;
 
 /// Whose turn a waiter waits for: its client, in its class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,8 +114,11 @@ struct State {
     /// Claimants of [`Class::Known`] with waiters, in the order they are served: the front
     /// one gets the next permit.
     known_turn: VecDeque<Claimant>,
-    /// The same for [`Class::Other`], served when no known claimant waits.
+    /// The same for [`Class::Other`], served when no known claimant waits (or after
+    /// [`KNOWN_STREAK`] known ones in a row).
     turn: VecDeque<Claimant>,
+    /// Permits in a row given to the known line while the other waited.
+    known_streak: u32,
     next_id: u64,
 }
 
@@ -250,7 +258,12 @@ impl State {
     /// Gives a permit to the oldest waiter of the claimant in turn (known ones first), whose
     /// turn then passes to the back of its line; false when nobody waits.
     fn grant_next(&mut self) -> bool {
-        for class in [Class::Known, Class::Other] {
+        let order = if self.known_streak + 1 >= KNOWN_STREAK && !self.turn.is_empty() {
+            [Class::Other, Class::Known]
+        } else {
+            [Class::Known, Class::Other]
+        };
+        for class in order {
             while let Some(client) = self.turn_of(class).pop_front() {
                 let Some(queue) = self.queues.get_mut(&client) else {
                     continue;
@@ -265,6 +278,10 @@ impl State {
                     self.turn_of(class).push_back(client);
                 }
                 self.count(class, -1);
+                self.known_streak = match class {
+                    Class::Known if !self.turn.is_empty() => self.known_streak + 1,
+                    _ => 0,
+                };
                 // The permit is the waiter's now. If its receiver is gone, its `Place` has not
                 // settled yet: it will find itself granted and release the permit.
                 let _ = waiter.wake.send(());

@@ -6,11 +6,17 @@
 //! connection.
 //!
 //! Accepting never stops. An accepted connection is admitted ([`Connections::admit`]) or
-//! closed at once: past its client's share, or when the server is full and no client holds
-//! more than one more connection than the newcomer's does. When the server is full, a client
-//! holding fewer connections takes the place of an idle connection of the client holding the
-//! most ("fair eviction"), so a small group of addresses cannot keep everyone else out: the
-//! newcomer is refused only when every client already holds about as many as it would.
+//! closed at once: past its client's share, or when the server is full and no client holding
+//! more than one more connection than the newcomer's has an idle one to give. When the server
+//! is full, a client holding fewer connections takes the place of an idle connection (nothing
+//! in flight, or RPCs that have moved no data for 10 s) of the client holding the most ("fair
+//! eviction"), so a small group of addresses cannot keep everyone else out.
+//!
+//! Response bodies hand data to HTTP/2 only while the connection's socket keeps up (at most
+//! 256 KiB handed over and not yet written): what a client that stops reading makes the server
+//! hold outside the bodies, where replies stay charged to their budgets, is bounded per
+//! connection, whatever flow-control windows it grants. An evicted or closed connection's
+//! reads end and its writes fail, so hyper lets go of it even if the client reads nothing.
 //! Trusted proxies (TRUSTED_PROXIES) carry many clients' requests and have no per-client
 //! connection share; streams behind them are charged to the forwarded client.
 //!
@@ -35,7 +41,7 @@ use std::{
         Arc, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 use tokio::{
@@ -77,76 +83,98 @@ pub(crate) struct Connections {
     epoch: Instant,
 }
 
-/// The admitted connections, by peer and by client.
+/// The admitted connections, by peer and (except trusted proxies') by client.
 #[derive(Debug, Default)]
 struct Table {
     by_peer: HashMap<SocketAddr, Arc<Counters>>,
+    /// Trusted proxies carry many clients: their connections are in no client's share, and
+    /// never make way for a newcomer.
     by_client: HashMap<ClientKey, Vec<Arc<Counters>>>,
     total: usize,
 }
 
 impl Table {
-    fn insert(&mut self, peer: SocketAddr, counters: &Arc<Counters>) {
-        self.by_peer.insert(peer, Arc::clone(counters));
-        self.by_client
-            .entry(counters.client)
-            .or_default()
-            .push(Arc::clone(counters));
+    fn insert(&mut self, counters: &Arc<Counters>) {
+        self.by_peer.insert(counters.peer, Arc::clone(counters));
+        if !counters.proxy {
+            self.by_client
+                .entry(counters.client)
+                .or_default()
+                .push(Arc::clone(counters));
+        }
         self.total += 1;
     }
 
     /// Removes `counters`' connection if it is still here (an evicted one already is not).
-    fn remove(&mut self, peer: SocketAddr, counters: &Arc<Counters>) {
-        if self
+    fn remove(&mut self, counters: &Arc<Counters>) {
+        let listed = self
             .by_peer
-            .get(&peer)
-            .is_some_and(|c| Arc::ptr_eq(c, counters))
-        {
-            self.by_peer.remove(&peer);
-        }
-        let Some(held) = self.by_client.get_mut(&counters.client) else {
+            .get(&counters.peer)
+            .is_some_and(|c| Arc::ptr_eq(c, counters));
+        if !listed {
             return;
-        };
-        if let Some(at) = held.iter().position(|c| Arc::ptr_eq(c, counters)) {
-            held.swap_remove(at);
-            self.total -= 1;
+        }
+        self.by_peer.remove(&counters.peer);
+        self.total -= 1;
+        if let Some(held) = self.by_client.get_mut(&counters.client) {
+            held.retain(|c| !Arc::ptr_eq(c, counters));
             if held.is_empty() {
                 self.by_client.remove(&counters.client);
             }
         }
     }
 
-    /// The idle connection to close for a newcomer whose client holds `held`: of the client
-    /// holding the most (more than `held + 1`, and not a trusted proxy), the one idle longest.
-    fn eviction_for(&self, held: usize) -> Option<Arc<Counters>> {
-        let mut holders: Vec<&Vec<Arc<Counters>>> = self
-            .by_client
-            .values()
-            .filter(|conns| conns.len() > held + 1 && conns.first().is_some_and(|c| !c.proxy))
-            .collect();
-        holders.sort_by_key(|conns| std::cmp::Reverse(conns.len()));
-        holders.into_iter().find_map(|conns| {
-            conns
+    /// The connection to close for a newcomer whose client holds `held`: of the client holding
+    /// the most (more than `held + 1`) that has one to give, the one idle longest. A
+    /// connection gives way when nothing is in flight on it, or when its RPCs have moved no
+    /// data for [`STALLED`] (a client that holds an RPC open by never granting window).
+    fn eviction_for(&self, held: usize, now_ms: u64) -> Option<Arc<Counters>> {
+        let stalled_ms = u64::try_from(STALLED.as_millis()).unwrap_or(u64::MAX);
+        let mut best: Option<(usize, &Arc<Counters>)> = None;
+        for conns in self.by_client.values() {
+            if conns.len() <= held + 1 || best.is_some_and(|(most, _)| conns.len() <= most) {
+                continue;
+            }
+            let victim = conns
                 .iter()
-                .filter(|c| c.in_flight.load(Ordering::Acquire) == 0)
-                .min_by_key(|c| c.last_active_ms.load(Ordering::Acquire))
-                .cloned()
-        })
+                .filter(|c| {
+                    c.in_flight.load(Ordering::Acquire) == 0
+                        || now_ms.saturating_sub(c.last_data_ms.load(Ordering::Acquire))
+                            >= stalled_ms
+                })
+                .min_by_key(|c| c.last_active_ms.load(Ordering::Acquire));
+            if let Some(victim) = victim {
+                best = Some((conns.len(), victim));
+            }
+        }
+        best.map(|(_, victim)| Arc::clone(victim))
     }
 }
+
+/// How long RPCs in flight may move no data before their connection may make way for a
+/// newcomer when the server is full.
+const STALLED: Duration = Duration::from_secs(10);
+
+/// Bytes response bodies may have handed to HTTP/2 on one connection beyond what has been
+/// written to its socket; past it, bodies wait. What a client that does not read makes the
+/// server hold outside the bodies (where replies stay charged) is then this much per
+/// connection, whatever the windows it grants.
+const MAX_UNWRITTEN_BYTES: u64 = 256 * 1024;
 
 /// Why an accepted connection was closed at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
     /// Its client already holds MAX_CONNECTIONS_PER_CLIENT.
     ClientShare,
-    /// MAX_CONNECTIONS are open and no client holds more than its share.
+    /// MAX_CONNECTIONS are open, and no client holding more than one more than the
+    /// newcomer's has an idle (or stalled) connection to give.
     Full,
 }
 
 /// One connection's counters.
 #[derive(Debug)]
 struct Counters {
+    peer: SocketAddr,
     /// The TCP peer's client (address or /64).
     client: ClientKey,
     /// The peer is a trusted proxy.
@@ -155,27 +183,91 @@ struct Counters {
     streams: AtomicUsize,
     /// When an RPC last started or ended, in milliseconds since [`Connections::epoch`].
     last_active_ms: AtomicU64,
-    /// Set when a newcomer took this connection's place; its reader then ends the stream.
+    /// When an RPC last started or a response body last handed over data.
+    last_data_ms: AtomicU64,
+    /// Response bytes handed to HTTP/2, and bytes written to the socket.
+    handed: AtomicU64,
+    written: AtomicU64,
+    /// Response bodies waiting for the socket to drain below [`MAX_UNWRITTEN_BYTES`].
+    waiting_bodies: Mutex<Vec<Waker>>,
+    /// Set when a newcomer took this connection's place (or a service closed it): its reader
+    /// reports end of stream and its writer fails, so hyper closes it even if the client
+    /// reads nothing.
     evicted: AtomicBool,
-    reader: AtomicWaker,
+    io: AtomicWaker,
 }
 
 impl Counters {
-    fn new(client: ClientKey, proxy: bool, now_ms: u64) -> Self {
+    fn new(peer: SocketAddr, client: ClientKey, proxy: bool, now_ms: u64) -> Self {
         Self {
+            peer,
             client,
             proxy,
             in_flight: AtomicUsize::new(0),
             streams: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(now_ms),
+            last_data_ms: AtomicU64::new(now_ms),
+            handed: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            waiting_bodies: Mutex::new(Vec::new()),
             evicted: AtomicBool::new(false),
-            reader: AtomicWaker::new(),
+            io: AtomicWaker::new(),
         }
     }
 
     fn evict(&self) {
         self.evicted.store(true, Ordering::Release);
-        self.reader.wake();
+        self.io.wake();
+        self.wake_bodies();
+    }
+
+    fn unwritten(&self) -> u64 {
+        self.handed
+            .load(Ordering::Acquire)
+            .saturating_sub(self.written.load(Ordering::Acquire))
+    }
+
+    /// Whether a body may hand over more data now; if not, `cx` is woken when it may. A
+    /// trusted proxy's connection is exempt: its streams are many clients', and one slow
+    /// client's data waiting in HTTP/2 must not hold up the others' (a proxy reads its
+    /// socket; what waits there is at most one piece per stream).
+    fn may_hand_over(&self, cx: &Context<'_>) -> bool {
+        if self.proxy
+            || self.unwritten() < MAX_UNWRITTEN_BYTES
+            || self.evicted.load(Ordering::Acquire)
+        {
+            return true;
+        }
+        self.waiting_bodies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(cx.waker().clone());
+        // Written meanwhile: the writer may have woken the list before this waker was in it.
+        self.unwritten() < MAX_UNWRITTEN_BYTES
+    }
+
+    fn handed_over(&self, bytes: usize, now_ms: u64) {
+        self.handed.fetch_add(bytes as u64, Ordering::AcqRel);
+        self.last_data_ms.store(now_ms, Ordering::Release);
+    }
+
+    fn wrote(&self, bytes: usize) {
+        self.written.fetch_add(bytes as u64, Ordering::AcqRel);
+        if self.unwritten() < MAX_UNWRITTEN_BYTES {
+            self.wake_bodies();
+        }
+    }
+
+    fn wake_bodies(&self) {
+        let waiting = std::mem::take(
+            &mut *self
+                .waiting_bodies
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for waker in waiting {
+            waker.wake();
+        }
     }
 }
 
@@ -194,11 +286,6 @@ impl ConnectionHandle {
         }
         self.0.evict();
         true
-    }
-
-    /// Whether two handles are of the same connection.
-    pub fn same(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -255,33 +342,41 @@ impl Connections {
         self.proxies.client(peer, &metadata)
     }
 
-    fn counters(&self, peer: SocketAddr) -> Option<Arc<Counters>> {
-        self.table().by_peer.get(&peer).cloned()
-    }
-
     /// Admits a connection from `peer`, or says why it is closed at once (module docs).
     fn admit(&self, peer: SocketAddr) -> Result<Arc<Counters>, Refused> {
         let client = ClientKey::from_ip(peer.ip());
         let proxy = self.proxies.trusts(peer.ip());
+        let now_ms = self.now_ms();
         let mut table = self.table();
-        let held = table.by_client.get(&client).map_or(0, Vec::len);
+        // A trusted proxy holds no client's share: as a newcomer it holds nothing.
+        let held = if proxy {
+            0
+        } else {
+            table.by_client.get(&client).map_or(0, Vec::len)
+        };
         if !proxy && held >= self.connections_per_client {
             return Err(Refused::ClientShare);
         }
         if table.total >= self.max_connections {
-            let victim = table.eviction_for(held).ok_or(Refused::Full)?;
-            let victim_peer = table
-                .by_peer
-                .iter()
-                .find_map(|(peer, c)| Arc::ptr_eq(c, &victim).then_some(*peer));
-            if let Some(victim_peer) = victim_peer {
-                table.remove(victim_peer, &victim);
-            }
+            let victim = table.eviction_for(held, now_ms).ok_or(Refused::Full)?;
+            table.remove(&victim);
             victim.evict();
         }
-        let counters = Arc::new(Counters::new(client, proxy, self.now_ms()));
-        table.insert(peer, &counters);
+        let counters = Arc::new(Counters::new(peer, client, proxy, now_ms));
+        table.insert(&counters);
         Ok(counters)
+    }
+
+    /// The counters of the connection from `peer`, with one more RPC in flight on it, taken
+    /// under the table's lock so that no eviction picks the connection as this RPC starts.
+    fn start_rpc(&self, peer: SocketAddr) -> Option<Arc<Counters>> {
+        let table = self.table();
+        let counters = table.by_peer.get(&peer)?;
+        counters.in_flight.fetch_add(1, Ordering::AcqRel);
+        let now_ms = self.now_ms();
+        counters.last_active_ms.store(now_ms, Ordering::Release);
+        counters.last_data_ms.store(now_ms, Ordering::Release);
+        Some(Arc::clone(counters))
     }
 
     /// When `counters`' connection becomes idle-expired, or `None` if it already is.
@@ -371,9 +466,9 @@ impl Tracked {
     /// Whether the connection is to end now: evicted, silent past the preface deadline, or
     /// idle past the idle timeout. Registers for the wake-ups that can change the answer.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.counters.reader.register(cx.waker());
+        self.counters.io.register(cx.waker());
         if self.counters.evicted.load(Ordering::Acquire) {
-            tracing::debug!(peer = %self.peer, "closing a connection another client's took the place of");
+            tracing::debug!(peer = %self.peer, "closing a connection another took the place of");
             return true;
         }
         if let Some((_, deadline)) = &mut self.preface
@@ -399,7 +494,7 @@ impl Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.connections.table().remove(self.peer, &self.counters);
+        self.connections.table().remove(&self.counters);
     }
 }
 
@@ -446,7 +541,12 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.counters.evicted.load(Ordering::Acquire) {
+            return Poll::Ready(Err(closing()));
+        }
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.after_write(cx, written)
     }
 
     fn poll_write_vectored(
@@ -454,7 +554,12 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if this.counters.evicted.load(Ordering::Acquire) {
+            return Poll::Ready(Err(closing()));
+        }
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.after_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -462,12 +567,47 @@ impl AsyncWrite for Tracked {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        if this.counters.evicted.load(Ordering::Acquire) {
+            return Poll::Ready(Err(closing()));
+        }
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        if flushed.is_pending() {
+            this.counters.io.register(cx.waker());
+        }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.counters.evicted.load(Ordering::Acquire) {
+            // Nothing more will be written: the socket closes when hyper drops it.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
+}
+
+impl Tracked {
+    /// Counts what was written (bodies waiting for the socket to drain may go on); a write
+    /// that waits registers for eviction too, so a client that reads nothing is still closed.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match &written {
+            Poll::Ready(Ok(n)) => self.counters.wrote(*n),
+            Poll::Pending => self.counters.io.register(cx.waker()),
+            Poll::Ready(Err(_)) => {}
+        }
+        written
+    }
+}
+
+/// The error an evicted connection's writes fail with, so hyper stops waiting to flush.
+fn closing() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "connection closed by the server")
 }
 
 mod layer;

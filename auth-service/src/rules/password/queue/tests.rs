@@ -321,3 +321,25 @@ async fn a_known_address_is_served_before_a_flood_from_many_others_and_has_room_
     assert_eq!(log.lock().unwrap()[0], "owner");
     assert_idle(&permits, 1);
 }
+
+#[tokio::test]
+async fn the_known_line_cannot_starve_the_other_one() {
+    let permits = FairPermits::new(1, limits(4, 64, LONG));
+    let log = Log::default();
+    let holder = permits.acquire(client(200)).await.unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        tasks.push(spawn_waiter(&permits, known(n), "known", &log));
+        until_waiting(&permits, tasks.len()).await;
+    }
+    tasks.push(spawn_waiter(&permits, client(100), "other", &log));
+    until_waiting(&permits, tasks.len()).await;
+    drop(holder);
+    all_served(tasks).await;
+    let order = log.lock().unwrap().clone();
+    let other_at = order.iter().position(|label| label == "other").unwrap();
+    assert!(
+        other_at < KNOWN_STREAK as usize,
+        "served after {other_at} known sign-ins: {order:?}"
+    );
+}

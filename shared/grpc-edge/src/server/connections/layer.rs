@@ -84,13 +84,7 @@ impl Drop for InFlight {
 
 impl InFlight {
     pub(super) fn start(connections: &Arc<Connections>, peer: Option<SocketAddr>) -> Self {
-        let counters = peer.and_then(|peer| connections.counters(peer));
-        if let Some(counters) = &counters {
-            counters.in_flight.fetch_add(1, Ordering::AcqRel);
-            counters
-                .last_active_ms
-                .store(connections.now_ms(), Ordering::Release);
-        }
+        let counters = peer.and_then(|peer| connections.start_rpc(peer));
         Self {
             counters,
             connections: Arc::clone(connections),
@@ -255,24 +249,44 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        if !this.rest.is_empty() {
-            return Poll::Ready(Some(Ok(piece(&mut this.rest))));
+        // Data goes to HTTP/2 only while the connection's socket keeps up (see
+        // `MAX_UNWRITTEN_BYTES`); until then it stays here, where it is still charged.
+        let counters = this
+            .in_flight
+            .as_ref()
+            .and_then(|in_flight| in_flight.counters.clone());
+        if let Some(counters) = &counters
+            && !counters.may_hand_over(cx)
+        {
+            return Poll::Pending;
         }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(None) => {
-                this.in_flight = None;
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                Ok(mut data) => {
-                    let first = piece(&mut data);
-                    this.rest = data;
-                    Poll::Ready(Some(Ok(first)))
+        let frame = if this.rest.is_empty() {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(None) => {
+                    this.in_flight = None;
+                    return Poll::Ready(None);
                 }
-                Err(frame) => Poll::Ready(Some(Ok(frame))),
-            },
-            other => other,
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(mut data) => {
+                        let first = piece(&mut data);
+                        this.rest = data;
+                        first
+                    }
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                other => return other,
+            }
+        } else {
+            piece(&mut this.rest)
+        };
+        if let (Some(counters), Some(data)) = (&counters, frame.data_ref()) {
+            let now_ms = this
+                .in_flight
+                .as_ref()
+                .map_or(0, |in_flight| in_flight.connections.now_ms());
+            counters.handed_over(data.len(), now_ms);
         }
+        Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {

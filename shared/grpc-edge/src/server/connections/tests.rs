@@ -149,3 +149,23 @@ fn when_full_a_newcomer_takes_the_place_of_the_biggest_holders_idle_connection()
     assert!(!busy.evicted.load(std::sync::atomic::Ordering::Acquire));
     drop(honest);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_whose_rpcs_move_no_data_gives_way_when_the_server_is_full() {
+    let c = connections(|a| a.max_connections = 3);
+    let attacker = |port| SocketAddr::from(([127, 0, 0, 9], port));
+    let held: Vec<_> = (1..4).map(|port| register(&c, attacker(port))).collect();
+    // One RPC on each that never gets its reply out (a window of 0): never idle.
+    let _rpcs: Vec<_> = (1..4)
+        .map(|port| InFlight::start(&c, Some(attacker(port))))
+        .collect();
+    let honest = SocketAddr::from(([127, 0, 0, 2], 1));
+    assert_eq!(c.admit(honest).unwrap_err(), Refused::Full);
+    tokio::time::advance(Duration::from_secs(11)).await;
+    register(&c, honest);
+    let evicted = held
+        .iter()
+        .filter(|c| c.evicted.load(std::sync::atomic::Ordering::Acquire))
+        .count();
+    assert_eq!(evicted, 1, "stalled for 10 s: one made way");
+}
