@@ -207,8 +207,15 @@ async fn accounts_holding_the_whole_budget_unread_cannot_keep_other_users_out() 
             (started.elapsed(), page)
         }
     };
-    let (alone, listed) = timed().await;
-    let expected = listed.expect("served alone").tasks.len();
+    let mut alone = Vec::new();
+    let mut expected = 0;
+    for _ in 0..5 {
+        let (took, listed) = timed().await;
+        expected = listed.expect("served alone").tasks.len();
+        alone.push(took);
+    }
+    alone.sort();
+    let alone = alone[2];
 
     let mut held = Vec::new();
     for holder in &users[1..] {
@@ -220,8 +227,8 @@ async fn accounts_holding_the_whole_budget_unread_cannot_keep_other_users_out() 
 
     let (during, listed) = timed().await;
     println!(
-        "honest ListTasks of a ~1 MiB page alone: {alone:?}; with 2 accounts holding the whole \
-         16 MiB unread: {during:?} ({:?})",
+        "honest ListTasks of a ~1 MiB page alone: median {alone:?}; with 2 accounts holding the \
+         whole 16 MiB unread: {during:?} ({:?})",
         listed.as_ref().map(|p| p.tasks.len()).map_err(|s| s.code())
     );
     assert_eq!(
