@@ -112,7 +112,9 @@ impl UnreadBudget {
                 u64::from(self.per_user_kib) * 1024,
             )));
         }
-        if self.total.available_permits() == 0 && biggest_above(&users, to.user, used).is_none() {
+        if self.total.available_permits() == 0
+            && holders_above(&users, to.user, used).next().is_none()
+        {
             return Err(TaskError::Unread(Exhausted::Service(
                 u64::from(self.total_kib) * 1024,
             )));
@@ -182,10 +184,7 @@ impl UnreadBudget {
     /// does, or nothing of theirs can be closed (a trusted proxy's connection).
     fn make_room(&self, user: Uuid, used: u32) -> bool {
         let users = self.users();
-        let mut holders: Vec<(&Uuid, &Holder)> = users
-            .iter()
-            .filter(|(other, holder)| **other != user && holder.kib > used)
-            .collect();
+        let mut holders: Vec<(&Uuid, &Holder)> = holders_above(&users, user, used).collect();
         holders.sort_by_key(|(_, holder)| std::cmp::Reverse(holder.kib));
         for (other, holder) in holders {
             let mut closed = 0;
@@ -208,13 +207,15 @@ impl UnreadBudget {
     }
 }
 
-/// Some user other than `user` holding more than `used`.
-fn biggest_above(users: &HashMap<Uuid, Holder>, user: Uuid, used: u32) -> Option<Uuid> {
+/// The users other than `user` holding more than `used`.
+fn holders_above(
+    users: &HashMap<Uuid, Holder>,
+    user: Uuid,
+    used: u32,
+) -> impl Iterator<Item = (&Uuid, &Holder)> {
     users
         .iter()
-        .filter(|(other, holder)| **other != user && holder.kib > used)
-        .max_by_key(|(_, holder)| holder.kib)
-        .map(|(other, _)| *other)
+        .filter(move |(other, holder)| **other != user && holder.kib > used)
 }
 
 /// Whole KiB (at least one) for `bytes`.

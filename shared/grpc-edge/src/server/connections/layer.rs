@@ -254,10 +254,8 @@ where
         let counters = this
             .in_flight
             .as_ref()
-            .and_then(|in_flight| in_flight.counters.clone());
-        if let Some(counters) = &counters
-            && !counters.may_hand_over(cx)
-        {
+            .and_then(|in_flight| in_flight.counters.as_deref());
+        if counters.is_some_and(|counters| !counters.may_hand_over(cx)) {
             return Poll::Pending;
         }
         let frame = if this.rest.is_empty() {
@@ -279,12 +277,10 @@ where
         } else {
             piece(&mut this.rest)
         };
-        if let (Some(counters), Some(data)) = (&counters, frame.data_ref()) {
-            let now_ms = this
-                .in_flight
-                .as_ref()
-                .map_or(0, |in_flight| in_flight.connections.now_ms());
-            counters.handed_over(data.len(), now_ms);
+        if let (Some(in_flight), Some(data)) = (&this.in_flight, frame.data_ref())
+            && let Some(counters) = &in_flight.counters
+        {
+            counters.handed_over(data.len(), in_flight.connections.now_ms());
         }
         Poll::Ready(Some(Ok(frame)))
     }
