@@ -16,6 +16,8 @@ pub const PASSWORD_MAX_CHARS: usize = 256;
 pub const EMAIL_MAX_BYTES: usize = 254;
 /// Longest display name, in characters.
 pub const DISPLAY_NAME_MAX_CHARS: usize = 100;
+/// Longest user agent a session keeps, in characters (longer ones are cut).
+pub const USER_AGENT_MAX_CHARS: usize = 256;
 
 /// A trimmed, lower-cased email address of plausible shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +115,12 @@ impl Password {
     pub fn as_bytes(&self) -> &[u8] {
         self.0.expose_secret().as_bytes()
     }
+
+    /// Whether `other` is the same password, compared in constant time (for equal lengths).
+    pub fn is_same_as(&self, other: &Password) -> bool {
+        use subtle::ConstantTimeEq;
+        self.as_bytes().ct_eq(other.as_bytes()).into()
+    }
 }
 
 /// A trimmed display name without control characters, at most 100 characters.
@@ -162,6 +170,70 @@ pub struct NewAccount {
 pub struct Credentials {
     pub email: Email,
     pub password: Password,
+}
+
+/// A valid ChangePassword request.
+#[derive(Debug)]
+pub struct PasswordChange {
+    pub current: Password,
+    pub new: Password,
+    /// Sign out every other session of the account.
+    pub sign_out_others: bool,
+}
+
+/// A valid UpdateProfile request: the fields to change, `None` for those left alone.
+#[derive(Debug, Default)]
+pub struct ProfileChange {
+    pub display_name: Option<DisplayName>,
+}
+
+/// Where a session is used from, as its owner sees it in ListSessions. Personal data: only
+/// the owner is shown it, nothing logs it, and a signed-out session forgets it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Device {
+    /// The client's address, as seen through the trusted proxies.
+    pub address: Option<String>,
+    /// Its user agent, at most [`USER_AGENT_MAX_CHARS`] characters.
+    pub user_agent: Option<String>,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device").finish_non_exhaustive()
+    }
+}
+
+impl Device {
+    /// A device at `address` with `user_agent` (trimmed, without control characters, cut to
+    /// [`USER_AGENT_MAX_CHARS`]; absent when nothing is left).
+    pub fn new(address: Option<std::net::IpAddr>, user_agent: Option<&str>) -> Self {
+        let user_agent = user_agent
+            .map(|raw| {
+                raw.chars()
+                    .filter(|c| !c.is_control())
+                    .take(USER_AGENT_MAX_CHARS)
+                    .collect::<String>()
+                    .trim()
+                    .to_owned()
+            })
+            .filter(|agent| !agent.is_empty());
+        Self {
+            address: address.map(|ip| ip.to_canonical().to_string()),
+            user_agent,
+        }
+    }
+}
+
+/// A live session, as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionView {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub device: Device,
+    /// The session of the access token that asked.
+    pub current: bool,
 }
 
 /// An account, as the rest of the service sees it (no password hash).
@@ -256,6 +328,34 @@ mod tests {
         assert!(Password::parse_new("x".repeat(257), "password", &mut v).is_none());
         assert!(Password::parse_new("é".repeat(256), "password", &mut v).is_some());
         assert!(Password::parse_existing("x".repeat(10_000), "password", &mut v).is_none());
+    }
+
+    #[test]
+    fn user_agents_are_cleaned_and_bounded() {
+        let long = "x".repeat(USER_AGENT_MAX_CHARS + 50);
+        let device = Device::new(None, Some(&long));
+        assert_eq!(
+            device.user_agent.map(|a| a.chars().count()),
+            Some(USER_AGENT_MAX_CHARS)
+        );
+        let device = Device::new(None, Some(" grpcurl/1.9\u{7}\n "));
+        assert_eq!(device.user_agent.as_deref(), Some("grpcurl/1.9"));
+        assert_eq!(Device::new(None, Some("  ")).user_agent, None);
+        let mapped = "::ffff:127.0.0.2".parse().ok();
+        assert_eq!(
+            Device::new(mapped, None).address.as_deref(),
+            Some("127.0.0.2")
+        );
+    }
+
+    #[test]
+    fn passwords_compare_by_value() {
+        let mut v = FieldViolations::new();
+        let a = Password::parse_new("correct horse".into(), "a", &mut v).unwrap();
+        let b = Password::parse_new("correct horse".into(), "b", &mut v).unwrap();
+        let c = Password::parse_new("correct horsf".into(), "c", &mut v).unwrap();
+        assert!(a.is_same_as(&b));
+        assert!(!a.is_same_as(&c));
     }
 
     #[test]

@@ -26,6 +26,12 @@ pub enum AuthError {
     /// Wrong email or password (never says which).
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// ChangePassword's current password is wrong.
+    #[error("wrong current password")]
+    WrongPassword,
+    /// No live session of the caller's with this id (or another user's: the same answer).
+    #[error("no such session")]
+    SessionNotFound,
     /// Missing, malformed, expired, forged or revoked access token.
     #[error("invalid access token: {0}")]
     InvalidToken(String),
@@ -73,9 +79,11 @@ impl ServiceError for AuthError {
         match self {
             Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::EmailTaken => Code::AlreadyExists,
-            Self::InvalidCredentials | Self::InvalidToken(_) | Self::InvalidRefreshToken(_) => {
-                Code::Unauthenticated
-            }
+            Self::InvalidCredentials
+            | Self::WrongPassword
+            | Self::InvalidToken(_)
+            | Self::InvalidRefreshToken(_) => Code::Unauthenticated,
+            Self::SessionNotFound => Code::NotFound,
             Self::Throttled(_)
             | Self::SignUpThrottled(_)
             | Self::Busy(_)
@@ -89,7 +97,8 @@ impl ServiceError for AuthError {
         match self {
             Self::InvalidArgument(_) => ErrorReason::InvalidArgument,
             Self::EmailTaken => ErrorReason::EmailAlreadyRegistered,
-            Self::InvalidCredentials => ErrorReason::InvalidCredentials,
+            Self::InvalidCredentials | Self::WrongPassword => ErrorReason::InvalidCredentials,
+            Self::SessionNotFound => ErrorReason::SessionNotFound,
             Self::InvalidToken(_) => ErrorReason::InvalidToken,
             Self::InvalidRefreshToken(_) => ErrorReason::InvalidRefreshToken,
             Self::Throttled(_) | Self::SignUpThrottled(_) => ErrorReason::TooManyAttempts,
@@ -104,6 +113,8 @@ impl ServiceError for AuthError {
             Self::InvalidArgument(violations) => violations.summary().into(),
             Self::EmailTaken => "an account with this email already exists".into(),
             Self::InvalidCredentials => "invalid email or password".into(),
+            Self::WrongPassword => "the current password is not right".into(),
+            Self::SessionNotFound => "no such session: it may have ended already".into(),
             Self::InvalidToken(_) => "missing, invalid or expired access token".into(),
             Self::InvalidRefreshToken(_) => {
                 "invalid or expired refresh token: sign in again".into()
@@ -139,6 +150,8 @@ impl ServiceError for AuthError {
             Self::InvalidArgument(_)
             | Self::EmailTaken
             | Self::InvalidCredentials
+            | Self::WrongPassword
+            | Self::SessionNotFound
             | Self::Throttled(_)
             | Self::SignUpThrottled(_)
             | Self::Busy(_)
@@ -198,6 +211,16 @@ mod tests {
                 AuthError::InvalidCredentials,
                 Code::Unauthenticated,
                 "INVALID_CREDENTIALS",
+            ),
+            (
+                AuthError::WrongPassword,
+                Code::Unauthenticated,
+                "INVALID_CREDENTIALS",
+            ),
+            (
+                AuthError::SessionNotFound,
+                Code::NotFound,
+                "SESSION_NOT_FOUND",
             ),
             (
                 AuthError::InvalidToken("expired".into()),

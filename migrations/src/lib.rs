@@ -14,6 +14,37 @@ mod auth;
 pub mod cli;
 mod task;
 
+/// Adds `columns` to `table`, one statement per column: SQLite's ALTER TABLE adds one at a
+/// time.
+async fn add_columns(
+    manager: &SchemaManager<'_>,
+    table: impl IntoIden,
+    columns: impl IntoIterator<Item = ColumnDef>,
+) -> Result<(), DbErr> {
+    let table = table.into_iden();
+    for column in columns {
+        let mut alter = Table::alter();
+        alter.table(table.clone()).add_column(column);
+        manager.alter_table(alter).await?;
+    }
+    Ok(())
+}
+
+/// Drops `columns` from `table`, one statement per column (as [`add_columns`] added them).
+async fn drop_columns<C: IntoIden>(
+    manager: &SchemaManager<'_>,
+    table: impl IntoIden,
+    columns: impl IntoIterator<Item = C>,
+) -> Result<(), DbErr> {
+    let table = table.into_iden();
+    for column in columns {
+        let mut alter = Table::alter();
+        alter.table(table.clone()).drop_column(column);
+        manager.alter_table(alter).await?;
+    }
+    Ok(())
+}
+
 /// The auth-service's tables: users, sessions, refresh tokens, signing keys, sign-in throttle.
 pub struct AuthMigrator;
 
@@ -23,6 +54,7 @@ impl MigratorTrait for AuthMigrator {
         vec![
             Box::new(auth::m20261123_000001_create_auth_tables::Migration),
             Box::new(auth::m20261203_000001_refresh_generations::Migration),
+            Box::new(auth::m20261203_000002_session_devices::Migration),
         ]
     }
 

@@ -50,24 +50,26 @@ async fn auth_migrations_go_up_down_and_up_again() {
     AuthMigrator::up(&db, None).await.unwrap();
     let all = AuthMigrator::migrations().len();
     assert_eq!(applied::<AuthMigrator>(&db).await, all);
-    assert!(
-        columns(&db, "sessions")
-            .await
-            .contains(&"refresh_generation".to_owned())
-    );
+    let has = |columns: &[String], name: &str| columns.iter().any(|c| c == name);
+    let sessions = columns(&db, "sessions").await;
+    assert!(has(&sessions, "refresh_generation"), "{sessions:?}");
+    assert!(has(&sessions, "user_agent"), "{sessions:?}");
 
-    // The last one down: its columns go, the table and its rows stay.
+    // One down at a time: each migration's columns go, the table and the rest stay.
     AuthMigrator::down(&db, Some(1)).await.unwrap();
     assert_eq!(applied::<AuthMigrator>(&db).await, all - 1);
     let sessions = columns(&db, "sessions").await;
-    assert!(
-        sessions.contains(&"rotation_secret".to_owned()),
-        "{sessions:?}"
-    );
-    assert!(
-        !sessions.contains(&"refresh_generation".to_owned()),
-        "{sessions:?}"
-    );
+    assert!(!has(&sessions, "user_agent"), "{sessions:?}");
+    assert!(!has(&sessions, "client_address"), "{sessions:?}");
+    assert!(has(&sessions, "refresh_generation"), "{sessions:?}");
+    let pending = AuthMigrator::get_pending_migrations(&db).await.unwrap();
+    assert_eq!(pending.len(), 1, "status lists the one that went down");
+
+    AuthMigrator::down(&db, Some(1)).await.unwrap();
+    assert_eq!(applied::<AuthMigrator>(&db).await, all - 2);
+    let sessions = columns(&db, "sessions").await;
+    assert!(has(&sessions, "rotation_secret"), "{sessions:?}");
+    assert!(!has(&sessions, "refresh_generation"), "{sessions:?}");
 
     // Everything down, then up again.
     AuthMigrator::down(&db, None).await.unwrap();

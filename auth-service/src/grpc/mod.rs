@@ -9,7 +9,7 @@ mod requests;
 pub use jwks::jwks_json;
 
 use crate::{
-    domain::{Credentials, NewAccount},
+    domain::{Credentials, Device, NewAccount, PasswordChange, ProfileChange},
     error::AuthError,
     rules::Rules,
 };
@@ -18,8 +18,8 @@ use grpc_edge::{
     bearer::bearer_token,
     client_address::{ClientKey, TrustedProxies},
 };
-use replies::{introspection_pb, signed_in_pb, signing_key_pb, tokens_pb, user_pb};
-use requests::{Introspection, Presented, sign_out_refresh_token};
+use replies::{introspection_pb, session_pb, signed_in_pb, signing_key_pb, tokens_pb, user_pb};
+use requests::{Introspection, Presented, session_to_revoke, sign_out_refresh_token};
 use std::time::Duration;
 use todo_api::todo::auth::v1::{self as pb, auth_service_server::AuthService};
 use tonic::{Request, Response, Status};
@@ -53,6 +53,15 @@ impl AuthApi {
         self.proxies
             .client(request.remote_addr(), request.metadata())
     }
+
+    /// Where `request` comes from, for the session it signs in or refreshes: its client's
+    /// address and user agent.
+    fn device<T>(&self, request: &Request<T>) -> Device {
+        let address = self
+            .proxies
+            .client_ip(request.remote_addr(), request.metadata());
+        requests::device(address, request.metadata())
+    }
 }
 
 #[tonic::async_trait]
@@ -62,9 +71,9 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::SignUpRequest>,
     ) -> Result<Response<pb::SignUpResponse>, Status> {
-        let client = self.client(&request);
+        let (client, device) = (self.client(&request), self.device(&request));
         let account = NewAccount::try_from(request.into_inner())?;
-        let signed_in = held(self.rules.accounts.sign_up(account, client).await).await?;
+        let signed_in = held(self.rules.accounts.sign_up(account, client, device).await).await?;
         tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));
         let (user, tokens) = signed_in_pb(signed_in, self.clock.now());
         Ok(Response::new(pb::SignUpResponse { user, tokens }))
@@ -75,9 +84,15 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::SignInRequest>,
     ) -> Result<Response<pb::SignInResponse>, Status> {
-        let client = self.client(&request);
+        let (client, device) = (self.client(&request), self.device(&request));
         let credentials = Credentials::try_from(request.into_inner())?;
-        let signed_in = held(self.rules.accounts.sign_in(credentials, client).await).await?;
+        let signed_in = held(
+            self.rules
+                .accounts
+                .sign_in(credentials, client, device)
+                .await,
+        )
+        .await?;
         tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));
         let (user, tokens) = signed_in_pb(signed_in, self.clock.now());
         Ok(Response::new(pb::SignInResponse { user, tokens }))
@@ -88,8 +103,9 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::RefreshRequest>,
     ) -> Result<Response<pb::RefreshResponse>, Status> {
+        let device = self.device(&request);
         let token = Presented::try_from(request.into_inner())?;
-        let pair = self.rules.sessions.refresh(token.expose()).await?;
+        let pair = self.rules.sessions.refresh(token.expose(), &device).await?;
         Ok(Response::new(pb::RefreshResponse {
             tokens: Some(tokens_pb(pair, self.clock.now())),
         }))
@@ -153,6 +169,90 @@ impl AuthService for AuthApi {
         Ok(Response::new(pb::GetSigningKeysResponse {
             keys,
             cache_seconds: KEYS_CACHE_SECONDS.into(),
+        }))
+    }
+
+    #[instrument(name = "ChangePassword", skip_all, fields(signed_out))]
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        let client = self.client(&request);
+        let bearer = bearer_token(request.metadata()).map(str::to_owned);
+        let change = PasswordChange::try_from(request.into_inner())?;
+        let signed_out = held(
+            self.rules
+                .accounts
+                .change_password(bearer.as_deref(), change, client)
+                .await,
+        )
+        .await?;
+        tracing::Span::current().record("signed_out", signed_out);
+        Ok(Response::new(pb::ChangePasswordResponse {
+            signed_out_sessions: i64::try_from(signed_out).unwrap_or(i64::MAX),
+        }))
+    }
+
+    #[instrument(name = "ListSessions", skip_all, fields(sessions))]
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let sessions = self
+            .rules
+            .sessions
+            .list(bearer_token(request.metadata()))
+            .await?;
+        tracing::Span::current().record("sessions", sessions.len());
+        Ok(Response::new(pb::ListSessionsResponse {
+            sessions: sessions.into_iter().map(session_pb).collect(),
+        }))
+    }
+
+    #[instrument(name = "RevokeSession", skip_all)]
+    async fn revoke_session(
+        &self,
+        request: Request<pb::RevokeSessionRequest>,
+    ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
+        let session_id = session_to_revoke(request.get_ref())?;
+        self.rules
+            .sessions
+            .revoke_one(bearer_token(request.metadata()), session_id)
+            .await?;
+        Ok(Response::new(pb::RevokeSessionResponse {}))
+    }
+
+    #[instrument(name = "RevokeOtherSessions", skip_all, fields(revoked))]
+    async fn revoke_other_sessions(
+        &self,
+        request: Request<pb::RevokeOtherSessionsRequest>,
+    ) -> Result<Response<pb::RevokeOtherSessionsResponse>, Status> {
+        let revoked = self
+            .rules
+            .sessions
+            .revoke_others(bearer_token(request.metadata()))
+            .await?;
+        tracing::Span::current().record("revoked", revoked);
+        Ok(Response::new(pb::RevokeOtherSessionsResponse {
+            revoked_count: i64::try_from(revoked).unwrap_or(i64::MAX),
+        }))
+    }
+
+    #[instrument(name = "UpdateProfile", skip_all, fields(user_id))]
+    async fn update_profile(
+        &self,
+        request: Request<pb::UpdateProfileRequest>,
+    ) -> Result<Response<pb::UpdateProfileResponse>, Status> {
+        let bearer = bearer_token(request.metadata()).map(str::to_owned);
+        let change = ProfileChange::try_from(request.into_inner())?;
+        let user = self
+            .rules
+            .accounts
+            .update_profile(bearer.as_deref(), change)
+            .await?;
+        tracing::Span::current().record("user_id", tracing::field::display(user.id));
+        Ok(Response::new(pb::UpdateProfileResponse {
+            user: Some(user_pb(&user)),
         }))
     }
 }

@@ -1,7 +1,7 @@
 //! What the rules answer, as the API's messages.
 
 use crate::{
-    domain::{ActiveToken, PublicKey, TokenPair, User},
+    domain::{ActiveToken, PublicKey, SessionView, TokenPair, User},
     rules::{SignedIn, tokens::TokenIssuer},
 };
 use chrono::{DateTime, Utc};
@@ -70,5 +70,18 @@ pub fn signing_key_pb(key: PublicKey) -> pb::SigningKey {
         algorithm: key.algorithm.into(),
         public_key: key.public_key,
         verify_until_time: Some(timestamp(key.expire_at)),
+    }
+}
+
+/// A live session as its owner sees it (empty address or user agent: unknown).
+pub fn session_pb(session: SessionView) -> pb::Session {
+    pb::Session {
+        id: session.id.to_string(),
+        create_time: Some(timestamp(session.created_at)),
+        last_use_time: Some(timestamp(session.last_used_at)),
+        expire_time: Some(timestamp(session.expires_at)),
+        client_address: session.device.address.unwrap_or_default(),
+        user_agent: session.device.user_agent.unwrap_or_default(),
+        current: session.current,
     }
 }

@@ -1,4 +1,5 @@
-//! Sign-up, sign-in and the current user.
+//! Sign-up, sign-in, the current user and what they change about their account (password,
+//! profile).
 
 use super::{
     Sessions,
@@ -6,12 +7,14 @@ use super::{
     throttle::{AttemptKeys, Throttle},
 };
 use crate::{
-    domain::{Credentials, NewAccount, Password, TokenPair, User},
+    domain::{
+        Credentials, Device, NewAccount, Password, PasswordChange, ProfileChange, TokenPair, User,
+    },
     error::AuthError,
     store::users::{self, NewUser},
 };
 use clock::SharedClock;
-use grpc_edge::client_address::ClientKey;
+use grpc_edge::{client_address::ClientKey, violations::FieldViolations};
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -51,11 +54,12 @@ impl Accounts {
         }
     }
 
-    /// Creates the account and signs it in; `client` waits its turn for a hash.
+    /// Creates the account and signs it in on `device`; `client` waits its turn for a hash.
     pub async fn sign_up(
         &self,
         account: NewAccount,
         client: ClientKey,
+        device: Device,
     ) -> Result<SignedIn, AuthError> {
         let charge = self
             .throttle
@@ -80,7 +84,7 @@ impl Accounts {
             .await?
             .ok_or(AuthError::EmailTaken)?;
         tracing::info!(target: "audit", event = "sign_up", user_id = %user.id, "account created");
-        let tokens = self.sessions.start(&user, now).await?;
+        let tokens = self.sessions.start(&user, device, now).await?;
         Ok(SignedIn { user, tokens })
     }
 
@@ -89,20 +93,47 @@ impl Accounts {
         self.hasher.running()
     }
 
-    /// Checks the credentials (same work whether or not the account exists) and signs in.
+    /// Checks the credentials (same work whether or not the account exists) and signs in on
+    /// `device`.
     pub async fn sign_in(
         &self,
         credentials: Credentials,
         client: ClientKey,
+        device: Device,
     ) -> Result<SignedIn, AuthError> {
-        let keys = AttemptKeys::new(credentials.email.as_str(), client);
+        let Some(checked) = self
+            .check_password(credentials.email.as_str(), &credentials.password, client)
+            .await?
+        else {
+            return Err(AuthError::InvalidCredentials);
+        };
+        let user = checked.user;
+        if checked.needs_rehash {
+            self.upgrade_hash(&user, credentials.password, client).await;
+        }
+        tracing::info!(target: "audit", event = "sign_in", user_id = %user.id, "signed in");
+        let tokens = self.sessions.start(&user, device, self.clock.now()).await?;
+        Ok(SignedIn { user, tokens })
+    }
+
+    /// Checks `password` for the account registered as `email`, as a sign-in attempt of
+    /// `client`: admitted by the throttle, hashed in `client`'s turn, the same work whether or
+    /// not the account exists, and recorded as a success or a failure. `None` when it is
+    /// wrong.
+    async fn check_password(
+        &self,
+        email: &str,
+        password: &Password,
+        client: ClientKey,
+    ) -> Result<Option<Checked>, AuthError> {
+        let keys = AttemptKeys::new(email, client);
         let mut attempt = self
             .throttle
             .admit(&self.db, keys, self.clock.now())
             .await?;
         // Any error before the hash starts drops `attempt` unsettled: its charges are given
         // back. From `hashing` on, even a cancelled call counts as a guess.
-        let stored = users::credentials(&self.db, credentials.email.as_str()).await?;
+        let stored = users::credentials(&self.db, email).await?;
         let (user, hash) = match stored {
             Some(stored) => (Some(stored.user), Some(stored.password_hash)),
             None => (None, None),
@@ -114,23 +145,68 @@ impl Accounts {
         };
         let turn = self.hasher.turn(Claimant { client, class }).await?;
         attempt.hashing(self.clock.now());
-        let verified = turn.verify(credentials.password.clone(), hash).await?;
+        let verified = turn.verify(password.clone(), hash).await?;
         let now = self.clock.now();
-        let (user, needs_rehash) = match (user, verified) {
-            (Some(user), PasswordCheck::Right { needs_rehash }) => (user, needs_rehash),
-            _ => {
-                tracing::info!(target: "audit", event = "sign_in_failed", %client, "sign-in failed");
-                attempt.failed(now).await?;
-                return Err(AuthError::InvalidCredentials);
+        match (user, verified) {
+            (Some(user), PasswordCheck::Right { needs_rehash }) => {
+                attempt.succeeded(now).await?;
+                Ok(Some(Checked { user, needs_rehash }))
             }
-        };
-        attempt.succeeded(now).await?;
-        if needs_rehash {
-            self.upgrade_hash(&user, credentials.password, client).await;
+            _ => {
+                tracing::info!(target: "audit", event = "sign_in_failed", %client, "password check failed");
+                attempt.failed(now).await?;
+                Ok(None)
+            }
         }
-        tracing::info!(target: "audit", event = "sign_in", user_id = %user.id, "signed in");
-        let tokens = self.sessions.start(&user, now).await?;
-        Ok(SignedIn { user, tokens })
+    }
+
+    /// Changes the bearer token's user's password after checking the current one (a sign-in
+    /// attempt of `client`, throttled alike), signing out their other sessions if asked;
+    /// returns how many were.
+    pub async fn change_password(
+        &self,
+        bearer: Option<&str>,
+        change: PasswordChange,
+        client: ClientKey,
+    ) -> Result<u64, AuthError> {
+        let (user, session_id) = self.caller(bearer).await?;
+        if self
+            .check_password(&user.email, &change.current, client)
+            .await?
+            .is_none()
+        {
+            return Err(AuthError::WrongPassword);
+        }
+        // Compared with the password just verified: no second hash to find out.
+        if change.new.is_same_as(&change.current) {
+            let mut violations = FieldViolations::new();
+            violations.add("new_password", "must differ from the current password");
+            return Err(AuthError::InvalidArgument(violations));
+        }
+        let hash = self.hasher.hash_as(client, change.new).await?;
+        let keep = change.sign_out_others.then_some(session_id);
+        let now = self.clock.now();
+        let signed_out = users::change_password(&self.db, user.id, hash, keep, now).await?;
+        tracing::info!(
+            target: "audit", event = "password_changed", user_id = %user.id, %session_id,
+            signed_out, "password changed"
+        );
+        Ok(signed_out)
+    }
+
+    /// Applies `change` to the bearer token's user's profile; the account as it is now.
+    pub async fn update_profile(
+        &self,
+        bearer: Option<&str>,
+        change: ProfileChange,
+    ) -> Result<User, AuthError> {
+        let (user, _) = self.caller(bearer).await?;
+        let Some(display_name) = change.display_name else {
+            return Ok(user);
+        };
+        users::set_display_name(&self.db, user.id, display_name.as_str(), self.clock.now())
+            .await?
+            .ok_or_else(|| AuthError::InvalidToken("user no longer exists".into()))
     }
 
     /// Re-hashes with the configured parameters. A failure is logged, not fatal: the old
@@ -154,11 +230,22 @@ impl Accounts {
 
     /// The user behind a bearer access token of a live session.
     pub async fn current_user(&self, bearer: Option<&str>) -> Result<User, AuthError> {
-        let (claims, _) = self.sessions.authenticate(bearer).await?;
-        let user_id = Uuid::parse_str(&claims.sub)
-            .map_err(|_| AuthError::InvalidToken("sub is not a UUID".into()))?;
-        users::find(&self.db, user_id)
-            .await?
-            .ok_or_else(|| AuthError::InvalidToken("user no longer exists".into()))
+        Ok(self.caller(bearer).await?.0)
     }
+
+    /// The user behind a bearer access token of a live session, and that session's id.
+    async fn caller(&self, bearer: Option<&str>) -> Result<(User, Uuid), AuthError> {
+        let (_, session) = self.sessions.authenticate(bearer).await?;
+        let user = users::find(&self.db, session.user_id)
+            .await?
+            .ok_or_else(|| AuthError::InvalidToken("user no longer exists".into()))?;
+        Ok((user, session.id))
+    }
+}
+
+/// An account whose password was just verified.
+struct Checked {
+    user: User,
+    /// Its hash was made with other parameters than the configured ones.
+    needs_rehash: bool,
 }

@@ -25,7 +25,7 @@ use super::{
     tokens::{self, Subject, TokenIssuer},
 };
 use crate::{
-    domain::{ActiveToken, TokenPair, User},
+    domain::{ActiveToken, Device, SessionView, TokenPair, User},
     error::AuthError,
     store::sessions::{self as store, Exchange, Exchanged, NewSession, Session},
 };
@@ -84,10 +84,11 @@ impl Sessions {
         &self.issuer
     }
 
-    /// Opens a session for `user` and issues its first pair.
+    /// Opens a session for `user` on `device` and issues its first pair.
     pub(crate) async fn start(
         &self,
         user: &User,
+        device: Device,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, AuthError> {
         let new = NewSession {
@@ -95,6 +96,7 @@ impl Sessions {
             rotation_secret: tokens::random_secret()?.to_vec(),
             now,
             expires_at: now + self.times.ttl,
+            device,
         };
         let session = store::create(&self.db, new).await?;
         let ended = store::keep_newest(&self.db, user.id, self.times.max_per_user).await?;
@@ -121,12 +123,13 @@ impl Sessions {
         })
     }
 
-    /// Exchanges a refresh token for a new pair (see the module docs).
-    pub async fn refresh(&self, presented: &str) -> Result<TokenPair, AuthError> {
+    /// Exchanges a refresh token, presented from `device`, for a new pair (see the module
+    /// docs).
+    pub async fn refresh(&self, presented: &str, device: &Device) -> Result<TokenPair, AuthError> {
         let now = self.clock.now();
         match tokens::RefreshClaim::parse(presented) {
-            Some(claim) => self.refresh_generation(presented, claim, now).await,
-            None => self.refresh_legacy(presented, now).await,
+            Some(claim) => self.refresh_generation(presented, claim, device, now).await,
+            None => self.refresh_legacy(presented, device, now).await,
         }
     }
 
@@ -134,6 +137,7 @@ impl Sessions {
         &self,
         presented: &str,
         claim: tokens::RefreshClaim,
+        device: &Device,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, AuthError> {
         let (mut session, user) = self.live_session(claim.session_id, now).await?;
@@ -150,7 +154,10 @@ impl Sessions {
                     return Err(AuthError::RefreshTooSoon(wait.to_std().unwrap_or_default()));
                 }
             }
-            match self.exchange(&session, claim.generation, None, now).await? {
+            match self
+                .exchange(&session, claim.generation, None, device, now)
+                .await?
+            {
                 Some(kid) => {
                     return self
                         .successor_pair(presented, claim.generation, &session, &user, now, &kid)
@@ -186,6 +193,7 @@ impl Sessions {
     async fn refresh_legacy(
         &self,
         presented: &str,
+        device: &Device,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, AuthError> {
         let hash = tokens::hash_refresh_token(presented);
@@ -195,7 +203,7 @@ impl Sessions {
         let (session, user) = self.live_session(token.session_id, now).await?;
         let spent = match token.spent {
             Some(spent) => spent,
-            None => match self.exchange(&session, 0, Some(&hash), now).await? {
+            None => match self.exchange(&session, 0, Some(&hash), device, now).await? {
                 Some(kid) => {
                     return self
                         .successor_pair(presented, 0, &session, &user, now, &kid)
@@ -238,6 +246,7 @@ impl Sessions {
         session: &Session,
         from: u64,
         legacy_hash: Option<&str>,
+        device: &Device,
         now: DateTime<Utc>,
     ) -> Result<Option<String>, AuthError> {
         let keys = self.keys.current(now).await?;
@@ -248,6 +257,7 @@ impl Sessions {
             kid: &kid,
             now,
             legacy_hash,
+            device,
         };
         match store::exchange(&self.db, exchange).await? {
             Exchanged::Done => Ok(Some(kid)),
@@ -324,6 +334,44 @@ impl Sessions {
         self.revoke(session_id, now).await?;
         tracing::info!(target: "audit", event = "sign_out", %user_id, %session_id, "signed out");
         Ok(())
+    }
+
+    /// The live sessions of the bearer token's user, newest first, the asking one marked.
+    pub async fn list(&self, bearer: Option<&str>) -> Result<Vec<SessionView>, AuthError> {
+        let (_, current) = self.authenticate(bearer).await?;
+        let now = self.clock.now();
+        Ok(store::live_of_user(&self.db, current.user_id, current.id, now).await?)
+    }
+
+    /// Signs out `session_id` if it is a live session of the bearer token's user; otherwise
+    /// `SessionNotFound`, whoever's it is.
+    pub async fn revoke_one(
+        &self,
+        bearer: Option<&str>,
+        session_id: Uuid,
+    ) -> Result<(), AuthError> {
+        let (_, current) = self.authenticate(bearer).await?;
+        let now = self.clock.now();
+        if !store::revoke_of_user(&self.db, current.user_id, session_id, now).await? {
+            return Err(AuthError::SessionNotFound);
+        }
+        tracing::info!(
+            target: "audit", event = "session_revoked", user_id = %current.user_id, %session_id,
+            by_session = %current.id, "session signed out by its owner"
+        );
+        Ok(())
+    }
+
+    /// Signs out every session of the bearer token's user but its own; returns how many.
+    pub async fn revoke_others(&self, bearer: Option<&str>) -> Result<u64, AuthError> {
+        let (_, current) = self.authenticate(bearer).await?;
+        let now = self.clock.now();
+        let revoked = store::revoke_others(&self.db, current.user_id, current.id, now).await?;
+        tracing::info!(
+            target: "audit", event = "other_sessions_revoked", user_id = %current.user_id,
+            by_session = %current.id, revoked, "other sessions signed out by their owner"
+        );
+        Ok(revoked)
     }
 
     /// The live session that issued `token` (any generation) and its user.

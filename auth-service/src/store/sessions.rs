@@ -3,11 +3,11 @@
 //! (kept until their sessions end, so their reuse is still recognised).
 
 use super::entity::{refresh_token, session, user};
-use crate::domain::User;
+use crate::domain::{Device, SessionView, User};
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, TransactionTrait, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, TransactionTrait, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -25,6 +25,9 @@ pub struct Session {
     pub refresh_generation: u64,
     /// The exchange of the previous generation for the current one, if there was one.
     pub refreshed: Option<Spent>,
+    pub last_used_at: DateTime<Utc>,
+    /// Where it signed in or last refreshed from.
+    pub device: Device,
 }
 
 impl Session {
@@ -60,6 +63,11 @@ impl From<session::Model> for Session {
             revoked_at: row.revoked_at,
             refresh_generation: u64::try_from(row.refresh_generation).unwrap_or(0),
             refreshed,
+            last_used_at: row.last_used_at,
+            device: Device {
+                address: row.client_address,
+                user_agent: row.user_agent,
+            },
         }
     }
 }
@@ -108,6 +116,7 @@ pub struct NewSession {
     pub rotation_secret: Vec<u8>,
     pub now: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    pub device: Device,
 }
 
 /// Opens a session (its refresh token is generation 0).
@@ -123,6 +132,8 @@ pub(crate) async fn create(db: &DatabaseConnection, new: NewSession) -> Result<S
         refresh_generation: Set(0),
         refreshed_at: Set(None),
         refreshed_kid: Set(None),
+        client_address: Set(new.device.address),
+        user_agent: Set(new.device.user_agent),
     })
     .exec_with_returning(db)
     .await?;
@@ -205,6 +216,8 @@ pub struct Exchange<'a> {
     pub now: DateTime<Utc>,
     /// A token from before generations being exchanged (by hash): marked spent as well.
     pub legacy_hash: Option<&'a str>,
+    /// Where the exchange came from.
+    pub device: &'a Device,
 }
 
 /// How an [`exchange`] ended.
@@ -237,6 +250,14 @@ pub(crate) async fn exchange(
             Expr::value(exchange.kid.to_owned()),
         )
         .col_expr(session::Column::LastUsedAt, Expr::value(exchange.now))
+        .col_expr(
+            session::Column::ClientAddress,
+            Expr::value(exchange.device.address.clone()),
+        )
+        .col_expr(
+            session::Column::UserAgent,
+            Expr::value(exchange.device.user_agent.clone()),
+        )
         .filter(session::Column::Id.eq(exchange.session_id))
         .filter(session::Column::RefreshGeneration.eq(from))
         .filter(session::Column::RevokedAt.is_null())
@@ -281,13 +302,84 @@ pub(crate) async fn revoke(
     session_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    session::Entity::update_many()
+    revoke_where(db, session::Column::Id.eq(session_id), now).await?;
+    Ok(())
+}
+
+/// Revokes `session_id` if it is a live session of `user_id`; whether it was.
+pub(crate) async fn revoke_of_user(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    session_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let filter = Condition::all()
+        .add(session::Column::Id.eq(session_id))
+        .add(session::Column::UserId.eq(user_id))
+        .add(session::Column::ExpiresAt.gt(now));
+    Ok(revoke_where(db, filter, now).await? == 1)
+}
+
+/// Revokes every live session of `user_id` but `keep`; returns how many.
+pub(crate) async fn revoke_others(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    keep: Uuid,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let filter = Condition::all()
+        .add(session::Column::UserId.eq(user_id))
+        .add(session::Column::Id.ne(keep))
+        .add(session::Column::ExpiresAt.gt(now));
+    revoke_where(db, filter, now).await
+}
+
+/// Revokes the sessions `filter` selects that are not revoked yet, erasing where they were
+/// used from (personal data kept only as long as the session); returns how many.
+async fn revoke_where(
+    db: &impl ConnectionTrait,
+    filter: impl sea_orm::sea_query::IntoCondition,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let revoked = session::Entity::update_many()
         .col_expr(session::Column::RevokedAt, Expr::value(now))
-        .filter(session::Column::Id.eq(session_id))
+        .col_expr(session::Column::ClientAddress, Expr::value(None::<String>))
+        .col_expr(session::Column::UserAgent, Expr::value(None::<String>))
+        .filter(filter)
         .filter(session::Column::RevokedAt.is_null())
         .exec(db)
         .await?;
-    Ok(())
+    Ok(revoked.rows_affected)
+}
+
+/// The live sessions of `user_id` at `now`, newest first; `current` marks the asking one.
+pub(crate) async fn live_of_user(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    current: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Vec<SessionView>, DbErr> {
+    use sea_orm::QueryOrder;
+    let rows = session::Entity::find()
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .filter(session::Column::ExpiresAt.gt(now))
+        .order_by_desc(session::Column::CreatedAt)
+        .order_by_desc(session::Column::Id)
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(Session::from)
+        .map(|session| SessionView {
+            current: session.id == current,
+            id: session.id,
+            created_at: session.created_at,
+            last_used_at: session.last_used_at,
+            expires_at: session.expires_at,
+            device: session.device,
+        })
+        .collect())
 }
 
 /// Deletes up to `limit` sessions that expired before `expired_before` or were revoked before

@@ -4,8 +4,8 @@ use super::entity::user;
 use crate::domain::User;
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    QueryFilter, SqlErr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, SqlErr, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -105,4 +105,49 @@ pub(crate) async fn set_password_hash(
     .update(db)
     .await?;
     Ok(())
+}
+
+/// Sets a new password hash and, when `sign_out_all_but` names a session, revokes every other
+/// live session of the account, in one transaction: no other session outlives the old
+/// password. Returns how many sessions were signed out.
+pub(crate) async fn change_password(
+    db: &DatabaseConnection,
+    id: Uuid,
+    password_hash: String,
+    sign_out_all_but: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let txn = db.begin().await?;
+    set_password_hash(&txn, id, password_hash, now).await?;
+    let signed_out = match sign_out_all_but {
+        Some(keep) => super::sessions::revoke_others(&txn, id, keep, now).await?,
+        None => 0,
+    };
+    txn.commit().await?;
+    Ok(signed_out)
+}
+
+/// Sets the display name; the account as it is now, `None` if it no longer exists.
+pub(crate) async fn set_display_name(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    display_name: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<User>, DbErr> {
+    let updated = user::Entity::update_many()
+        .col_expr(
+            user::Column::DisplayName,
+            sea_orm::sea_query::Expr::value(display_name.to_owned()),
+        )
+        .col_expr(
+            user::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
+        .filter(user::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Ok(None);
+    }
+    find(db, id).await
 }

@@ -274,6 +274,28 @@ pub async fn try_channel_from(
     addr: std::net::SocketAddr,
     tls: Option<tonic::transport::ClientTlsConfig>,
 ) -> Result<Channel, String> {
+    connect_from(from, addr, tls, None).await
+}
+
+/// A client of `app` whose connections come from `from`, saying it is `user_agent` (tonic
+/// adds its own name after it).
+pub async fn device_client(
+    from: &'static str,
+    user_agent: &'static str,
+    app: &TestApp,
+) -> AuthServiceClient<Channel> {
+    let channel = connect_from(from, app.addr, None, Some(user_agent))
+        .await
+        .unwrap();
+    AuthServiceClient::new(channel)
+}
+
+async fn connect_from(
+    from: &'static str,
+    addr: std::net::SocketAddr,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+    user_agent: Option<&'static str>,
+) -> Result<Channel, String> {
     let connector = tower::service_fn(move |_: http::Uri| async move {
         let socket = tokio::net::TcpSocket::new_v4()?;
         socket.bind(from.parse().map_err(std::io::Error::other)?)?;
@@ -288,6 +310,10 @@ pub async fn try_channel_from(
             .and_then(|endpoint| endpoint.tls_config(tls)),
     }
     .map_err(|e| e.to_string())?;
+    let endpoint = match user_agent {
+        Some(agent) => endpoint.user_agent(agent).map_err(|e| e.to_string())?,
+        None => endpoint,
+    };
     endpoint
         .connect_with_connector(connector)
         .await

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod connections;
+mod devices;
 mod fair_share;
 mod flood;
 mod helpers;

@@ -14,42 +14,23 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // One column per statement: SQLite's ALTER TABLE adds one at a time.
-        for column in [
+        let columns = [
             big_integer(Sessions::RefreshGeneration)
                 .default(0)
                 .to_owned(),
             timestamp_with_time_zone_null(Sessions::RefreshedAt),
             string_len_null(Sessions::RefreshedKid, 64),
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Sessions::Table)
-                        .add_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        Ok(())
+        ];
+        crate::add_columns(manager, Sessions::Table, columns).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for column in [
+        let columns = [
             Sessions::RefreshedKid,
             Sessions::RefreshedAt,
             Sessions::RefreshGeneration,
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Sessions::Table)
-                        .drop_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        Ok(())
+        ];
+        crate::drop_columns(manager, Sessions::Table, columns).await
     }
 }
 

@@ -1,2 +1,3 @@
 pub mod m20261123_000001_create_auth_tables;
 pub mod m20261203_000001_refresh_generations;
+pub mod m20261203_000002_session_devices;

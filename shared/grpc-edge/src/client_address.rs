@@ -103,11 +103,16 @@ impl TrustedProxies {
 
     /// The client of a request from `peer` with `metadata`.
     pub fn client(&self, peer: Option<SocketAddr>, metadata: &MetadataMap) -> ClientKey {
-        let Some(peer) = peer.map(|p| p.ip()) else {
-            return ClientKey::unknown();
-        };
+        self.client_ip(peer, metadata)
+            .map_or_else(ClientKey::unknown, ClientKey::from_ip)
+    }
+
+    /// The address of the client of a request from `peer` with `metadata` (IPv4-mapped
+    /// addresses as IPv4), or `None` when the peer is not known.
+    pub fn client_ip(&self, peer: Option<SocketAddr>, metadata: &MetadataMap) -> Option<IpAddr> {
+        let peer = peer?.ip().to_canonical();
         if !self.trusts(peer) {
-            return ClientKey::from_ip(peer);
+            return Some(peer);
         }
         // Hops in the order they were added, the nearest last. Walking from the right, the
         // first hop that is not a trusted proxy is the client; an entry that is not an
@@ -126,7 +131,7 @@ impl TrustedProxies {
                 None => break,
             }
         }
-        ClientKey::from_ip(client)
+        Some(client.to_canonical())
     }
 }
 

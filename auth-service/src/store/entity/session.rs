@@ -19,6 +19,10 @@ pub struct Model {
     pub refreshed_at: Option<DateTimeUtc>,
     /// The key that signed the access token issued at that exchange.
     pub refreshed_kid: Option<String>,
+    /// The client's address at sign-in or the last refresh; erased at sign-out.
+    pub client_address: Option<String>,
+    /// The client's user agent at sign-in or the last refresh; erased at sign-out.
+    pub user_agent: Option<String>,
 }
 
 impl std::fmt::Debug for Model {
