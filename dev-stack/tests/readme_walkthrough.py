@@ -299,6 +299,26 @@ def walkthrough(
         out,
     )
     checks.check(
+        re.search(r'"clientAddress":\s*"127\.0\.0\.1"', out) is not None
+        and re.search(r'"userAgent":\s*"laptop ', out) is not None
+        and re.search(r'"userAgent":\s*"phone ', out) is not None
+        and re.search(r'"current":\s*true', out) is not None,
+        f"{label}: ListSessions shows both devices with their address and user agent",
+        out,
+    )
+    checks.check(
+        "INVALID_REFRESH_TOKEN" in out and "the phone is signed out" in out,
+        f"{label}: a revoked device's refresh token is refused",
+        out,
+    )
+    checks.check(
+        "the old password no longer works" in out
+        and '"displayName": "Grace H."' in out
+        and re.search(r'"revokedCount":\s*"1"', out) is not None,
+        f"{label}: ChangePassword retires the old password; UpdateProfile and RevokeOtherSessions work",
+        out,
+    )
+    checks.check(
         '"kty":"OKP"' in out and '"status": "SERVING"' in out,
         f"{label}: JWKS over HTTP and health SERVING",
         out,

@@ -1,5 +1,6 @@
 import { useRef, useState, type FormEvent } from "react";
-import { Alert, Field } from "./Field";
+import { useRetryCountdown } from "./countdown";
+import { Field, FormAlert } from "./Field";
 import { describe, type Problem } from "./errors";
 import type { Session } from "./session";
 
@@ -13,6 +14,7 @@ export function AuthPage({ session, notice }: { session: Session; notice?: strin
   const [problem, setProblem] = useState<Problem | null>(null);
   const [busy, setBusy] = useState(false);
   const form = useRef<HTMLFormElement>(null);
+  const countdown = useRetryCountdown();
 
   async function submit(event: FormEvent) {
     event.preventDefault();
@@ -27,6 +29,7 @@ export function AuthPage({ session, notice }: { session: Session; notice?: strin
     } catch (error) {
       const found = describe(error);
       setProblem(found);
+      countdown.start(found);
       // Focus the first field the server complained about.
       const first = Object.keys(found.fields)[0];
       if (first) form.current?.querySelector<HTMLElement>(`#${first}`)?.focus();
@@ -39,7 +42,7 @@ export function AuthPage({ session, notice }: { session: Session; notice?: strin
   return (
     <main className="auth">
       <h1>{signingUp ? "Create your account" : "Sign in"}</h1>
-      <Alert message={problem?.message ?? notice} />
+      <FormAlert problem={problem} secondsLeft={countdown.secondsLeft} message={problem?.message ?? notice} />
       <form ref={form} onSubmit={submit} noValidate>
         <Field
           id="email"
@@ -61,9 +64,9 @@ export function AuthPage({ session, notice }: { session: Session; notice?: strin
           value={password}
           onChange={(e) => setPassword(e.target.value)}
           error={problem?.fields.password}
+          hint={signingUp ? "At least 8 characters." : undefined}
         />
-        {signingUp && <p className="hint">At least 8 characters.</p>}
-        <button type="submit" disabled={busy}>
+        <button type="submit" disabled={busy || countdown.secondsLeft > 0}>
           {busy ? "Please wait…" : signingUp ? "Sign up" : "Sign in"}
         </button>
       </form>
@@ -75,6 +78,7 @@ export function AuthPage({ session, notice }: { session: Session; notice?: strin
           onClick={() => {
             setMode(signingUp ? "signIn" : "signUp");
             setProblem(null);
+            countdown.reset();
           }}
         >
           {signingUp ? "Sign in" : "Create an account"}

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useRef, useState, type FormEvent } from "react"
 import { Alert, Field, TextArea } from "./Field";
 import { describe, sessionProblem, type Problem } from "./errors";
 import type { Task } from "./gen/todo/task/v1/task_pb";
+import { DESCRIPTION_MAX, TITLE_MAX, tooLong } from "./limits";
 import type { Session } from "./session";
 import { TaskItem } from "./TaskItem";
 
@@ -72,12 +73,7 @@ export function Dashboard({ session }: { session: Session }) {
 
   return (
     <main className="dashboard">
-      <header>
-        <h1>My tasks</h1>
-        <button type="button" onClick={() => void session.signOut()}>
-          Sign out
-        </button>
-      </header>
+      <h1 tabIndex={-1}>My tasks</h1>
       <NewTask
         session={session}
         onCreated={(task) => {
@@ -130,8 +126,15 @@ function NewTask({ session, onCreated }: { session: Session; onCreated: (task: T
   const requestId = useRef(crypto.randomUUID());
   const titleInput = useRef<HTMLInputElement>(null);
 
+  const titleTooLong = tooLong(title, TITLE_MAX, "Titles");
+  const descriptionTooLong = tooLong(description, DESCRIPTION_MAX, "Descriptions");
+
   async function submit(event: FormEvent) {
     event.preventDefault();
+    if (titleTooLong || descriptionTooLong) {
+      document.getElementById(titleTooLong ? "new-title" : "new-description")?.focus();
+      return;
+    }
     setBusy(true);
     setProblem(null);
     try {
@@ -156,18 +159,16 @@ function NewTask({ session, onCreated }: { session: Session; onCreated: (task: T
         id="new-title"
         label="New task"
         value={title}
-        maxLength={200}
         required
         onChange={(e) => setTitle(e.target.value)}
-        error={problem?.fields.title}
+        error={titleTooLong ?? problem?.fields.title}
       />
       <TextArea
         id="new-description"
         label="Description (optional)"
         value={description}
-        maxLength={10000}
         onChange={(e) => setDescription(e.target.value)}
-        error={problem?.fields.description}
+        error={descriptionTooLong ?? problem?.fields.description}
       />
       <Alert message={problem && !Object.keys(problem.fields).length ? problem.message : undefined} />
       <button type="submit" disabled={busy}>

@@ -2,6 +2,7 @@ import { useState, type FormEvent } from "react";
 import { Alert, Field, TextArea } from "./Field";
 import { describe, type Problem } from "./errors";
 import type { Task } from "./gen/todo/task/v1/task_pb";
+import { DESCRIPTION_MAX, TITLE_MAX, tooLong } from "./limits";
 import type { Session } from "./session";
 
 interface Props {
@@ -63,8 +64,15 @@ export function TaskItem({ task, session, onChanged, onDeleted, onError }: Props
       }
     });
 
+  const titleTooLong = tooLong(title, TITLE_MAX, "Titles");
+  const descriptionTooLong = tooLong(description, DESCRIPTION_MAX, "Descriptions");
+
   const save = (event: FormEvent) => {
     event.preventDefault();
+    if (titleTooLong || descriptionTooLong) {
+      document.getElementById(`${titleTooLong ? "title" : "description"}-${task.id}`)?.focus();
+      return;
+    }
     return run(async () => {
       setProblem(null);
       try {
@@ -94,32 +102,32 @@ export function TaskItem({ task, session, onChanged, onDeleted, onError }: Props
             id={`title-${task.id}`}
             label="Title"
             value={title}
-            maxLength={200}
             autoFocus
             onChange={(e) => setTitle(e.target.value)}
-            error={problem?.fields.title}
+            error={titleTooLong ?? problem?.fields.title}
           />
           <TextArea
             id={`description-${task.id}`}
             label="Description"
             value={description}
-            maxLength={10000}
             onChange={(e) => setDescription(e.target.value)}
-            error={problem?.fields.description}
+            error={descriptionTooLong ?? problem?.fields.description}
           />
           <Alert message={problem && !Object.keys(problem.fields).length ? problem.message : undefined} />
-          <button type="submit" disabled={busy}>
-            Save
-          </button>
-          <button
-            type="button"
-            onClick={() => {
-              setEditing(false);
-              setProblem(null);
-            }}
-          >
-            Cancel
-          </button>
+          <div className="buttons">
+            <button type="submit" disabled={busy}>
+              Save
+            </button>
+            <button
+              type="button"
+              onClick={() => {
+                setEditing(false);
+                setProblem(null);
+              }}
+            >
+              Cancel
+            </button>
+          </div>
         </form>
       </li>
     );

@@ -14,6 +14,7 @@ export type ProblemKind =
   | "too-many-unread-replies"
   | "too-many-streams"
   | "not-found"
+  | "session-not-found"
   | "etag-mismatch"
   | "unavailable"
   | "request-too-large"
@@ -40,6 +41,13 @@ type Facts = Pick<Problem, "fields" | "retryAfterSeconds"> & { rawMessage: strin
 function tryAgain(facts: Facts, otherwise: string): string {
   return facts.retryAfterSeconds ? `Try again in ${facts.retryAfterSeconds} s.` : otherwise;
 }
+
+/** What a throttled answer says before its "Try again in N s.", by kind. */
+const THROTTLED: Partial<Record<ProblemKind, string>> = {
+  "too-many-attempts": "Too many attempts.",
+  "too-many-requests": "Too many sign-ins are in progress.",
+  "too-many-unread-replies": "The server is still busy sending earlier replies.",
+};
 
 /** The kind and message of every reason. Keyed by the generated enum: a reason added to
  * errors.proto without an entry here fails `tsc` (and so `npm run build`). */
@@ -74,11 +82,15 @@ const BY_REASON: Record<Reason, { kind: ProblemKind; message: string | ((facts: 
   },
   [ErrorReason.TOO_MANY_ATTEMPTS]: {
     kind: "too-many-attempts",
-    message: (facts) => `Too many attempts. ${tryAgain(facts, "Try again later.")}`,
+    message: (facts) => `${THROTTLED["too-many-attempts"]} ${tryAgain(facts, "Try again later.")}`,
   },
   [ErrorReason.TOO_MANY_REQUESTS]: {
     kind: "too-many-requests",
-    message: (facts) => `Too many sign-ins are in progress. ${tryAgain(facts, "Try again in a moment.")}`,
+    message: (facts) => `${THROTTLED["too-many-requests"]} ${tryAgain(facts, "Try again in a moment.")}`,
+  },
+  [ErrorReason.SESSION_NOT_FOUND]: {
+    kind: "session-not-found",
+    message: "That session has already ended (signed out or expired).",
   },
   [ErrorReason.TASK_NOT_FOUND]: { kind: "not-found", message: "That task no longer exists." },
   [ErrorReason.ETAG_MISMATCH]: {
@@ -92,7 +104,7 @@ const BY_REASON: Record<Reason, { kind: ProblemKind; message: string | ((facts: 
   [ErrorReason.TOO_MANY_UNREAD_REPLIES]: {
     kind: "too-many-unread-replies",
     message: (facts) =>
-      `The server is still busy sending earlier replies. ${tryAgain(facts, "Try again shortly.")}`,
+      `${THROTTLED["too-many-unread-replies"]} ${tryAgain(facts, "Try again shortly.")}`,
   },
   [ErrorReason.AUTH_SERVICE_UNAVAILABLE]: {
     kind: "unavailable",
@@ -166,7 +178,8 @@ export function describe(error: unknown): Problem {
     }
   }
   const delay = error.findDetails(RetryInfoSchema)[0]?.retryDelay;
-  const retryAfterSeconds = delay ? Number(delay.seconds) : undefined;
+  // Whole seconds, rounded up: a form that waits that long is not refused again.
+  const retryAfterSeconds = delay ? Math.ceil(Number(delay.seconds) + delay.nanos / 1e9) : undefined;
   const facts: Facts = { fields, retryAfterSeconds, rawMessage: error.rawMessage };
   const info = error.findDetails(ErrorInfoSchema)[0];
   const reason = info ? REASON_OF_NAME.get(info.reason) : undefined;
@@ -178,4 +191,10 @@ export function describe(error: unknown): Problem {
  * not show them. */
 export function sessionProblem(problem: Problem): boolean {
   return problem.kind === "token-invalid" || problem.kind === "refresh-token-invalid";
+}
+
+/** For a throttled answer with a `RetryInfo` delay, what it says without the delay ("Too many
+ * attempts."), for a form that counts the delay down itself; undefined for any other. */
+export function throttledHeadline(problem: Problem | null | undefined): string | undefined {
+  return problem?.retryAfterSeconds ? THROTTLED[problem.kind] : undefined;
 }

@@ -14,7 +14,10 @@ import type { Config } from "./config";
  *   services return it in the response body (there is no httpOnly cookie to use instead), so
  *   script on this origin can read it either way; a strict Content-Security-Policy on the
  *   static host is the defence against injected script.
- * Every task call carries `authorization: Bearer <access token>`. When one is refused with
+ * Every task call, and every account call (`account`: GetCurrentUser, ChangePassword,
+ * ListSessions, RevokeSession, RevokeOtherSessions, UpdateProfile), carries
+ * `authorization: Bearer <access token>`; SignIn, SignUp, Refresh and SignOut go through `auth`,
+ * which sends none. When a call is refused with
  * reason INVALID_TOKEN, the session refreshes (one Refresh in flight at a time, shared by every
  * waiting call) and the call is retried once. When Refresh answers INVALID_REFRESH_TOKEN, the
  * session is over and the app goes back to sign-in. (`describe` reads the reason; an
@@ -25,7 +28,12 @@ const REFRESH_KEY = "todo.refreshToken";
 export type SessionListener = (signedIn: boolean, reason?: string) => void;
 
 export class Session {
+  /** SignUp, SignIn (and Refresh, SignOut here): no bearer token. */
   readonly auth: Client<typeof AuthService>;
+  /** The signed-in user's own account: with the bearer token, refreshed like `tasks`. A wrong
+   * current password in ChangePassword is INVALID_CREDENTIALS, not INVALID_TOKEN: it is the
+   * form's to show, and neither refreshes nor ends the session. */
+  readonly account: Client<typeof AuthService>;
   readonly tasks: Client<typeof TaskService>;
   private accessToken: string | null = null;
   private refreshing: Promise<string | null> | null = null;
@@ -35,6 +43,10 @@ export class Session {
     this.auth = createClient(
       AuthService,
       createGrpcWebTransport({ baseUrl: config.authUrl, useBinaryFormat: true }),
+    );
+    this.account = createClient(
+      AuthService,
+      createGrpcWebTransport({ baseUrl: config.authUrl, useBinaryFormat: true, interceptors: [this.bearer] }),
     );
     this.tasks = createClient(
       TaskService,

@@ -4,31 +4,31 @@
 // Needs: `npm run build` (dist/), `cargo build -p todo-stack` (TODO_STACK_BIN or
 // $CARGO_TARGET_DIR/debug/todo-stack or ../target/debug/todo-stack), and Chromium
 // (CHROMIUM_PATH, default /usr/bin/chromium). `npm test` builds dist/ first.
+//
+// Every page and state a user meets on the way (sign-in, sign-up, the dashboard empty and with
+// tasks, a task in edit mode, field and form errors, a failed and a throttled sign-in) is
+// audited with axe-core against WCAG 2.0/2.1 A and AA (`audit` in harness.mjs); the account
+// page is audited in account.test.mjs.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
-import { PASSWORD, dist, repo, serveApp, startStack } from "./harness.mjs";
+import {
+  PASSWORD,
+  audit,
+  eventually,
+  failOnHttpErrors,
+  openApp,
+  repo,
+} from "./harness.mjs";
 
 const artifacts = join(repo, "target", "web-e2e");
 const ACCESS_TOKEN_TTL_SECS = 3;
 const MAX_REQUEST_BYTES = 8192; // small enough for a description to go over it
+const THROTTLE_DELAY_SECS = 3; // the first sign-in delay after 5 failures: long enough to watch
 
-let stack, server, browser, origin, data;
-
-/** Polls `check` until it returns truthy (or fails after `ms`). */
-async function eventually(check, what, ms = 10_000) {
-  const until = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > until) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+let app, browser, origin;
 
 const titles = (page) => page.locator(".tasks .title").allInnerTexts();
 
@@ -43,9 +43,14 @@ async function expectTitles(page, expected) {
   }
 }
 
-async function signUp(page, email) {
+/** Signs up; with `audited`, audits the sign-in and sign-up pages on the way. */
+async function signUp(page, email, { audited = false } = {}) {
   await page.goto(origin);
+  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  if (audited) await audit(page, "the sign-in page");
   await page.getByRole("button", { name: "Create an account" }).click();
+  await page.getByRole("heading", { name: "Create your account" }).waitFor();
+  if (audited) await audit(page, "the sign-up page");
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(PASSWORD);
   await page.getByRole("button", { name: "Sign up" }).click();
@@ -65,39 +70,26 @@ async function showOnly(page, filter) {
 }
 
 before(async () => {
-  assert.ok(existsSync(join(dist, "index.html")), "dist/ is missing: run npm run build");
-  let urls = {};
-  server = await serveApp(() => urls);
-  origin = `http://127.0.0.1:${server.address().port}`;
-  data = mkdtempSync(join(tmpdir(), "todo-web-e2e-"));
-  stack = await startStack(data, {
-    CORS_ALLOWED_ORIGINS: origin,
+  app = await openApp("todo-web-e2e-", {
     ACCESS_TOKEN_TTL_SECS: String(ACCESS_TOKEN_TTL_SECS),
     MAX_REQUEST_BYTES: String(MAX_REQUEST_BYTES),
     JWT_LEEWAY_SECS: "0",
+    THROTTLE_BASE_DELAY_SECS: String(THROTTLE_DELAY_SECS),
   });
-  urls = { authUrl: stack.authUrl, taskUrl: stack.taskUrl };
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-  });
+  ({ browser, origin } = app);
 });
 
-after(async () => {
-  await browser?.close();
-  stack?.child.removeAllListeners("exit");
-  stack?.child.kill("SIGINT");
-  server?.close();
-  if (data) rmSync(data, { recursive: true, force: true });
-});
+after(() => app?.close());
 
 test("two users manage their own tasks and never see each other's", async () => {
   const ada = await (await browser.newContext()).newPage();
   const bob = await (await browser.newContext()).newPage();
-  await signUp(ada, "ada@example.com");
+  const noFailedRequests = failOnHttpErrors(ada);
+  await signUp(ada, "ada@example.com", { audited: true });
   await signUp(bob, "bob@example.com");
   const empty = "No tasks yet. Add your first one above.";
   await eventually(async () => (await bob.locator(".status").innerText()) === empty, "bob's empty state");
+  await audit(bob, "the empty dashboard");
 
   // A field error from INVALID_ARGUMENT is shown next to its field.
   await ada.getByLabel("New task").fill("   ");
@@ -106,6 +98,7 @@ test("two users manage their own tasks and never see each other's", async () => 
   await titleError.waitFor();
   assert.match(await titleError.innerText(), /required/);
   assert.equal(await ada.getByLabel("New task").getAttribute("aria-invalid"), "true");
+  await audit(ada, "a field error");
 
   // A request over the size limit (RESOURCE_EXHAUSTED, reason REQUEST_TOO_LARGE) is not
   // mistaken for throttling.
@@ -113,6 +106,7 @@ test("two users manage their own tasks and never see each other's", async () => 
   await ada.getByLabel("Description (optional)").fill("x".repeat(MAX_REQUEST_BYTES + 100));
   await ada.getByRole("button", { name: "Add task" }).click();
   await ada.getByRole("alert").filter({ hasText: "That is too long to send." }).waitFor();
+  await audit(ada, "a form error");
 
   await addTask(ada, "Buy milk", "two litres");
   await addTask(ada, "Call mum");
@@ -120,6 +114,8 @@ test("two users manage their own tasks and never see each other's", async () => 
 
   // Edit a title and description.
   await ada.getByRole("button", { name: "Edit Buy milk" }).click();
+  await ada.getByLabel("Title", { exact: true }).waitFor();
+  await audit(ada, "a task in edit mode");
   await ada.getByLabel("Title", { exact: true }).fill("Buy oat milk");
   await ada.getByLabel("Description", { exact: true }).fill("one litre");
   await ada.getByRole("button", { name: "Save" }).click();
@@ -136,6 +132,7 @@ test("two users manage their own tasks and never see each other's", async () => 
   await expectTitles(ada, ["Buy oat milk"]);
   await showOnly(ada, "All");
   await expectTitles(ada, ["Call mum", "Buy oat milk"]);
+  await audit(ada, "the dashboard with tasks, one done");
 
   mkdirSync(artifacts, { recursive: true });
   await ada.screenshot({ path: join(artifacts, "dashboard.png"), fullPage: true });
@@ -152,6 +149,7 @@ test("two users manage their own tasks and never see each other's", async () => 
   await ada.reload();
   await ada.locator(".tasks .title").first().waitFor();
   await expectTitles(ada, ["Call mum", "Buy oat milk"]);
+  noFailedRequests(); // e.g. no /favicon.ico 404
 });
 
 test("an expired access token is refreshed without the user noticing", async () => {
@@ -192,6 +190,7 @@ test("signing out ends access, and signing back in finds the tasks again", async
   await page.getByLabel("Password").fill("not the password");
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("alert").filter({ hasText: "invalid email or password" }).waitFor();
+  await audit(page, "a failed sign-in");
 
   await page.getByLabel("Password").fill(PASSWORD);
   await page.getByRole("button", { name: "Sign in" }).click();
@@ -213,4 +212,76 @@ test("a long list loads a page at a time", async () => {
   assert.equal(new Set(all).size, 23, "no task twice");
   assert.equal(all[0], "Task 23", "newest first");
   assert.equal(await page.getByRole("button", { name: "Load more" }).count(), 0);
+});
+
+test("a long title wraps inside its card, and one over the limit is flagged, not cut", async () => {
+  const page = await (await browser.newContext({ viewport: { width: 800, height: 900 } })).newPage();
+  await signUp(page, "fay@example.com");
+  let creates = 0;
+  page.on("request", (request) => {
+    if (request.url().endsWith("/CreateTask")) creates += 1;
+  });
+
+  // A pasted 10,000-character title stays whole, says why it cannot be sent, and is not sent.
+  const pasted = "x".repeat(10_000);
+  await page.getByLabel("New task").fill(pasted);
+  assert.equal((await page.getByLabel("New task").inputValue()).length, 10_000, "nothing was cut");
+  const error = page.locator("#new-title-error");
+  assert.match(await error.innerText(), /at most 200 characters; this one has 10,000/);
+  assert.equal(await page.getByLabel("New task").getAttribute("aria-invalid"), "true");
+  await page.getByRole("button", { name: "Add task" }).click();
+  assert.equal(creates, 0, "an over-long title is not sent");
+  await audit(page, "an over-long title");
+
+  // 200 characters without a space wrap inside the card; Edit and Delete stay in it.
+  const long = "W".repeat(200);
+  await addTask(page, long);
+  assert.equal(await error.count(), 0, "the error went with the long title");
+  const card = await page.locator(".task").first().boundingBox();
+  for (const name of ["Edit", "Delete"]) {
+    const button = await page.getByRole("button", { name: `${name} ${long}` }).boundingBox();
+    assert.ok(button.x >= card.x && button.x + button.width <= card.x + card.width + 0.5, `${name} is inside the card`);
+  }
+  const main = await page.locator("main").boundingBox();
+  assert.ok(card.x + card.width <= main.x + main.width, "the card fits the page");
+
+  // Save and Cancel do not touch.
+  await page.getByRole("button", { name: `Edit ${long}` }).click();
+  const save = await page.getByRole("button", { name: "Save" }).boundingBox();
+  const cancel = await page.getByRole("button", { name: "Cancel" }).boundingBox();
+  assert.ok(cancel.x - (save.x + save.width) >= 4, "a gap between Save and Cancel");
+});
+
+test("a throttled sign-in counts its delay down and holds the button until then", async () => {
+  const page = await (await browser.newContext()).newPage();
+  await signUp(page, "gil@example.com");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("Email").fill("gil@example.com");
+  await page.getByLabel("Password").fill("not the password");
+  const submit = page.locator("form button[type=submit]");
+  const alert = page.getByRole("alert");
+
+  // Five free failures, then the next try within the delay is refused with RetryInfo.
+  let tries = 0;
+  for (;;) {
+    tries += 1;
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await eventually(async () => (await submit.innerText()) === "Sign in", "the answer");
+    if ((await alert.innerText()).startsWith("Too many attempts.")) break;
+    assert.match(await alert.innerText(), /Invalid email or password/);
+    assert.ok(tries < 8, "throttled after the free attempts");
+  }
+  const timer = page.getByRole("timer");
+  const first = Number(await timer.innerText());
+  assert.ok(first >= 1 && first <= THROTTLE_DELAY_SECS, `counts down from ${first}`);
+  assert.ok(await submit.isDisabled(), "the button waits");
+  await audit(page, "a throttled sign-in");
+  if (first > 1) await eventually(async () => Number(await timer.innerText()) < first, "the count to go down", 3000);
+  await eventually(() => submit.isEnabled(), "the button to come back", (THROTTLE_DELAY_SECS + 2) * 1000);
+  assert.match(await alert.innerText(), /^Too many attempts\. You can try again now\.$/);
+
+  // The wait is over: the right password signs in.
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "My tasks" }).waitFor();
 });

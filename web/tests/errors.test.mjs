@@ -13,6 +13,7 @@ import { build } from "vite";
 
 const web = resolve(fileURLToPath(import.meta.url), "..", "..");
 let describe;
+let throttledHeadline;
 let ErrorReason;
 let ErrorReasonSchema;
 
@@ -30,7 +31,7 @@ before(async () => {
       rollupOptions: { input: { errors: "src/errors.ts", errors_pb: "src/gen/todo/errors/v1/errors_pb.ts" } },
     },
   });
-  ({ describe } = await import(pathToFileURL(join(outDir, "errors.js")).href));
+  ({ describe, throttledHeadline } = await import(pathToFileURL(join(outDir, "errors.js")).href));
   ({ ErrorReason, ErrorReasonSchema } = await import(pathToFileURL(join(outDir, "errors_pb.js")).href));
 });
 
@@ -40,8 +41,8 @@ function errorInfo(reason, domain = "todo.task.v1") {
   return { type: "google.rpc.ErrorInfo", value };
 }
 
-function retryInfo(seconds) {
-  const value = new BinaryWriter().tag(1, 2).fork().tag(1, 0).int64(seconds).join().finish();
+function retryInfo(seconds, nanos = 0) {
+  const value = new BinaryWriter().tag(1, 2).fork().tag(1, 0).int64(seconds).tag(2, 0).int32(nanos).join().finish();
   return { type: "google.rpc.RetryInfo", value };
 }
 
@@ -67,6 +68,7 @@ test("each reason maps to its kind and message", () => {
     ["TOO_MANY_UNREAD_REPLIES", Code.ResourceExhausted, "too-many-unread-replies", /busy sending earlier replies/],
     ["TOO_MANY_STREAMS", Code.ResourceExhausted, "too-many-streams", /Too many streams are open/],
     ["TASK_NOT_FOUND", Code.NotFound, "not-found", /no longer exists/],
+    ["SESSION_NOT_FOUND", Code.NotFound, "session-not-found", /session has already ended/],
     ["ETAG_MISMATCH", Code.Aborted, "etag-mismatch", /changed elsewhere/],
     ["AUTH_SERVICE_UNAVAILABLE", Code.Unavailable, "unavailable", /unavailable right now/],
     ["DATABASE_UNAVAILABLE", Code.Unavailable, "unavailable", /unavailable right now/],
@@ -133,6 +135,19 @@ test("the reason wins over the code: RESOURCE_EXHAUSTED is not always throttling
   assert.equal(throttled.kind, "too-many-attempts");
   assert.equal(throttled.retryAfterSeconds, 7);
   assert.equal(throttled.message, "Too many attempts. Try again in 7 s.");
+});
+
+test("a RetryInfo delay is rounded up to whole seconds, and forms count it down from a headline", () => {
+  const throttled = describe(wireError(Code.ResourceExhausted, "", errorInfo("TOO_MANY_ATTEMPTS"), retryInfo(1, 750_000_000)));
+  assert.equal(throttled.retryAfterSeconds, 2);
+  assert.equal(throttled.message, "Too many attempts. Try again in 2 s.");
+  assert.equal(throttledHeadline(throttled), "Too many attempts.");
+  const signIns = describe(wireError(Code.ResourceExhausted, "", errorInfo("TOO_MANY_REQUESTS"), retryInfo(3)));
+  assert.equal(throttledHeadline(signIns), "Too many sign-ins are in progress.");
+  // Without a delay there is nothing to count down; other reasons are never throttling.
+  assert.equal(throttledHeadline(describe(wireError(Code.ResourceExhausted, "", errorInfo("TOO_MANY_ATTEMPTS")))), undefined);
+  assert.equal(throttledHeadline(describe(wireError(Code.ResourceExhausted, "", errorInfo("REQUEST_TOO_LARGE"), retryInfo(3)))), undefined);
+  assert.equal(throttledHeadline(null), undefined);
 });
 
 test("field violations become form fields", () => {

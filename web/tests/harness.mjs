@@ -5,9 +5,12 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer } from "node:http";
-import { createReadStream, existsSync, statSync } from "node:fs";
+import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { createRequire } from "node:module";
 import { dirname, extname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const web = resolve(here, "..");
@@ -27,9 +30,17 @@ export function stackBinary() {
   return found;
 }
 
-/** Serves dist/ and a config.json naming the services (over plain HTTP: the app's origin). */
+/** Serves dist/ and a config.json naming the services (over plain HTTP: the app's origin). A
+ * missing file is a 404 (so a test sees the browser asking for one, e.g. /favicon.ico); any
+ * other path without an extension is index.html. */
 export function serveApp(config) {
-  const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".json": "application/json" };
+  const types = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+  };
   return new Promise((resolveServer) => {
     const http = createServer((request, response) => {
       const path = new URL(request.url, "http://x").pathname;
@@ -38,7 +49,12 @@ export function serveApp(config) {
         return response.end(JSON.stringify(config()));
       }
       let file = join(dist, path === "/" ? "index.html" : path);
-      if (!file.startsWith(dist) || !existsSync(file) || statSync(file).isDirectory()) file = join(dist, "index.html");
+      const found = file.startsWith(dist) && existsSync(file) && !statSync(file).isDirectory();
+      if (!found && extname(path)) {
+        response.writeHead(404, { "content-type": "text/plain" });
+        return response.end("not found");
+      }
+      if (!found) file = join(dist, "index.html");
       response.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" });
       createReadStream(file).pipe(response);
     });
@@ -73,4 +89,74 @@ export function startStack(data, env, scheme = "http") {
       }
     });
   });
+}
+
+/** Headless Chromium: Debian's, or CHROMIUM_PATH. */
+export function launchBrowser(args = []) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", ...args],
+  });
+}
+
+/** Polls `check` until it returns truthy (or fails after `ms`). */
+export async function eventually(check, what, ms = 10_000) {
+  const until = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > until) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Fails the test on any response of 400 or more the page gets (grpc-web errors are HTTP 200). */
+export function failOnHttpErrors(page) {
+  const failed = [];
+  page.on("response", (response) => {
+    if (response.status() >= 400) failed.push(`${response.status()} ${response.request().method()} ${response.url()}`);
+  });
+  return () => assert.deepEqual(failed, [], "requests that failed");
+}
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+const WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"];
+
+/** One axe violation, readably: the rule, its impact, and each offending element. */
+function formatViolation({ id, impact, help, helpUrl, nodes }) {
+  const where = nodes.map((node) => `    ${node.target.join(" ")}\n      ${node.failureSummary.replaceAll("\n", "\n      ")}`);
+  return `  ${id} (${impact}): ${help}\n  ${helpUrl}\n${where.join("\n")}`;
+}
+
+/** Runs axe-core over the page as it is now (WCAG 2.0/2.1 A and AA rules) and fails, listing
+ * every violation, unless there is none. `what` names the state in the message. */
+export async function audit(page, what) {
+  if (!(await page.evaluate(() => "axe" in window))) await page.addScriptTag({ content: axeSource });
+  const violations = await page.evaluate(
+    async (tags) => (await window.axe.run(document, { runOnly: { type: "tag", values: tags } })).violations,
+    WCAG,
+  );
+  assert.ok(violations.length === 0, `axe: ${violations.length} violation(s) on ${what}:\n${violations.map(formatViolation).join("\n")}`);
+}
+
+/** The built app served on 127.0.0.1 in front of a fresh todo-stack (SQLite files in a new
+ * temporary directory named after `prefix`, with `env` added and the app's origin allowed by
+ * CORS), and headless Chromium. `close()` stops all of it and removes the files. */
+export async function openApp(prefix, env = {}) {
+  assert.ok(existsSync(join(dist, "index.html")), "dist/ is missing: run npm run build");
+  let urls = {};
+  const server = await serveApp(() => urls);
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  const data = mkdtempSync(join(tmpdir(), prefix));
+  const stack = await startStack(data, { CORS_ALLOWED_ORIGINS: origin, ...env });
+  urls = { authUrl: stack.authUrl, taskUrl: stack.taskUrl };
+  const browser = await launchBrowser();
+  const close = async () => {
+    await browser.close();
+    stack.child.removeAllListeners("exit");
+    stack.child.kill("SIGINT");
+    server.close();
+    rmSync(data, { recursive: true, force: true });
+  };
+  return { origin, stack, browser, close };
 }

@@ -19,8 +19,8 @@
 //! | message bytes | `MAX_REQUEST_BYTES`, every message of every service; replies 2 MiB | [`ServerArgs`] | `server::limits`, tonic |
 //! | unread reply bytes | `MAX_UNREAD_BYTES` / `_PER_USER`, max-min fair | task-service config | task-service `grpc::unread` |
 //! | hashing queue, CPU | `HASH_QUEUE_MAX` / `HASH_QUEUE_PER_CLIENT`, `MAX_CONCURRENT_HASHES` | auth-service config | auth-service `rules::password` |
-//! | sign-in guesses, sign-ups | `THROTTLE_*` | auth-service config | auth-service `rules::throttle` |
-//! | sessions, refresh tokens | `MAX_SESSIONS_PER_USER`, `REFRESH_MIN_INTERVAL_MS` | auth-service config | auth-service `rules::sessions` |
+//! | sign-in guesses (also ChangePassword's), sign-ups | `THROTTLE_*` | auth-service config | auth-service `rules::throttle` |
+//! | sessions (and ListSessions), refresh tokens | `MAX_SESSIONS_PER_USER`, `REFRESH_MIN_INTERVAL_MS`; user agents 256 characters | auth-service config, `domain` | auth-service `rules::sessions`, `domain::Device` |
 //! | tasks | `TASK_QUOTA` | task-service config | task-service `rules::tasks` |
 //! | log lines | one per RPC, method names only | — | `telemetry` |
 
