@@ -55,6 +55,7 @@ impl MigratorTrait for AuthMigrator {
             Box::new(auth::m20261123_000001_create_auth_tables::Migration),
             Box::new(auth::m20261203_000001_refresh_generations::Migration),
             Box::new(auth::m20261203_000002_session_devices::Migration),
+            Box::new(auth::m20261203_000003_password_versions::Migration),
         ]
     }
 

@@ -55,18 +55,26 @@ async fn auth_migrations_go_up_down_and_up_again() {
     assert!(has(&sessions, "refresh_generation"), "{sessions:?}");
     assert!(has(&sessions, "user_agent"), "{sessions:?}");
 
+    assert!(has(&columns(&db, "users").await, "password_version"));
+
     // One down at a time: each migration's columns go, the table and the rest stay.
     AuthMigrator::down(&db, Some(1)).await.unwrap();
     assert_eq!(applied::<AuthMigrator>(&db).await, all - 1);
-    let sessions = columns(&db, "sessions").await;
-    assert!(!has(&sessions, "user_agent"), "{sessions:?}");
-    assert!(!has(&sessions, "client_address"), "{sessions:?}");
-    assert!(has(&sessions, "refresh_generation"), "{sessions:?}");
+    let users = columns(&db, "users").await;
+    assert!(!has(&users, "password_version"), "{users:?}");
+    assert!(has(&users, "password_hash"), "{users:?}");
     let pending = AuthMigrator::get_pending_migrations(&db).await.unwrap();
     assert_eq!(pending.len(), 1, "status lists the one that went down");
 
     AuthMigrator::down(&db, Some(1)).await.unwrap();
     assert_eq!(applied::<AuthMigrator>(&db).await, all - 2);
+    let sessions = columns(&db, "sessions").await;
+    assert!(!has(&sessions, "user_agent"), "{sessions:?}");
+    assert!(!has(&sessions, "client_address"), "{sessions:?}");
+    assert!(has(&sessions, "refresh_generation"), "{sessions:?}");
+
+    AuthMigrator::down(&db, Some(1)).await.unwrap();
+    assert_eq!(applied::<AuthMigrator>(&db).await, all - 3);
     let sessions = columns(&db, "sessions").await;
     assert!(has(&sessions, "rotation_secret"), "{sessions:?}");
     assert!(!has(&sessions, "refresh_generation"), "{sessions:?}");

@@ -19,6 +19,11 @@ function plural(count: number | bigint, one: string, many: string): string {
   return `${count} ${BigInt(count) === 1n ? one : many}`;
 }
 
+/** What signing a device out does at once, and what may lag: its refresh token is refused now;
+ * a page already open there keeps its access token until it expires (unless the task-service
+ * runs in strict mode). */
+const UNTIL_EXPIRY = "A page already open there may keep working for a few minutes, until its access token expires.";
+
 /** "Where you're signed in": the user's live sessions, newest first, this one marked; any
  * other can be signed out, one at a time or all at once. Reloaded after each change, and
  * when `changed` changes (a password change elsewhere on the page). */
@@ -63,12 +68,12 @@ export function Sessions({ session, changed }: { session: Session; changed: numb
   const revoke = (device: DeviceSession) =>
     act(async () => {
       await session.account.revokeSession({ sessionId: device.id });
-      return `Signed out ${deviceName(device.userAgent)}.`;
+      return `Signed out ${deviceName(device.userAgent)}. ${UNTIL_EXPIRY}`;
     });
   const revokeOthers = () =>
     act(async () => {
       const { revokedCount } = await session.account.revokeOtherSessions({});
-      return `Signed out ${plural(revokedCount, "other session", "other sessions")}.`;
+      return `Signed out ${plural(revokedCount, "other session", "other sessions")}. ${UNTIL_EXPIRY}`;
     });
 
   const others = sessions?.filter((s) => !s.current).length ?? 0;
@@ -78,7 +83,8 @@ export function Sessions({ session, changed }: { session: Session; changed: numb
       <Alert message={problem?.message} />
       <Status message={done} />
       {sessions === null ? (
-        <p className="status">Loading…</p>
+        // Not loaded: still loading, or the alert above says why not.
+        !problem && <p className="status">Loading…</p>
       ) : (
         <ul className="sessions" aria-labelledby="sessions-heading">
           {sessions.map((device) => (

@@ -172,7 +172,7 @@ impl AuthService for AuthApi {
         }))
     }
 
-    #[instrument(name = "ChangePassword", skip_all, fields(signed_out))]
+    #[instrument(name = "ChangePassword", skip_all, fields(user_id, signed_out))]
     async fn change_password(
         &self,
         request: Request<pb::ChangePasswordRequest>,
@@ -193,7 +193,7 @@ impl AuthService for AuthApi {
         }))
     }
 
-    #[instrument(name = "ListSessions", skip_all, fields(sessions))]
+    #[instrument(name = "ListSessions", skip_all, fields(user_id, sessions))]
     async fn list_sessions(
         &self,
         request: Request<pb::ListSessionsRequest>,
@@ -209,7 +209,7 @@ impl AuthService for AuthApi {
         }))
     }
 
-    #[instrument(name = "RevokeSession", skip_all)]
+    #[instrument(name = "RevokeSession", skip_all, fields(user_id))]
     async fn revoke_session(
         &self,
         request: Request<pb::RevokeSessionRequest>,
@@ -222,7 +222,7 @@ impl AuthService for AuthApi {
         Ok(Response::new(pb::RevokeSessionResponse {}))
     }
 
-    #[instrument(name = "RevokeOtherSessions", skip_all, fields(revoked))]
+    #[instrument(name = "RevokeOtherSessions", skip_all, fields(user_id, revoked))]
     async fn revoke_other_sessions(
         &self,
         request: Request<pb::RevokeOtherSessionsRequest>,

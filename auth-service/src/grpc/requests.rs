@@ -167,9 +167,15 @@ impl TryFrom<pb::UpdateProfileRequest> for ProfileChange {
                 ),
             );
         }
-        // An empty mask applies every field.
-        let named = |field: &str| paths.is_empty() || paths.iter().any(|p| p == field);
-        let display_name = if named("display_name") {
+        // Without a mask, the fields set to something other than their default (AIP-134).
+        let named = |field: &str, set: bool| {
+            if paths.is_empty() {
+                set
+            } else {
+                paths.iter().any(|p| p == field)
+            }
+        };
+        let display_name = if named("display_name", !req.display_name.is_empty()) {
             DisplayName::parse(Some(req.display_name), "display_name", &mut v).map(Some)
         } else {
             Some(None)
@@ -284,14 +290,20 @@ mod tests {
         };
         let set = change(" Ada ", mask(&["display_name"])).unwrap();
         assert_eq!(set.display_name.unwrap().as_str(), "Ada");
-        let everything = change("Ada", None).unwrap();
-        assert_eq!(everything.display_name.unwrap().as_str(), "Ada");
+        let unmasked = change("Ada", None).unwrap();
+        assert_eq!(unmasked.display_name.unwrap().as_str(), "Ada");
+        let cleared = change("", mask(&["display_name"])).unwrap();
+        assert_eq!(cleared.display_name.unwrap().as_str(), "");
+        assert!(
+            change("", None).unwrap().display_name.is_none(),
+            "left alone"
+        );
         assert_eq!(
             violated(change("Ada", mask(&["email"])).unwrap_err()),
             ["update_mask"]
         );
         assert_eq!(
-            violated(change(&"x".repeat(101), mask(&[])).unwrap_err()),
+            violated(change(&"x".repeat(101), None).unwrap_err()),
             ["display_name"]
         );
     }

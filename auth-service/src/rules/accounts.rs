@@ -84,7 +84,7 @@ impl Accounts {
             .await?
             .ok_or(AuthError::EmailTaken)?;
         tracing::info!(target: "audit", event = "sign_up", user_id = %user.id, "account created");
-        let tokens = self.sessions.start(&user, device, now).await?;
+        let tokens = self.sessions.start(&user, device, None, now).await?;
         Ok(SignedIn { user, tokens })
     }
 
@@ -102,18 +102,32 @@ impl Accounts {
         device: Device,
     ) -> Result<SignedIn, AuthError> {
         let Some(checked) = self
-            .check_password(credentials.email.as_str(), &credentials.password, client)
+            .check_password(
+                credentials.email.as_str(),
+                &credentials.password,
+                client,
+                "sign_in_failed",
+            )
             .await?
         else {
             return Err(AuthError::InvalidCredentials);
         };
-        let user = checked.user;
-        if checked.needs_rehash {
-            self.upgrade_hash(&user, credentials.password, client).await;
-        }
+        let user = &checked.user;
+        // Opened only if the password is still the one just verified: a sign-in that raced a
+        // password change does not outlive it.
+        let tokens = self
+            .sessions
+            .start(user, device, Some(checked.version), self.clock.now())
+            .await?;
         tracing::info!(target: "audit", event = "sign_in", user_id = %user.id, "signed in");
-        let tokens = self.sessions.start(&user, device, self.clock.now()).await?;
-        Ok(SignedIn { user, tokens })
+        if checked.needs_rehash {
+            self.upgrade_hash(&checked, credentials.password, client)
+                .await;
+        }
+        Ok(SignedIn {
+            user: checked.user,
+            tokens,
+        })
     }
 
     /// Checks `password` for the account registered as `email`, as a sign-in attempt of
@@ -125,6 +139,7 @@ impl Accounts {
         email: &str,
         password: &Password,
         client: ClientKey,
+        failure_event: &'static str,
     ) -> Result<Option<Checked>, AuthError> {
         let keys = AttemptKeys::new(email, client);
         let mut attempt = self
@@ -134,8 +149,11 @@ impl Accounts {
         // Any error before the hash starts drops `attempt` unsettled: its charges are given
         // back. From `hashing` on, even a cancelled call counts as a guess.
         let stored = users::credentials(&self.db, email).await?;
-        let (user, hash) = match stored {
-            Some(stored) => (Some(stored.user), Some(stored.password_hash)),
+        let (account, hash) = match stored {
+            Some(stored) => (
+                Some((stored.user, stored.password_version)),
+                Some(stored.password_hash),
+            ),
             None => (None, None),
         };
         let class = if attempt.is_from_known_address() {
@@ -147,13 +165,27 @@ impl Accounts {
         attempt.hashing(self.clock.now());
         let verified = turn.verify(password.clone(), hash).await?;
         let now = self.clock.now();
-        match (user, verified) {
-            (Some(user), PasswordCheck::Right { needs_rehash }) => {
+        match (account, verified) {
+            (Some((user, version)), PasswordCheck::Right { needs_rehash }) => {
                 attempt.succeeded(now).await?;
-                Ok(Some(Checked { user, needs_rehash }))
+                Ok(Some(Checked {
+                    user,
+                    version,
+                    needs_rehash,
+                    class,
+                }))
             }
-            _ => {
-                tracing::info!(target: "audit", event = "sign_in_failed", %client, "password check failed");
+            (account, _) => {
+                match account {
+                    // The account's own user, signed in (ChangePassword): say whose.
+                    Some((user, _)) if failure_event != "sign_in_failed" => tracing::info!(
+                        target: "audit", event = failure_event, user_id = %user.id,
+                        "password check failed"
+                    ),
+                    _ => tracing::info!(
+                        target: "audit", event = failure_event, %client, "sign-in failed"
+                    ),
+                }
                 attempt.failed(now).await?;
                 Ok(None)
             }
@@ -170,23 +202,47 @@ impl Accounts {
         client: ClientKey,
     ) -> Result<u64, AuthError> {
         let (user, session_id) = self.caller(bearer).await?;
-        if self
-            .check_password(&user.email, &change.current, client)
+        let Some(checked) = self
+            .check_password(
+                &user.email,
+                &change.current,
+                client,
+                "password_check_failed",
+            )
             .await?
-            .is_none()
-        {
+        else {
             return Err(AuthError::WrongPassword);
-        }
+        };
         // Compared with the password just verified: no second hash to find out.
         if change.new.is_same_as(&change.current) {
             let mut violations = FieldViolations::new();
             violations.add("new_password", "must differ from the current password");
             return Err(AuthError::InvalidArgument(violations));
         }
-        let hash = self.hasher.hash_as(client, change.new).await?;
-        let keep = change.sign_out_others.then_some(session_id);
-        let now = self.clock.now();
-        let signed_out = users::change_password(&self.db, user.id, hash, keep, now).await?;
+        // In the same line as the check: a flood from elsewhere does not keep the owner from
+        // finishing what their known address started.
+        let hash = self
+            .hasher
+            .turn(Claimant {
+                client,
+                class: checked.class,
+            })
+            .await?
+            .hash(change.new)
+            .await?;
+        let change = users::PasswordChange {
+            id: user.id,
+            version: checked.version,
+            password_hash: hash,
+            sign_out_all_but: change.sign_out_others.then_some(session_id),
+            asking: session_id,
+            now: self.clock.now(),
+        };
+        // Nothing changed if another change came first (the current password is no longer
+        // the one given) or this session was signed out meanwhile.
+        let signed_out = users::change_password(&self.db, change)
+            .await?
+            .ok_or(AuthError::WrongPassword)?;
         tracing::info!(
             target: "audit", event = "password_changed", user_id = %user.id, %session_id,
             signed_out, "password changed"
@@ -209,22 +265,21 @@ impl Accounts {
             .ok_or_else(|| AuthError::InvalidToken("user no longer exists".into()))
     }
 
-    /// Re-hashes with the configured parameters. A failure is logged, not fatal: the old
-    /// hash still works and the upgrade is tried again next time.
-    async fn upgrade_hash(&self, user: &User, password: Password, client: ClientKey) {
+    /// Re-hashes with the configured parameters, unless the password changed meanwhile. A
+    /// failure is logged, not fatal: the old hash still works and the upgrade is tried again
+    /// next time.
+    async fn upgrade_hash(&self, checked: &Checked, password: Password, client: ClientKey) {
+        let user_id = checked.user.id;
         let result = async {
             let hash = self.hasher.hash_as(client, password).await?;
-            users::set_password_hash(&self.db, user.id, hash, self.clock.now()).await?;
-            Ok::<_, AuthError>(())
+            let now = self.clock.now();
+            Ok::<_, AuthError>(users::rehash(&self.db, user_id, checked.version, hash, now).await?)
         }
         .await;
         match result {
-            Ok(()) => {
-                tracing::info!(user_id = %user.id, "password hash upgraded to current parameters")
-            }
-            Err(error) => {
-                tracing::warn!(user_id = %user.id, %error, "password hash upgrade failed")
-            }
+            Ok(true) => tracing::info!(%user_id, "password hash upgraded to current parameters"),
+            Ok(false) => tracing::info!(%user_id, "password changed meanwhile: no upgrade"),
+            Err(error) => tracing::warn!(%user_id, %error, "password hash upgrade failed"),
         }
     }
 
@@ -246,6 +301,10 @@ impl Accounts {
 /// An account whose password was just verified.
 struct Checked {
     user: User,
+    /// Which password it was (see `users::change_password`).
+    version: i64,
     /// Its hash was made with other parameters than the configured ones.
     needs_rehash: bool,
+    /// The hashing line the check waited in.
+    class: Class,
 }

@@ -84,11 +84,14 @@ impl Sessions {
         &self.issuer
     }
 
-    /// Opens a session for `user` on `device` and issues its first pair.
+    /// Opens a session for `user` on `device` and issues its first pair. With
+    /// `password_version` (a sign-in), only while the account's password is still the one
+    /// verified: `InvalidCredentials` if it changed meanwhile.
     pub(crate) async fn start(
         &self,
         user: &User,
         device: Device,
+        password_version: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, AuthError> {
         let new = NewSession {
@@ -98,7 +101,9 @@ impl Sessions {
             expires_at: now + self.times.ttl,
             device,
         };
-        let session = store::create(&self.db, new).await?;
+        let session = store::create(&self.db, new, password_version)
+            .await?
+            .ok_or(AuthError::InvalidCredentials)?;
         let ended = store::keep_newest(&self.db, user.id, self.times.max_per_user).await?;
         if ended > 0 {
             tracing::info!(
@@ -416,6 +421,8 @@ impl Sessions {
             .await?
             .filter(|s| s.is_live(now))
             .ok_or_else(|| AuthError::InvalidToken("session ended".into()))?;
+        // For the RPC's span, where it declares `user_id`.
+        tracing::Span::current().record("user_id", tracing::field::display(session.user_id));
         Ok((claims, session))
     }
 

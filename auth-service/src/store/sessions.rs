@@ -119,8 +119,16 @@ pub struct NewSession {
     pub device: Device,
 }
 
-/// Opens a session (its refresh token is generation 0).
-pub(crate) async fn create(db: &DatabaseConnection, new: NewSession) -> Result<Session, DbErr> {
+/// Opens a session (its refresh token is generation 0). With `password_version`, only if the
+/// account's password is still that version, checked after the insert in the same
+/// transaction (see `users::change_password`); `None` when it is not.
+pub(crate) async fn create(
+    db: &DatabaseConnection,
+    new: NewSession,
+    password_version: Option<i64>,
+) -> Result<Option<Session>, DbErr> {
+    let user_id = new.user_id;
+    let txn = db.begin().await?;
     let row = session::Entity::insert(session::ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(new.user_id),
@@ -135,9 +143,16 @@ pub(crate) async fn create(db: &DatabaseConnection, new: NewSession) -> Result<S
         client_address: Set(new.device.address),
         user_agent: Set(new.device.user_agent),
     })
-    .exec_with_returning(db)
+    .exec_with_returning(&txn)
     .await?;
-    Ok(row.into())
+    if let Some(verified) = password_version
+        && super::users::password_version(&txn, user_id).await? != Some(verified)
+    {
+        txn.rollback().await?;
+        return Ok(None);
+    }
+    txn.commit().await?;
+    Ok(Some(row.into()))
 }
 
 /// Deletes the sessions of `user_id` beyond its `keep` newest (their tokens stop working);

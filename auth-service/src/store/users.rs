@@ -5,7 +5,7 @@ use crate::domain::User;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, SqlErr, TransactionTrait,
+    EntityTrait, ExprTrait, QueryFilter, SqlErr, TransactionTrait, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -14,6 +14,8 @@ pub struct StoredCredentials {
     pub user: User,
     /// argon2id PHC string.
     pub password_hash: String,
+    /// Which password it is: moved by every password change.
+    pub password_version: i64,
 }
 
 impl std::fmt::Debug for StoredCredentials {
@@ -55,6 +57,7 @@ pub(crate) async fn insert(
         email: Set(new.email.to_owned()),
         display_name: Set(new.display_name.to_owned()),
         password_hash: Set(new.password_hash),
+        password_version: Set(0),
         created_at: Set(new.now),
         updated_at: Set(new.now),
     }
@@ -80,6 +83,7 @@ pub(crate) async fn credentials(
         .await?;
     Ok(row.map(|row| StoredCredentials {
         password_hash: row.password_hash.clone(),
+        password_version: row.password_version,
         user: row.into(),
     }))
 }
@@ -89,65 +93,114 @@ pub(crate) async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<U
     Ok(user::Entity::find_by_id(id).one(db).await?.map(User::from))
 }
 
-/// Replaces the password hash (a rehash with current parameters).
-pub(crate) async fn set_password_hash(
+/// Replaces the password hash with a re-hash of the same password (current parameters),
+/// unless the password changed since version `version` was read; whether it did.
+pub(crate) async fn rehash(
     db: &impl ConnectionTrait,
     id: Uuid,
+    version: i64,
     password_hash: String,
     now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    user::ActiveModel {
-        id: Set(id),
-        password_hash: Set(password_hash),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .update(db)
-    .await?;
-    Ok(())
+) -> Result<bool, DbErr> {
+    let updated = user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, Expr::value(password_hash))
+        .col_expr(user::Column::UpdatedAt, Expr::value(now))
+        .filter(user::Column::Id.eq(id))
+        .filter(user::Column::PasswordVersion.eq(version))
+        .exec(db)
+        .await?;
+    Ok(updated.rows_affected == 1)
 }
 
-/// Sets a new password hash and, when `sign_out_all_but` names a session, revokes every other
-/// live session of the account, in one transaction: no other session outlives the old
-/// password. Returns how many sessions were signed out.
+/// A password change: the new hash, which password it replaces, and which session (if any)
+/// is the only one to stay signed in.
+pub(crate) struct PasswordChange {
+    pub id: Uuid,
+    /// The version of the password that was verified.
+    pub version: i64,
+    pub password_hash: String,
+    /// Sign out every other live session of the account, keeping this one.
+    pub sign_out_all_but: Option<Uuid>,
+    /// The session asking, which must still be live.
+    pub asking: Uuid,
+    pub now: DateTime<Utc>,
+}
+
+/// Sets a new password and, when asked, revokes every other live session of the account, in
+/// one transaction; `None` (and nothing changed) when the password changed since the verified
+/// version or the asking session ended meanwhile. Returns how many sessions were signed out.
+///
+/// The update of the user row locks it until commit, and a sign-in checks the password version
+/// under a shared lock of that row after opening its session (`sessions::create`): a sign-in
+/// with the old password either opens its session before this transaction revokes the others,
+/// or sees the new version and gives its session up.
 pub(crate) async fn change_password(
     db: &DatabaseConnection,
-    id: Uuid,
-    password_hash: String,
-    sign_out_all_but: Option<Uuid>,
-    now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
+    change: PasswordChange,
+) -> Result<Option<u64>, DbErr> {
     let txn = db.begin().await?;
-    set_password_hash(&txn, id, password_hash, now).await?;
-    let signed_out = match sign_out_all_but {
-        Some(keep) => super::sessions::revoke_others(&txn, id, keep, now).await?,
+    let updated = user::Entity::update_many()
+        .col_expr(
+            user::Column::PasswordHash,
+            Expr::value(change.password_hash),
+        )
+        .col_expr(
+            user::Column::PasswordVersion,
+            Expr::col(user::Column::PasswordVersion).add(1),
+        )
+        .col_expr(user::Column::UpdatedAt, Expr::value(change.now))
+        .filter(user::Column::Id.eq(change.id))
+        .filter(user::Column::PasswordVersion.eq(change.version))
+        .exec(&txn)
+        .await?;
+    let asking_live = super::sessions::find(&txn, change.asking)
+        .await?
+        .is_some_and(|session| session.is_live(change.now));
+    if updated.rows_affected != 1 || !asking_live {
+        txn.rollback().await?;
+        return Ok(None);
+    }
+    let signed_out = match change.sign_out_all_but {
+        Some(keep) => super::sessions::revoke_others(&txn, change.id, keep, change.now).await?,
         None => 0,
     };
     txn.commit().await?;
-    Ok(signed_out)
+    Ok(Some(signed_out))
 }
 
-/// Sets the display name; the account as it is now, `None` if it no longer exists.
+/// The version of `id`'s password, read under a shared lock of its row on PostgreSQL (held
+/// until the transaction `txn` ends); `None` if the account is gone.
+pub(crate) async fn password_version(
+    txn: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<i64>, DbErr> {
+    use sea_orm::{DatabaseBackend, QuerySelect};
+    let mut query = user::Entity::find_by_id(id)
+        .select_only()
+        .column(user::Column::PasswordVersion);
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        query = query.lock_shared();
+    }
+    query.into_tuple().one(txn).await
+}
+
+/// Sets the display name unless it already is `display_name`; the account as it is now, `None`
+/// if it no longer exists.
 pub(crate) async fn set_display_name(
     db: &impl ConnectionTrait,
     id: Uuid,
     display_name: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<User>, DbErr> {
-    let updated = user::Entity::update_many()
+    user::Entity::update_many()
         .col_expr(
             user::Column::DisplayName,
-            sea_orm::sea_query::Expr::value(display_name.to_owned()),
+            Expr::value(display_name.to_owned()),
         )
-        .col_expr(
-            user::Column::UpdatedAt,
-            sea_orm::sea_query::Expr::value(now),
-        )
+        .col_expr(user::Column::UpdatedAt, Expr::value(now))
         .filter(user::Column::Id.eq(id))
+        .filter(user::Column::DisplayName.ne(display_name))
         .exec(db)
         .await?;
-    if updated.rows_affected == 0 {
-        return Ok(None);
-    }
     find(db, id).await
 }

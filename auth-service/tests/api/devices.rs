@@ -426,3 +426,46 @@ async fn the_profile_changes_what_its_mask_names() {
         "refusals changed nothing"
     );
 }
+
+/// A sign-in with the old password racing a password change never leaves a session signed in
+/// with it: it either opened its session before the change signed the others out, or it sees
+/// the change and is refused. Rounds start the sign-in later and later, so that some of them
+/// check the old password while the change is under way and open their session after it
+/// (about when the new password's hash is done).
+#[tokio::test]
+async fn a_sign_in_racing_a_password_change_does_not_outlive_it() {
+    let app = TestApp::spawn().await;
+    let here = tokens(&app.sign_up("ada@example.com").await).clone();
+    let mut current = PASSWORD.to_owned();
+    let mut outcomes = std::collections::BTreeMap::<&str, u32>::new();
+    for round in 0..16u64 {
+        let next = format!("passphrase number {round}");
+        let sign_in = async {
+            tokio::time::sleep(std::time::Duration::from_millis(round * 20)).await;
+            app.sign_in("ada@example.com", &current).await
+        };
+        let change = change_password(&app, &here.access_token, &current, &next, None);
+        let (signed_in, changed) = tokio::join!(sign_in, change);
+        changed.expect("the change succeeds");
+        match signed_in {
+            Ok(response) => {
+                let refresh = response.tokens.unwrap().refresh_token;
+                let status = assert_error(
+                    app.refresh(&refresh).await,
+                    Code::Unauthenticated,
+                    "INVALID_REFRESH_TOKEN",
+                );
+                drop(status);
+                *outcomes.entry("signed in, then signed out").or_default() += 1;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+                *outcomes.entry("refused").or_default() += 1;
+            }
+        }
+        current = next;
+    }
+    // Only the changing session is left.
+    assert_eq!(list(&app, &here.access_token).await.unwrap().len(), 1);
+    println!("outcomes: {outcomes:?}");
+}

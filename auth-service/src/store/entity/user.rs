@@ -11,6 +11,8 @@ pub struct Model {
     pub display_name: String,
     /// argon2id PHC string.
     pub password_hash: String,
+    /// Moved by every password change (not by a re-hash of the same password).
+    pub password_version: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }
