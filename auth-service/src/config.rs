@@ -56,6 +56,56 @@ pub struct AuthConfig {
 
     #[command(flatten)]
     pub throttle: ThrottleArgs,
+
+    #[command(flatten)]
+    pub deletions: DeletionArgs,
+}
+
+/// Where deleted accounts' tasks are purged, and how.
+#[derive(Debug, Clone, Args)]
+pub struct DeletionArgs {
+    /// The task-service's internal listener (its INTERNAL_LISTEN_ADDR), e.g.
+    /// `http://127.0.0.1:50053`, or `https://…` when it serves TLS. Deleted accounts' tasks
+    /// are purged there. Unset: deletions are recorded and wait until it is set.
+    #[arg(long, env = "TASK_INTERNAL_URL")]
+    pub task_internal_url: Option<String>,
+
+    /// With an https:// TASK_INTERNAL_URL: the only CA (PEM) trusted to have issued the
+    /// task-service's certificate. Unset: the system's CA certificates.
+    #[arg(long, env = "TASK_INTERNAL_CA_FILE", value_name = "PATH")]
+    pub task_internal_ca_file: Option<std::path::PathBuf>,
+
+    /// With an https:// TASK_INTERNAL_URL: the client certificate (PEM) presented to the
+    /// task-service's internal listener (its INTERNAL_CLIENT_CA_FILE must have issued it);
+    /// with INTERNAL_CLIENT_KEY_FILE.
+    #[arg(long, env = "INTERNAL_CLIENT_CERT_FILE", value_name = "PATH")]
+    pub internal_client_cert_file: Option<std::path::PathBuf>,
+
+    /// The private key of INTERNAL_CLIENT_CERT_FILE (PEM).
+    #[arg(long, env = "INTERNAL_CLIENT_KEY_FILE", value_name = "PATH")]
+    pub internal_client_key_file: Option<std::path::PathBuf>,
+
+    /// The longest wait between two deliveries of one deletion to the task-service (waits
+    /// double from 1 s up to this).
+    #[arg(long, env = "DELETION_RETRY_MAX_SECS", default_value_t = 60)]
+    pub deletion_retry_max_secs: u32,
+}
+
+impl DeletionArgs {
+    /// How the channel to the task-service's internal listener verifies it and proves who
+    /// this service is.
+    pub fn client_tls(&self) -> Result<grpc_edge::tls::ClientTls, grpc_edge::tls::TlsError> {
+        grpc_edge::tls::ClientTls::new(
+            [
+                "TASK_INTERNAL_CA_FILE",
+                "INTERNAL_CLIENT_CERT_FILE",
+                "INTERNAL_CLIENT_KEY_FILE",
+            ],
+            self.task_internal_ca_file.clone(),
+            self.internal_client_cert_file.clone(),
+            self.internal_client_key_file.clone(),
+        )
+    }
 }
 
 /// Token lifetimes and signing.
@@ -304,6 +354,16 @@ impl AuthConfig {
         self.passwords
             .argon2_params()
             .map_err(|e| ConfigError::OutOfRange(format!("invalid argon2 parameters: {e}")))?;
+        if self.deletions.deletion_retry_max_secs == 0 {
+            return Err(ConfigError::OutOfRange(
+                "DELETION_RETRY_MAX_SECS must be greater than 0".into(),
+            ));
+        }
+        if let Some(url) = &self.deletions.task_internal_url {
+            self.deletions
+                .client_tls()?
+                .check_url("TASK_INTERNAL_URL", url)?;
+        }
         Ok(())
     }
 

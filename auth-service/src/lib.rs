@@ -84,8 +84,20 @@ pub struct Application {
 impl Application {
     /// Validates `config`, opens and migrates the database, loads the signing keys, and binds
     /// the listener (port 0 picks a free port: see [`Application::local_addr`]).
-    #[tracing::instrument(name = "auth-service", skip_all)]
     pub async fn build(config: AuthConfig, clock: SharedClock) -> Result<Self, StartError> {
+        config.validate()?;
+        let listener = grpc_edge::server::bind("AUTH_LISTEN_ADDR", config.listen_addr).await?;
+        Self::build_on(config, clock, listener).await
+    }
+
+    /// [`Application::build`] on a listener already bound (its address wins over
+    /// AUTH_LISTEN_ADDR).
+    #[tracing::instrument(name = "auth-service", skip_all)]
+    pub async fn build_on(
+        config: AuthConfig,
+        clock: SharedClock,
+        listener: TcpListener,
+    ) -> Result<Self, StartError> {
         config.validate()?;
         let client_ca = config
             .tls_client_ca_file
@@ -100,7 +112,6 @@ impl Application {
         )
         .await?;
         let rules = Rules::build(&config, db.clone(), Arc::clone(&clock)).await?;
-        let listener = grpc_edge::server::bind("AUTH_LISTEN_ADDR", config.listen_addr).await?;
         match config.tokens.jwt.signing_algorithm {
             SigningMode::EdDsa => tracing::info!(
                 "signing access tokens with Ed25519 keys kept in the auth database (generated on first start)"
@@ -152,6 +163,8 @@ impl Application {
         let public_keys = Arc::clone(&rules.public_keys);
         // The retention sweep, stopped when `run` returns.
         let _sweeper = AbortOnDrop(rules::spawn_sweeper(Arc::clone(&rules.retention)));
+        // Account deletions to the task-service, stopped when `run` returns.
+        let _deliveries = AbortOnDrop(rules.deliveries.spawn_worker());
         let api = AuthServiceServer::new(AuthApi::new(rules, proxies, clock))
             .max_decoding_message_size(config.server.max_request_bytes)
             .max_encoding_message_size(grpc_edge::server::MAX_RESPONSE_BYTES);

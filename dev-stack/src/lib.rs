@@ -41,20 +41,64 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Builds the auth-service, then the task-service with `AUTH_SERVICE_URL` pointing at it.
+    /// Binds every listener first (the auth-service's, the task-service's public and internal
+    /// ones), then builds both services, each told where the other listens: the task-service
+    /// fetches keys from the auth-service (`AUTH_SERVICE_URL`), the auth-service delivers
+    /// account deletions to the task-service's internal listener (`TASK_INTERNAL_URL`).
+    ///
+    /// The internal listener is on (`127.0.0.1`, a free port) unless INTERNAL_LISTEN_ADDR says
+    /// where; in HS256 mode only with INTERNAL_CLIENT_CA_FILE (see the task-service's
+    /// configuration), and otherwise off, with a warning, deletions then waiting.
     pub async fn build(
-        auth: AuthConfig,
-        task: TaskConfig,
+        mut auth: AuthConfig,
+        mut task: TaskConfig,
         clock: SharedClock,
     ) -> Result<Self, StackError> {
-        Self::build_auth(auth, clock.clone())
-            .await?
-            .with_task(task, clock)
+        let hs256 = task.jwt.hs256_secret().ok().flatten().is_some();
+        if task.internal_listen_addr.is_none() {
+            if hs256 && task.internal_client_ca_file.is_none() {
+                tracing::warn!(
+                    "SIGNING_ALGORITHM=hs256 without INTERNAL_CLIENT_CA_FILE: no internal listener, \
+                     so deleted accounts' tasks are not purged (see INTERNAL_LISTEN_ADDR)"
+                );
+            } else {
+                task.internal_listen_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+            }
+        }
+        let auth_listener = grpc_edge::server::bind("AUTH_LISTEN_ADDR", auth.listen_addr)
             .await
+            .map_err(auth_service::StartError::from)?;
+        let task_listeners = task_service::Listeners::bind(&task).await?;
+        let auth_addr = auth_listener.local_addr()?;
+        let auth_tls = auth.server.tls.enabled();
+        if auth_tls && task.auth_service_ca_file.is_none() {
+            return Err(StackError::AuthCaMissing);
+        }
+        task.auth_service_url = url(auth_tls, auth_addr);
+        if let Some(internal) = &task_listeners.internal
+            && auth.deletions.task_internal_url.is_none()
+        {
+            let task_tls = task.server.tls.enabled();
+            auth.deletions.task_internal_url = Some(url(task_tls, internal.local_addr()?));
+            // The development CA issued both services' certificates.
+            if task_tls && auth.deletions.task_internal_ca_file.is_none() {
+                auth.deletions.task_internal_ca_file = task.auth_service_ca_file.clone();
+            }
+        }
+        let auth = auth_service::Application::build_on(auth, clock.clone(), auth_listener).await?;
+        let task = task_service::Application::build_on(task, clock, task_listeners).await?;
+        let task_addr = task.local_addr()?;
+        Ok(Self {
+            auth,
+            task,
+            auth_addr,
+            task_addr,
+        })
     }
 
     /// Builds the auth-service only; [`AuthBuilt::with_task`] completes the stack (the
-    /// benchmarks measure memory in between).
+    /// benchmarks measure memory in between). A stack built so has no internal listener
+    /// unless `INTERNAL_LISTEN_ADDR` is set, and delivers no account deletions.
     pub async fn build_auth(auth: AuthConfig, clock: SharedClock) -> Result<AuthBuilt, StackError> {
         let auth = auth_service::Application::build(auth, clock).await?;
         let auth_addr = auth.local_addr()?;
@@ -69,6 +113,11 @@ impl Stack {
     /// Where the task-service listens.
     pub fn task_addr(&self) -> SocketAddr {
         self.task_addr
+    }
+
+    /// Where the task-service's internal listener is, if it has one.
+    pub fn task_internal_addr(&self) -> Option<SocketAddr> {
+        self.task.internal_addr()
     }
 
     /// The URL clients reach the auth-service at (`https://` when it serves TLS).

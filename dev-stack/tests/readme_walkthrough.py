@@ -319,6 +319,11 @@ def walkthrough(
         out,
     )
     checks.check(
+        "the deleted account's token is refused" in out,
+        f"{label}: after DeleteAccount the account's access token is refused by the task-service",
+        out,
+    )
+    checks.check(
         '"kty":"OKP"' in out and '"status": "SERVING"' in out,
         f"{label}: JWKS over HTTP and health SERVING",
         out,

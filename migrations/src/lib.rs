@@ -30,6 +30,16 @@ async fn add_columns(
     Ok(())
 }
 
+/// Creates `table` and then `index` on it.
+async fn create_indexed_table(
+    manager: &SchemaManager<'_>,
+    table: TableCreateStatement,
+    index: IndexCreateStatement,
+) -> Result<(), DbErr> {
+    manager.create_table(table).await?;
+    manager.create_index(index).await
+}
+
 /// Drops `columns` from `table`, one statement per column (as [`add_columns`] added them).
 async fn drop_columns<C: IntoIden>(
     manager: &SchemaManager<'_>,
@@ -45,7 +55,8 @@ async fn drop_columns<C: IntoIden>(
     Ok(())
 }
 
-/// The auth-service's tables: users, sessions, refresh tokens, signing keys, sign-in throttle.
+/// The auth-service's tables: users, sessions, refresh tokens, signing keys, sign-in throttle,
+/// and the outbox of account deletions.
 pub struct AuthMigrator;
 
 #[async_trait::async_trait]
@@ -56,6 +67,7 @@ impl MigratorTrait for AuthMigrator {
             Box::new(auth::m20261203_000001_refresh_generations::Migration),
             Box::new(auth::m20261203_000002_session_devices::Migration),
             Box::new(auth::m20261203_000003_password_versions::Migration),
+            Box::new(auth::m20261203_000004_account_deletions::Migration),
         ]
     }
 
@@ -64,13 +76,16 @@ impl MigratorTrait for AuthMigrator {
     }
 }
 
-/// The task-service's tables: tasks.
+/// The task-service's tables: tasks, and tombstones of deleted accounts.
 pub struct TaskMigrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for TaskMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(task::m20261123_000001_create_tasks::Migration)]
+        vec![
+            Box::new(task::m20261123_000001_create_tasks::Migration),
+            Box::new(task::m20261203_000001_purged_owners::Migration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

@@ -56,25 +56,34 @@ async fn auth_migrations_go_up_down_and_up_again() {
     assert!(has(&sessions, "user_agent"), "{sessions:?}");
 
     assert!(has(&columns(&db, "users").await, "password_version"));
+    assert!(has(
+        &columns(&db, "account_deletions").await,
+        "next_attempt_at"
+    ));
 
     // One down at a time: each migration's columns go, the table and the rest stay.
     AuthMigrator::down(&db, Some(1)).await.unwrap();
+    assert!(columns(&db, "account_deletions").await.is_empty());
+    AuthMigrator::up(&db, None).await.unwrap();
+    AuthMigrator::down(&db, Some(1)).await.unwrap();
     assert_eq!(applied::<AuthMigrator>(&db).await, all - 1);
+    AuthMigrator::down(&db, Some(1)).await.unwrap();
+    assert_eq!(applied::<AuthMigrator>(&db).await, all - 2);
     let users = columns(&db, "users").await;
     assert!(!has(&users, "password_version"), "{users:?}");
     assert!(has(&users, "password_hash"), "{users:?}");
     let pending = AuthMigrator::get_pending_migrations(&db).await.unwrap();
-    assert_eq!(pending.len(), 1, "status lists the one that went down");
+    assert_eq!(pending.len(), 2, "status lists the ones that went down");
 
     AuthMigrator::down(&db, Some(1)).await.unwrap();
-    assert_eq!(applied::<AuthMigrator>(&db).await, all - 2);
+    assert_eq!(applied::<AuthMigrator>(&db).await, all - 3);
     let sessions = columns(&db, "sessions").await;
     assert!(!has(&sessions, "user_agent"), "{sessions:?}");
     assert!(!has(&sessions, "client_address"), "{sessions:?}");
     assert!(has(&sessions, "refresh_generation"), "{sessions:?}");
 
     AuthMigrator::down(&db, Some(1)).await.unwrap();
-    assert_eq!(applied::<AuthMigrator>(&db).await, all - 3);
+    assert_eq!(applied::<AuthMigrator>(&db).await, all - 4);
     let sessions = columns(&db, "sessions").await;
     assert!(has(&sessions, "rotation_secret"), "{sessions:?}");
     assert!(!has(&sessions, "refresh_generation"), "{sessions:?}");
@@ -92,6 +101,14 @@ async fn task_migrations_go_up_down_and_up_again() {
     TaskMigrator::up(&db, None).await.unwrap();
     let all = TaskMigrator::migrations().len();
     assert_eq!(applied::<TaskMigrator>(&db).await, all);
+    let tombstones = columns(&db, "purged_owners").await;
+    assert!(
+        tombstones.iter().any(|c| c == "forget_after"),
+        "{tombstones:?}"
+    );
+    TaskMigrator::down(&db, Some(1)).await.unwrap();
+    assert!(columns(&db, "purged_owners").await.is_empty());
+    assert!(!columns(&db, "tasks").await.is_empty());
     TaskMigrator::down(&db, None).await.unwrap();
     assert_eq!(applied::<TaskMigrator>(&db).await, 0);
     TaskMigrator::up(&db, None).await.unwrap();

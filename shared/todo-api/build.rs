@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "todo/auth/v1/auth.proto",
         "todo/task/v1/task.proto",
+        "todo/task/internal/v1/internal.proto",
         "todo/errors/v1/errors.proto",
     ];
     for file in files {

@@ -95,6 +95,27 @@ pub struct TaskConfig {
     #[arg(long, env = "PAGE_TOKEN_SECRET", hide_env_values = true)]
     pub page_token_secret: Option<SecretString>,
 
+    /// Address of the internal listener, where the auth-service asks for a deleted account's
+    /// tasks to be purged (`todo.task.internal.v1.TaskAdmin`): native gRPC only (no grpc-web,
+    /// no CORS), authenticated with the auth-service's service tokens. Keep it off the
+    /// public network: do not publish it. Unset: no internal listener, and deleted accounts'
+    /// tasks are not purged until it is set.
+    #[arg(long, env = "INTERNAL_LISTEN_ADDR", value_name = "ADDR")]
+    pub internal_listen_addr: Option<SocketAddr>,
+
+    /// With TLS (TLS_CERT_FILE): the CA (PEM) that must have issued the client certificate
+    /// of every caller of the internal listener (mutual TLS). Required with
+    /// SIGNING_ALGORITHM=hs256, where this service holds the secret that signs service
+    /// tokens and so could not tell the auth-service's from a forgery.
+    #[arg(long, env = "INTERNAL_CLIENT_CA_FILE", value_name = "PATH")]
+    pub internal_client_ca_file: Option<std::path::PathBuf>,
+
+    /// How long a purged account is remembered, so that its access tokens that have not
+    /// expired yet cannot create tasks again. At least the auth-service's
+    /// ACCESS_TOKEN_TTL_SECS plus JWT_LEEWAY_SECS.
+    #[arg(long, env = "TOMBSTONE_TTL_SECS", default_value_t = 86_400)]
+    pub tombstone_ttl_secs: u32,
+
     #[command(flatten)]
     pub jwt: JwtArgs,
 
@@ -120,6 +141,24 @@ pub enum ConfigError {
     /// TLS settings that cannot work.
     #[error(transparent)]
     Tls(#[from] grpc_edge::tls::TlsError),
+    /// An internal listener that could be called by anyone holding the shared secret.
+    #[error(
+        "SIGNING_ALGORITHM=hs256 with INTERNAL_LISTEN_ADDR: this service holds the secret that \
+         signs service tokens, so a token alone cannot prove the auth-service sent it; set \
+         INTERNAL_CLIENT_CA_FILE (with TLS_CERT_FILE and TLS_KEY_FILE) so that only a client \
+         certificate from that CA may call the internal listener, or unset INTERNAL_LISTEN_ADDR"
+    )]
+    SharedSecretInternalListener,
+    /// Internal-listener settings without the listener.
+    #[error(
+        "INTERNAL_CLIENT_CA_FILE needs INTERNAL_LISTEN_ADDR: set it, or unset INTERNAL_CLIENT_CA_FILE"
+    )]
+    InternalCaWithoutListener,
+    /// A tombstone that would be forgotten before the tokens it stops.
+    #[error(
+        "TOMBSTONE_TTL_SECS={0} is too short: at least 60, and at least the auth-service's ACCESS_TOKEN_TTL_SECS plus JWT_LEEWAY_SECS"
+    )]
+    TombstoneTtl(u32),
     /// An unread-replies budget that cannot work.
     #[error(
         "MAX_UNREAD_BYTES_PER_USER={per_user} must be at least {largest} (the largest reply) \
@@ -135,7 +174,15 @@ pub enum ConfigError {
 impl TaskConfig {
     /// Checks what clap's types cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.jwt.hs256_secret()?;
+        let hs256 = self.jwt.hs256_secret()?.is_some();
+        match (&self.internal_listen_addr, &self.internal_client_ca_file) {
+            (Some(_), None) if hs256 => return Err(ConfigError::SharedSecretInternalListener),
+            (None, Some(_)) => return Err(ConfigError::InternalCaWithoutListener),
+            _ => {}
+        }
+        if self.tombstone_ttl_secs < 60 {
+            return Err(ConfigError::TombstoneTtl(self.tombstone_ttl_secs));
+        }
         self.server.validate()?;
         let uri: http::Uri = self
             .auth_service_url
@@ -157,6 +204,11 @@ impl TaskConfig {
             });
         }
         Ok(())
+    }
+
+    /// How long a purged account is remembered.
+    pub fn tombstone_ttl(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::seconds(self.tombstone_ttl_secs.into())
     }
 
     /// How the channel to the auth-service verifies it and, for mutual TLS, proves who this

@@ -31,23 +31,30 @@ use crate::{
     grpc::{
         TaskApi,
         auth::{FetchedKeys, Guarded, SessionCheck, VerifiedTokens, authenticated},
+        internal::InternalApi,
         unread::UnreadBudget,
     },
-    rules::{PageTokens, Tasks},
+    rules::{PageTokens, Purges, Tasks},
 };
 use access_token::ExposeSecret;
 use clock::SharedClock;
 use grpc_edge::server::{AbortOnDrop, BindError, GrpcServer, ServeError, ServerTls};
+use grpc_edge::tls::PemFile;
 use migrations::TaskMigrator;
 use sea_orm::DatabaseConnection;
 use service_db::OpenError;
 use std::{future::Future, net::SocketAddr, sync::Arc};
-use todo_api::todo::task::v1::task_service_server::TaskServiceServer;
+use todo_api::todo::task::{
+    internal::v1::task_admin_server::TaskAdminServer, v1::task_service_server::TaskServiceServer,
+};
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
 /// The gRPC services this server reports health for.
 pub const SERVICE_NAMES: &[&str] = &["todo.task.v1.TaskService"];
+
+/// The gRPC services of the internal listener.
+pub const INTERNAL_SERVICE_NAMES: &[&str] = &["todo.task.internal.v1.TaskAdmin"];
 
 /// Why the task-service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +76,26 @@ pub enum StartError {
     Serve(#[from] ServeError),
 }
 
+/// The task-service's listeners, bound: the public port and, with INTERNAL_LISTEN_ADDR, the
+/// internal one. Binding them before building lets a launcher tell other services where they
+/// are (port 0 picks a free port).
+pub struct Listeners {
+    pub public: TcpListener,
+    pub internal: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds TASK_LISTEN_ADDR and, if set, INTERNAL_LISTEN_ADDR.
+    pub async fn bind(config: &TaskConfig) -> Result<Self, StartError> {
+        let public = grpc_edge::server::bind("TASK_LISTEN_ADDR", config.listen_addr).await?;
+        let internal = match config.internal_listen_addr {
+            Some(addr) => Some(grpc_edge::server::bind("INTERNAL_LISTEN_ADDR", addr).await?),
+            None => None,
+        };
+        Ok(Self { public, internal })
+    }
+}
+
 /// A built, not yet serving, task-service.
 pub struct Application {
     config: TaskConfig,
@@ -79,6 +106,8 @@ pub struct Application {
     auth_channel: Channel,
     page_tokens: PageTokens,
     tls: Option<ServerTls>,
+    /// The internal listener (INTERNAL_LISTEN_ADDR) and its TLS, when there is one.
+    internal: Option<(TcpListener, Option<ServerTls>)>,
 }
 
 impl Application {
@@ -86,8 +115,20 @@ impl Application {
     /// picks a free port: see [`Application::local_addr`]). Does not wait for the
     /// auth-service: keys are fetched in the background once [`Application::run`] starts,
     /// and health reports NOT_SERVING until they are.
-    #[tracing::instrument(name = "task-service", skip_all)]
     pub async fn build(config: TaskConfig, clock: SharedClock) -> Result<Self, StartError> {
+        config.validate()?;
+        let listeners = Listeners::bind(&config).await?;
+        Self::build_on(config, clock, listeners).await
+    }
+
+    /// [`Application::build`] on listeners already bound (their addresses win over the
+    /// configured ones).
+    #[tracing::instrument(name = "task-service", skip_all)]
+    pub async fn build_on(
+        config: TaskConfig,
+        clock: SharedClock,
+        listeners: Listeners,
+    ) -> Result<Self, StartError> {
         config.validate()?;
         let tls = ServerTls::load(&config.server.tls, None).map_err(ConfigError::from)?;
         // An https:// URL is verified with AUTH_SERVICE_CA_FILE (or the system's roots):
@@ -117,7 +158,19 @@ impl Application {
             |db| migrations::prepare::<TaskMigrator>(db, config.pool.migrate_on_start, "task"),
         )
         .await?;
-        let listener = grpc_edge::server::bind("TASK_LISTEN_ADDR", config.listen_addr).await?;
+        let listener = listeners.public;
+        let internal = match listeners.internal {
+            None => None,
+            Some(listener) => {
+                let client_ca = config
+                    .internal_client_ca_file
+                    .clone()
+                    .map(|path| PemFile::new("INTERNAL_CLIENT_CA_FILE", path));
+                let tls =
+                    ServerTls::load(&config.server.tls, client_ca).map_err(ConfigError::from)?;
+                Some((listener, tls))
+            }
+        };
         Ok(Self {
             config,
             listener,
@@ -127,7 +180,15 @@ impl Application {
             auth_channel,
             page_tokens,
             tls,
+            internal,
         })
+    }
+
+    /// The address of the internal listener, if there is one.
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.internal
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// The address the server listens on.
@@ -157,6 +218,7 @@ impl Application {
             auth_channel,
             page_tokens,
             tls,
+            internal,
         } = self;
         let addr = listener.local_addr().unwrap_or(config.listen_addr);
         let transport = ServerTls::mode(tls.as_ref());
@@ -164,7 +226,22 @@ impl Application {
 
         // Stopped when `run` returns or is dropped.
         let _refresher = keys.spawn_refresher().map(AbortOnDrop);
-        let tasks = Tasks::new(db.clone(), clock.clone(), TaskQuota::new(config.task_quota));
+        let purges = Arc::new(Purges::new(
+            db.clone(),
+            clock.clone(),
+            config.tombstone_ttl(),
+        ));
+        // Deleted accounts' tokens are refused from the first call on.
+        if let Err(error) = purges.reload().await {
+            tracing::warn!(%error, "reading deleted accounts failed: retried every 5 s");
+        }
+        let _sweeper = AbortOnDrop(purges.spawn_sweeper());
+        let tasks = Tasks::new(
+            db.clone(),
+            clock.clone(),
+            TaskQuota::new(config.task_quota),
+            purges.owners(),
+        );
         let unread = UnreadBudget::new(config.max_unread_bytes, config.max_unread_bytes_per_user);
         let api = TaskServiceServer::new(TaskApi::new(tasks, page_tokens, unread))
             .max_decoding_message_size(config.server.max_request_bytes)
@@ -180,7 +257,7 @@ impl Application {
                 Arc::clone(&keys),
                 verifier,
                 verified,
-                clock,
+                clock.clone(),
             ))
         } else {
             server.add_service(authenticated(
@@ -188,18 +265,64 @@ impl Application {
                 Arc::clone(&keys),
                 verifier,
                 verified,
-                clock,
+                clock.clone(),
             ))
         };
 
+        // One shutdown for both listeners.
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
+        let internal = match internal {
+            None => None,
+            Some((listener, internal_tls)) => {
+                let api = InternalApi::new(
+                    purges,
+                    Arc::clone(&keys),
+                    &config.jwt.jwt_issuer,
+                    config.jwt.jwt_leeway_secs,
+                    clock.clone(),
+                );
+                let internal_addr = listener.local_addr().ok();
+                tracing::info!(addr = ?internal_addr, transport = ServerTls::mode(internal_tls.as_ref()), "internal listener (TaskAdmin, native gRPC only)");
+                let server = GrpcServer::new(INTERNAL_SERVICE_NAMES)?
+                    .internal()
+                    .add_service(
+                        TaskAdminServer::new(api)
+                            .max_decoding_message_size(config.server.max_request_bytes),
+                    )
+                    .with_tls(internal_tls);
+                let server_args = config.server.clone();
+                let stopping = stopping.clone();
+                Some(tokio::spawn(async move {
+                    server
+                        .serve(listener, &server_args, stopped(stopping))
+                        .await
+                }))
+            }
+        };
         let ready_keys = Arc::clone(&keys);
-        server
+        let public = server
             .with_tls(tls)
             .ready_when(move || ready_keys.is_loaded())
             .watch_database(db)
             .await
-            .serve(listener, &config.server, shutdown)
-            .await?;
+            .serve(listener, &config.server, stopped(stopping));
+        tokio::pin!(public);
+        let served = tokio::select! {
+            served = &mut public => served,
+            () = shutdown => {
+                let _ = stop.send(true);
+                public.await
+            }
+        };
+        // However the public listener ended, the internal one ends with it.
+        let _ = stop.send(true);
+        served?;
+        if let Some(internal) = internal {
+            internal.await.map_err(ServeError::from)??;
+        }
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 import { useEffect, useState, type FormEvent } from "react";
 import { ChangePassword } from "./ChangePassword";
+import { DeleteAccount } from "./DeleteAccount";
 import { Alert, Field, Status } from "./Field";
 import { describe, sessionProblem, type Problem } from "./errors";
 import type { User } from "./gen/todo/auth/v1/auth_pb";
@@ -13,7 +14,8 @@ interface Props {
   onUser: (user: User) => void;
 }
 
-/** The signed-in user's account: their name, where they are signed in, their password. */
+/** The signed-in user's account: their name, where they are signed in, their password, and
+ * deleting it. */
 export function AccountPage({ session, user, onUser }: Props) {
   // Bumped when a change elsewhere on the page (a password change) signs sessions out.
   const [sessionsChanged, setSessionsChanged] = useState(0);
@@ -26,6 +28,7 @@ export function AccountPage({ session, user, onUser }: Props) {
         session={session}
         email={user?.email}
         onSignedOutOthers={() => setSessionsChanged((n) => n + 1)} />
+      <DeleteAccount session={session} email={user?.email} />
     </main>
   );
 }

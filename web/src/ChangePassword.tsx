@@ -6,7 +6,7 @@ import type { Session } from "./session";
 
 /** What the form says under each field for a wrong current password (INVALID_CREDENTIALS:
  * the form's to show; the session stays signed in and is not refreshed). */
-const WRONG_CURRENT = "That is not your current password.";
+export const WRONG_CURRENT = "That is not your current password.";
 
 function signedOutMessage(count: bigint): string {
   if (count === 0n) return "Password changed. No other device was signed in.";

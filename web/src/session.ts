@@ -15,7 +15,7 @@ import type { Config } from "./config";
  *   script on this origin can read it either way; a strict Content-Security-Policy on the
  *   static host is the defence against injected script.
  * Every task call, and every account call (`account`: GetCurrentUser, ChangePassword,
- * ListSessions, RevokeSession, RevokeOtherSessions, UpdateProfile), carries
+ * ListSessions, RevokeSession, RevokeOtherSessions, UpdateProfile, DeleteAccount), carries
  * `authorization: Bearer <access token>`; SignIn, SignUp, Refresh and SignOut go through `auth`,
  * which sends none. When a call is refused with
  * reason INVALID_TOKEN, the session refreshes (one Refresh in flight at a time, shared by every
@@ -31,8 +31,8 @@ export class Session {
   /** SignUp, SignIn (and Refresh, SignOut here): no bearer token. */
   readonly auth: Client<typeof AuthService>;
   /** The signed-in user's own account: with the bearer token, refreshed like `tasks`. A wrong
-   * current password in ChangePassword is INVALID_CREDENTIALS, not INVALID_TOKEN: it is the
-   * form's to show, and neither refreshes nor ends the session. */
+   * current password in ChangePassword or DeleteAccount is INVALID_CREDENTIALS, not
+   * INVALID_TOKEN: it is the form's to show, and neither refreshes nor ends the session. */
   readonly account: Client<typeof AuthService>;
   readonly tasks: Client<typeof TaskService>;
   private accessToken: string | null = null;
@@ -86,6 +86,14 @@ export class Session {
     }
   }
 
+  /** Ends the session here only, for one the auth-service has already ended (the account was
+   * deleted, or the refresh token refused): no SignOut, which could only be refused. The app
+   * goes back to sign-in, showing `reason`. */
+  ended(reason: string): void {
+    this.clear();
+    this.emit(false, reason);
+  }
+
   private store(tokens: TokenPair): void {
     this.accessToken = tokens.accessToken;
     sessionStorage.setItem(REFRESH_KEY, tokens.refreshToken);
@@ -121,8 +129,7 @@ export class Session {
       // Refresh refuses with INVALID_REFRESH_TOKEN; any other UNAUTHENTICATED here (e.g. one
       // without ErrorInfo, "token-invalid" by the code fallback) is about the refresh token too.
       if (problem.kind === "refresh-token-invalid" || problem.kind === "token-invalid") {
-        this.clear();
-        this.emit(false, "Your session has ended. Please sign in again.");
+        this.ended("Your session has ended. Please sign in again.");
         return null;
       }
       throw error; // e.g. the auth-service is unreachable: the session may still be fine

@@ -140,8 +140,8 @@ export async function audit(page, what) {
 }
 
 /** The built app served on 127.0.0.1 in front of a fresh todo-stack (SQLite files in a new
- * temporary directory named after `prefix`, with `env` added and the app's origin allowed by
- * CORS), and headless Chromium. `close()` stops all of it and removes the files. */
+ * temporary directory named after `prefix`, `data`, with `env` added and the app's origin
+ * allowed by CORS), and headless Chromium. `close()` stops all of it and removes the files. */
 export async function openApp(prefix, env = {}) {
   assert.ok(existsSync(join(dist, "index.html")), "dist/ is missing: run npm run build");
   let urls = {};
@@ -158,5 +158,5 @@ export async function openApp(prefix, env = {}) {
     server.close();
     rmSync(data, { recursive: true, force: true });
   };
-  return { origin, stack, browser, close };
+  return { origin, stack, browser, data, close };
 }

@@ -19,7 +19,9 @@ use grpc_edge::{
     client_address::{ClientKey, TrustedProxies},
 };
 use replies::{introspection_pb, session_pb, signed_in_pb, signing_key_pb, tokens_pb, user_pb};
-use requests::{Introspection, Presented, session_to_revoke, sign_out_refresh_token};
+use requests::{
+    Introspection, Presented, deletion_password, session_to_revoke, sign_out_refresh_token,
+};
 use std::time::Duration;
 use todo_api::todo::auth::v1::{self as pb, auth_service_server::AuthService};
 use tonic::{Request, Response, Status};
@@ -236,6 +238,24 @@ impl AuthService for AuthApi {
         Ok(Response::new(pb::RevokeOtherSessionsResponse {
             revoked_count: i64::try_from(revoked).unwrap_or(i64::MAX),
         }))
+    }
+
+    #[instrument(name = "DeleteAccount", skip_all, fields(user_id))]
+    async fn delete_account(
+        &self,
+        request: Request<pb::DeleteAccountRequest>,
+    ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
+        let client = self.client(&request);
+        let bearer = bearer_token(request.metadata()).map(str::to_owned);
+        let password = deletion_password(request.into_inner())?;
+        held(
+            self.rules
+                .accounts
+                .delete_account(bearer.as_deref(), password, client)
+                .await,
+        )
+        .await?;
+        Ok(Response::new(pb::DeleteAccountResponse {}))
     }
 
     #[instrument(name = "UpdateProfile", skip_all, fields(user_id))]

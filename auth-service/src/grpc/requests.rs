@@ -123,6 +123,13 @@ impl TryFrom<pb::ChangePasswordRequest> for PasswordChange {
     }
 }
 
+/// The password a DeleteAccount confirms with.
+pub fn deletion_password(req: pb::DeleteAccountRequest) -> Result<Password, AuthError> {
+    let mut v = FieldViolations::new();
+    let password = Password::parse_existing(req.current_password, "current_password", &mut v);
+    v.finish(password).map_err(AuthError::InvalidArgument)
+}
+
 /// The session a RevokeSession names.
 pub fn session_to_revoke(req: &pb::RevokeSessionRequest) -> Result<Uuid, AuthError> {
     let mut v = FieldViolations::new();

@@ -2,7 +2,7 @@
 //! profile).
 
 use super::{
-    Sessions,
+    Deliveries, Sessions,
     password::{Claimant, Class, PasswordCheck, PasswordHasher},
     throttle::{AttemptKeys, Throttle},
 };
@@ -11,7 +11,10 @@ use crate::{
         Credentials, Device, NewAccount, Password, PasswordChange, ProfileChange, TokenPair, User,
     },
     error::AuthError,
-    store::users::{self, NewUser},
+    store::{
+        deletions,
+        users::{self, NewUser},
+    },
 };
 use clock::SharedClock;
 use grpc_edge::{client_address::ClientKey, violations::FieldViolations};
@@ -33,17 +36,19 @@ pub struct Accounts {
     hasher: PasswordHasher,
     throttle: Throttle,
     sessions: Arc<Sessions>,
+    deliveries: Arc<Deliveries>,
 }
 
 impl Accounts {
     /// Accounts in `db`, hashing with `hasher`, throttled by `throttle`, signed in through
-    /// `sessions`.
+    /// `sessions`; deletions go out through `deliveries`.
     pub fn new(
         db: DatabaseConnection,
         clock: SharedClock,
         hasher: PasswordHasher,
         throttle: Throttle,
         sessions: Arc<Sessions>,
+        deliveries: Arc<Deliveries>,
     ) -> Self {
         Self {
             db,
@@ -51,6 +56,7 @@ impl Accounts {
             hasher,
             throttle,
             sessions,
+            deliveries,
         }
     }
 
@@ -248,6 +254,36 @@ impl Accounts {
             signed_out, "password changed"
         );
         Ok(signed_out)
+    }
+
+    /// Deletes the bearer token's user's account after checking `password` (a sign-in attempt
+    /// of `client`, throttled alike): every session ends and the account goes, with the
+    /// deletion recorded for the task-service in the same transaction and delivered to it
+    /// as soon as it can be (see `deletions`).
+    pub async fn delete_account(
+        &self,
+        bearer: Option<&str>,
+        password: Password,
+        client: ClientKey,
+    ) -> Result<(), AuthError> {
+        let (user, session_id) = self.caller(bearer).await?;
+        let Some(checked) = self
+            .check_password(&user.email, &password, client, "password_check_failed")
+            .await?
+        else {
+            return Err(AuthError::WrongPassword);
+        };
+        let now = self.clock.now();
+        // Nothing deleted if the password changed since it was checked.
+        if !deletions::delete_account(&self.db, user.id, checked.version, now).await? {
+            return Err(AuthError::WrongPassword);
+        }
+        tracing::info!(
+            target: "audit", event = "account_deleted", user_id = %user.id, %session_id,
+            "account deleted; its tasks are purged at the task-service"
+        );
+        self.deliveries.wake();
+        Ok(())
     }
 
     /// Applies `change` to the bearer token's user's profile; the account as it is now.

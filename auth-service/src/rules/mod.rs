@@ -6,12 +6,14 @@
 //! - [`Sessions`]: a session's tokens: issue, rotate with a grace window and reuse detection,
 //!   sign out, authenticate a bearer token, introspect;
 //! - [`PublicKeys`]: the keys other services verify with (GetSigningKeys, JWKS);
-//! - [`Retention`]: the periodic sweep that keeps the tables bounded.
+//! - [`Retention`]: the periodic sweep that keeps the tables bounded;
+//! - [`Deliveries`]: account deletions carried to the task-service, at least once.
 //!
 //! Beneath them: [`keys`] (the signing-key ring), [`tokens`] (issuing JWTs and refresh
 //! tokens), [`password`] (argon2id behind a fair queue) and [`throttle`] (sign-in budgets).
 
 mod accounts;
+pub mod deletions;
 pub mod keys;
 pub mod password;
 mod retention;
@@ -20,11 +22,13 @@ pub mod throttle;
 pub mod tokens;
 
 pub use accounts::{Accounts, SignedIn};
+pub use deletions::Deliveries;
 pub use keys::{KeyRing, PublicKeys};
 pub use retention::{Retention, spawn_sweeper};
 pub use sessions::{SessionTimes, Sessions};
 
 use crate::{config::AuthConfig, error::AuthError};
+use chrono::TimeDelta;
 use clock::SharedClock;
 use password::PasswordHasher;
 use sea_orm::DatabaseConnection;
@@ -43,6 +47,8 @@ pub struct Rules {
     pub public_keys: Arc<PublicKeys>,
     /// The retention sweep.
     pub retention: Arc<Retention>,
+    /// Account deletions on their way to the task-service.
+    pub deliveries: Arc<Deliveries>,
     /// The signing keys (for benchmarks that sign tokens directly).
     pub keys: Arc<KeyRing>,
 }
@@ -70,6 +76,26 @@ impl Rules {
                 max_per_user: t.max_sessions_per_user.max(1).into(),
             },
         ));
+        let task_admin = match &config.deletions.task_internal_url {
+            None => None,
+            Some(url) => Some(
+                config
+                    .deletions
+                    .client_tls()
+                    .and_then(|tls| tls.endpoint("TASK_INTERNAL_URL", url))
+                    .map_err(|e| AuthError::internal(e.to_string()))?
+                    .connect_timeout(std::time::Duration::from_secs(2))
+                    .connect_lazy(),
+            ),
+        };
+        let deliveries = Arc::new(Deliveries::new(
+            db.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&keys),
+            TokenIssuer::new(&t.jwt.jwt_issuer, &t.jwt.jwt_audience, t.access_ttl()),
+            task_admin,
+            TimeDelta::seconds(config.deletions.deletion_retry_max_secs.into()),
+        ));
         let throttle = Throttle::new(&config.throttle);
         let accounts = Arc::new(Accounts::new(
             db.clone(),
@@ -77,12 +103,14 @@ impl Rules {
             PasswordHasher::new(&config.passwords)?,
             throttle.clone(),
             Arc::clone(&sessions),
+            Arc::clone(&deliveries),
         ));
         Ok(Self {
             accounts,
             sessions,
             public_keys: Arc::new(PublicKeys::new(Arc::clone(&keys), Arc::clone(&clock))),
             retention: Arc::new(Retention::new(db, clock, throttle.longest_window())),
+            deliveries,
             keys,
         })
     }

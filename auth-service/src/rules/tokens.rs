@@ -3,7 +3,7 @@
 
 use super::keys::SigningKeys;
 use crate::{domain::AccessToken, error::AuthError};
-use access_token::AccessClaims;
+use access_token::{AccessClaims, SERVICE_AUDIENCE, ServiceClaims};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, Mac};
@@ -30,6 +30,23 @@ pub struct TokenIssuer {
     ttl: TimeDelta,
 }
 
+/// How long a service token lasts: one call, with room for clock skew.
+pub const SERVICE_TOKEN_TTL: TimeDelta = TimeDelta::seconds(60);
+
+/// `claims` signed with key `kid` of `keys`, its id in the header.
+fn encode_with(
+    keys: &SigningKeys,
+    kid: &str,
+    claims: &impl serde::Serialize,
+) -> Result<String, AuthError> {
+    let (algorithm, key) = keys
+        .encoding_key(kid)
+        .ok_or_else(|| AuthError::internal(format!("signing key {kid} not loaded")))?;
+    let mut header = Header::new(algorithm);
+    header.kid = Some(kid.to_owned());
+    encode(&header, claims, key).map_err(|e| AuthError::internal(format!("signing failed: {e}")))
+}
+
 impl TokenIssuer {
     /// An issuer of tokens lasting `ttl`.
     pub fn new(issuer: impl Into<String>, audience: impl Into<String>, ttl: TimeDelta) -> Self {
@@ -50,9 +67,6 @@ impl TokenIssuer {
         jti: Uuid,
         iat: DateTime<Utc>,
     ) -> Result<AccessToken, AuthError> {
-        let (algorithm, key) = keys
-            .encoding_key(kid)
-            .ok_or_else(|| AuthError::internal(format!("signing key {kid} not loaded")))?;
         let expires_at = iat + self.ttl;
         let claims = AccessClaims {
             iss: self.issuer.clone(),
@@ -65,11 +79,31 @@ impl TokenIssuer {
             jti: jti.to_string(),
             sid: subject.session_id.to_string(),
         };
-        let mut header = Header::new(algorithm);
-        header.kid = Some(kid.to_owned());
-        let token = encode(&header, &claims, key)
-            .map_err(|e| AuthError::internal(format!("signing failed: {e}")))?;
+        let token = encode_with(keys, kid, &claims)?;
         Ok(AccessToken { token, expires_at })
+    }
+
+    /// A service token of `service` for the task-service's internal API (audience
+    /// [`SERVICE_AUDIENCE`]), valid from `now` for [`SERVICE_TOKEN_TTL`], signed with key
+    /// `kid` of `keys`.
+    pub fn sign_service(
+        &self,
+        keys: &SigningKeys,
+        kid: &str,
+        service: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, AuthError> {
+        let claims = ServiceClaims {
+            iss: self.issuer.clone(),
+            aud: SERVICE_AUDIENCE.to_owned(),
+            sub: service.to_owned(),
+            svc: service.to_owned(),
+            iat: now.timestamp(),
+            nbf: now.timestamp(),
+            exp: (now + SERVICE_TOKEN_TTL).timestamp(),
+            jti: Uuid::now_v7().to_string(),
+        };
+        encode_with(keys, kid, &claims)
     }
 
     /// `iss`.

@@ -6,6 +6,7 @@
 //! Each operation is one statement where it can be; `sessions::spend_refresh_token` is the
 //! one transaction (spend, store the successor, touch the session).
 
+pub(crate) mod deletions;
 mod entity;
 pub(crate) mod keys;
 pub(crate) mod sessions;

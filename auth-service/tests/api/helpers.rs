@@ -13,7 +13,9 @@ use todo_api::{
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 
-pub use test_support::{assert_error, jwt_json, tls::TlsFiles, violated_fields, with_bearer};
+pub use test_support::{
+    assert_error, count_rows, jwt_json, tls::TlsFiles, violated_fields, with_bearer,
+};
 
 pub use test_support::{PASSWORD, Running};
 
@@ -343,19 +345,4 @@ pub fn assert_grpc_web_answer(response: &str) {
         response.contains("grpc-status:0") || lower.contains("grpc-status: 0"),
         "{response}"
     );
-}
-
-/// How many rows `table` of the database at `url` has.
-pub async fn count_rows(url: &str, table: &str) -> i64 {
-    use sea_orm::{ConnectionTrait, Statement};
-    let db = sea_orm::Database::connect(url).await.unwrap();
-    let sql = format!("SELECT COUNT(*) AS n FROM {table}");
-    let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .unwrap()
-        .unwrap();
-    let n: i64 = row.try_get("", "n").unwrap();
-    db.close().await.unwrap();
-    n
 }

@@ -6,6 +6,7 @@ mod binary;
 mod client;
 mod compose;
 mod crash;
+mod deletion;
 mod launcher;
 mod least_privilege;
 mod messages;

@@ -2,3 +2,4 @@ pub mod m20261123_000001_create_auth_tables;
 pub mod m20261203_000001_refresh_generations;
 pub mod m20261203_000002_session_devices;
 pub mod m20261203_000003_password_versions;
+pub mod m20261203_000004_account_deletions;

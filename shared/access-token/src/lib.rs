@@ -45,6 +45,59 @@ pub struct AccessClaims {
     pub sid: String,
 }
 
+/// The audience of service tokens: calls to the task-service's internal API.
+pub const SERVICE_AUDIENCE: &str = "todo-task-internal";
+
+/// The claims of a service token: one service of the pair calling another's internal API
+/// (the auth-service asking the task-service to purge a deleted account). No user, no
+/// session: `svc` marks it as a service's, and a user's access token, which has none, never
+/// passes for one (nor does a service token pass for a user's: it has no `email` or `sid`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceClaims {
+    /// Issuer (the auth-service's `JWT_ISSUER`).
+    pub iss: String,
+    /// Always [`SERVICE_AUDIENCE`].
+    pub aud: String,
+    /// The calling service, e.g. `auth-service`.
+    pub sub: String,
+    /// The calling service again: the claim that makes this a service token.
+    pub svc: String,
+    /// Issued at, Unix seconds.
+    pub iat: i64,
+    /// Not before, Unix seconds.
+    pub nbf: i64,
+    /// Expires at, Unix seconds.
+    pub exp: i64,
+    /// Token id.
+    pub jti: String,
+}
+
+/// Claims with a validity window, which [`TokenVerifier::verify_claims`] checks.
+pub trait Timed {
+    /// Not before, Unix seconds.
+    fn nbf(&self) -> i64;
+    /// Expires at, Unix seconds.
+    fn exp(&self) -> i64;
+}
+
+impl Timed for AccessClaims {
+    fn nbf(&self) -> i64 {
+        self.nbf
+    }
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+}
+
+impl Timed for ServiceClaims {
+    fn nbf(&self) -> i64 {
+        self.nbf
+    }
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+}
+
 /// Why a token was refused. Goes to the log only: clients get one generic message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
@@ -172,13 +225,24 @@ impl TokenVerifier {
         }
     }
 
-    /// Verifies `token` against `keys` at time `now` (Unix seconds).
+    /// Verifies the access token `token` against `keys` at time `now` (Unix seconds).
     pub fn verify(
         &self,
         token: &str,
         keys: &VerificationKeys,
         now: i64,
     ) -> Result<AccessClaims, VerifyError> {
+        self.verify_claims(token, keys, now)
+    }
+
+    /// Verifies `token`, whose claims are a `C` (every field present), against `keys` at
+    /// time `now` (Unix seconds).
+    pub fn verify_claims<C: serde::de::DeserializeOwned + Timed>(
+        &self,
+        token: &str,
+        keys: &VerificationKeys,
+        now: i64,
+    ) -> Result<C, VerifyError> {
         let header = decode_header(token).map_err(|_| VerifyError::Malformed)?;
         let kid = header.kid.ok_or(VerifyError::UnknownKey(None))?;
         let key = keys
@@ -195,7 +259,7 @@ impl TokenVerifier {
             other => return Err(VerifyError::AlgorithmNotAllowed(other)),
         };
 
-        let claims = decode::<AccessClaims>(token, &key.key, validation)
+        let claims = decode::<C>(token, &key.key, validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::Json(_)
                 | jsonwebtoken::errors::ErrorKind::Base64(_)
@@ -204,7 +268,7 @@ impl TokenVerifier {
                 other => VerifyError::Invalid(format!("{other:?}")),
             })?
             .claims;
-        self.check_time(claims.nbf, claims.exp, now)?;
+        self.check_time(claims.nbf(), claims.exp(), now)?;
         Ok(claims)
     }
 

@@ -160,6 +160,36 @@ pub async fn sign_up(
     Ok(auth.sign_up(request).await?.into_inner())
 }
 
+/// Signs `email` in with [`PASSWORD`] through `auth`.
+pub async fn sign_in(
+    mut auth: AuthServiceClient<tonic::transport::Channel>,
+    email: &str,
+) -> Result<todo_api::todo::auth::v1::SignInResponse, Status> {
+    let request = todo_api::todo::auth::v1::SignInRequest {
+        email: email.into(),
+        password: PASSWORD.into(),
+    };
+    Ok(auth.sign_in(request).await?.into_inner())
+}
+
+/// How many rows `table` (a table name, optionally followed by a `WHERE` clause) of the
+/// database at `url` has.
+pub async fn count_rows(url: &str, table: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = sea_orm::Database::connect(url)
+        .await
+        .expect("the test database opens");
+    let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("the count runs")
+        .expect("a count");
+    let n: i64 = row.try_get("", "n").expect("a number");
+    let _ = db.close().await;
+    n
+}
+
 /// A connected channel to a server under test.
 pub async fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
     tonic::transport::Channel::from_shared(format!("http://{addr}"))

@@ -25,6 +25,13 @@ pub mod todo {
         pub mod v1 {
             tonic::include_proto!("todo.task.v1");
         }
+        /// `todo.task.internal.*` packages.
+        pub mod internal {
+            /// `todo.task.internal.v1`: what the auth-service asks of the task-service.
+            pub mod v1 {
+                tonic::include_proto!("todo.task.internal.v1");
+            }
+        }
     }
 }
 

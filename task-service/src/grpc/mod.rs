@@ -4,6 +4,7 @@
 //! (`replies`). No business logic lives here.
 
 pub mod auth;
+pub mod internal;
 mod replies;
 mod requests;
 pub mod unread;

@@ -3,4 +3,5 @@
 //! values, so nothing above it builds a query or sees a row.
 
 mod entity;
+pub(crate) mod purged;
 pub(crate) mod tasks;

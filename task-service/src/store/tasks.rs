@@ -11,16 +11,24 @@ use crate::{
     },
     error::TaskError,
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, ExprTrait, FromQueryResult,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, SimpleExpr},
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
+    ExprTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+    sea_query::{Expr, OnConflict, Query, SimpleExpr},
 };
 use uuid::Uuid;
 
-use super::entity::task::{self as entity, Column, Entity};
+use super::{
+    entity::task::{self as entity, Column, Entity},
+    purged::{self, OwnerLock},
+};
+
+/// The answer to a write with the token of an account deleted since: the token is no good.
+fn purged_owner() -> TaskError {
+    TaskError::Unauthenticated("the account was deleted".into())
+}
 
 /// A task row as read (straight from the columns [`TASK_COLUMNS`] names).
 #[derive(FromQueryResult)]
@@ -117,40 +125,64 @@ impl<'a> OwnedTasks<'a> {
         {
             // A retry of a create that made its task still gets that task.
             if let Some(request_id) = &new.request_id
-                && let Some(task) = self.made_by(request_id).await?
+                && let Some(task) = self.made_by(self.db, request_id).await?
             {
                 return Ok(task.into());
             }
             return Err(TaskError::QuotaExceeded(limit));
         }
-        let model = entity::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            owner_id: Set(self.owner),
-            title: Set(new.title.0),
-            description: Set(new.description.0),
-            completed: Set(false),
-            completed_at: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            version: Set(1),
-            request_id: Set(new.request_id.map(|r| r.0)),
+        // What the database keeps (PostgreSQL: microseconds), so that the answer built here is
+        // what every later read of the task answers.
+        let now = now.trunc_subsecs(6);
+        let model = entity::Model {
+            id: Uuid::now_v7(),
+            owner_id: self.owner,
+            title: new.title.0,
+            description: new.description.0,
+            completed: false,
+            completed_at: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+            request_id: new.request_id.map(|r| r.0),
         };
-        let Some(request_id) = new.request_id else {
-            return Ok(Entity::insert(model)
-                .exec_with_returning(self.db)
-                .await?
-                .into());
+        // PostgreSQL: in a transaction holding the owner's lock shared (see `purged`). SQLite:
+        // writes are serialized and each statement sees the latest commit, so the conditional
+        // insert needs no transaction around it.
+        if self.db.get_database_backend() != DatabaseBackend::Postgres {
+            return self.insert_once(self.db, model, new.request_id).await;
+        }
+        let txn = self.db.begin().await?;
+        purged::lock_owner(&txn, self.owner, OwnerLock::Shared).await?;
+        let task = self.insert_once(&txn, model, new.request_id).await?;
+        txn.commit().await?;
+        Ok(task)
+    }
+
+    /// Inserts `model` unless the owner was purged; with a request id, unless the owner already
+    /// used it, and then answers the task that carries it.
+    async fn insert_once(
+        &self,
+        db: &impl ConnectionTrait,
+        model: entity::Model,
+        request_id: Option<RequestId>,
+    ) -> Result<Task, TaskError> {
+        let Some(request_id) = request_id else {
+            if self.insert_unless_purged(db, &model).await? == 0 {
+                return Err(purged_owner());
+            }
+            return Ok(model.into());
         };
         // Insert unless this owner already used the request id; either way, read back the
-        // one task that carries it (RETURNING yields no row on conflict). If that task is
-        // deleted between the two statements, the second attempt inserts.
+        // one task that carries it. If that task is deleted between the two statements, the
+        // second attempt inserts.
         for _ in 0..2 {
-            Entity::insert(model.clone())
-                .on_conflict_do_nothing_on([Column::OwnerId, Column::RequestId])
-                .exec_without_returning(self.db)
-                .await?;
-            if let Some(task) = self.made_by(&request_id).await? {
+            self.insert_unless_purged(db, &model).await?;
+            if let Some(task) = self.made_by(db, &request_id).await? {
                 return Ok(task.into());
+            }
+            if purged::is_purged(db, self.owner).await? {
+                return Err(purged_owner());
             }
         }
         Err(TaskError::Internal(
@@ -158,11 +190,66 @@ impl<'a> OwnedTasks<'a> {
         ))
     }
 
+    /// Inserts `task` unless its owner was purged, or (with a request id) the owner already
+    /// has a task with that request id; returns how many rows were inserted (0 or 1).
+    async fn insert_unless_purged(
+        &self,
+        db: &impl ConnectionTrait,
+        task: &entity::Model,
+    ) -> Result<u64, DbErr> {
+        let values = [
+            task.id.into(),
+            task.owner_id.into(),
+            task.title.clone().into(),
+            task.description.clone().into(),
+            task.completed.into(),
+            task.completed_at.into(),
+            task.created_at.into(),
+            task.updated_at.into(),
+            task.version.into(),
+            task.request_id.into(),
+        ]
+        .map(|value: sea_orm::Value| Expr::val(value));
+        let guarded = Query::select()
+            .exprs(values)
+            .and_where(Expr::exists(purged::tombstone_of(self.owner)).not())
+            .to_owned();
+        let mut insert = Query::insert();
+        insert
+            .into_table(Entity)
+            .columns([
+                Column::Id,
+                Column::OwnerId,
+                Column::Title,
+                Column::Description,
+                Column::Completed,
+                Column::CompletedAt,
+                Column::CreatedAt,
+                Column::UpdatedAt,
+                Column::Version,
+                Column::RequestId,
+            ])
+            .select_from(guarded)
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
+        if task.request_id.is_some() {
+            insert.on_conflict(
+                OnConflict::columns([Column::OwnerId, Column::RequestId])
+                    .do_nothing()
+                    .to_owned(),
+            );
+        }
+        Ok(db.execute(&insert).await?.rows_affected())
+    }
+
     /// The task a create with `request_id` made, if it is still there.
-    async fn made_by(&self, request_id: &RequestId) -> Result<Option<entity::Model>, DbErr> {
+    async fn made_by(
+        &self,
+        db: &impl ConnectionTrait,
+        request_id: &RequestId,
+    ) -> Result<Option<entity::Model>, DbErr> {
         Entity::find()
             .filter(self.owned().and(Column::RequestId.eq(request_id.0)))
-            .one(self.db)
+            .one(db)
             .await
     }
 

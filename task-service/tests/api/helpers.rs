@@ -15,7 +15,7 @@ use todo_api::{
 };
 use tonic::{Status, transport::Channel};
 
-pub use test_support::{assert_error, jwt_json, violated_fields, with_bearer};
+pub use test_support::{assert_error, count_rows, jwt_json, violated_fields, with_bearer};
 
 pub use test_support::{PASSWORD, Running};
 
@@ -83,6 +83,10 @@ pub struct TestStack {
     pub task_addr: SocketAddr,
     pub clock: Arc<ManualClock>,
     pub keys: Arc<FetchedKeys>,
+    /// The task-service's internal listener.
+    pub internal_addr: Option<SocketAddr>,
+    /// The auth-service's use cases (its keys, to sign service tokens in tests).
+    pub auth_rules: auth_service::internals::Rules,
     pub auth_client: AuthServiceClient<Channel>,
     pub tasks: TaskServiceClient<Channel>,
     /// Stops both services when the stack is dropped.
@@ -113,6 +117,7 @@ impl TestStack {
             .expect("both services start");
         let (auth_addr, task_addr, keys) =
             (stack.auth_addr(), stack.task_addr(), stack.task_keys());
+        let (internal_addr, auth_rules) = (stack.task_internal_addr(), stack.auth_rules());
         let (stop, stopped) = test_support::shutdown_on_drop();
         tokio::spawn(stack.run(stopped));
         wait_until_serving(task_addr, "todo.task.v1.TaskService").await;
@@ -122,6 +127,8 @@ impl TestStack {
             task_addr,
             clock,
             keys,
+            internal_addr,
+            auth_rules,
             auth_client: AuthServiceClient::new(channel(auth_addr).await),
             tasks: TaskServiceClient::new(channel(task_addr).await),
             _stop: stop,
@@ -291,4 +298,31 @@ impl User {
             .await
             .map(|r| r.into_inner())
     }
+}
+
+/// How many tasks `owner` has in the database at `url`, whoever asks.
+pub async fn tasks_of(url: &str, owner: &str) -> i64 {
+    use sea_orm::{
+        ConnectionTrait,
+        sea_query::{Alias, Asterisk, Expr, ExprTrait, Query},
+    };
+    let owner = uuid::Uuid::parse_str(owner).unwrap();
+    let db = sea_orm::Database::connect(url).await.unwrap();
+    let query = Query::select()
+        .expr_as(Expr::col(Asterisk).count(), Alias::new("n"))
+        .from(Alias::new("tasks"))
+        .and_where(Expr::col(Alias::new("owner_id")).eq(owner))
+        .to_owned();
+    let row = db.query_one(&query).await.unwrap().unwrap();
+    let n: i64 = row.try_get("", "n").unwrap();
+    db.close().await.unwrap();
+    n
+}
+
+/// The user id (`sub`) of an access token.
+pub fn user_id_of(access_token: &str) -> String {
+    jwt_json(access_token, 1)["sub"]
+        .as_str()
+        .expect("a sub")
+        .to_owned()
 }

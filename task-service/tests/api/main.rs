@@ -5,6 +5,7 @@
 
 mod authentication;
 mod concurrency;
+mod deletion;
 mod edges;
 mod faults;
 mod helpers;

@@ -17,12 +17,16 @@ use tower::Service;
 #[derive(Debug, Clone, Default)]
 pub(super) struct GrpcWebOrHttpLayer {
     plain_paths: Arc<[String]>,
+    /// Whether grpc-web reaches the services (public ports) or is refused like any other
+    /// non-gRPC request (internal ports: native gRPC only).
+    grpc_web: bool,
 }
 
 impl GrpcWebOrHttpLayer {
-    pub(super) fn new(plain_paths: Vec<String>) -> Self {
+    pub(super) fn new(plain_paths: Vec<String>, grpc_web: bool) -> Self {
         Self {
             plain_paths: plain_paths.into(),
+            grpc_web,
         }
     }
 }
@@ -35,6 +39,7 @@ impl<S: Clone> tower::Layer<S> for GrpcWebOrHttpLayer {
             web: tonic_web::GrpcWebLayer::new().layer(inner.clone()),
             plain: inner,
             plain_paths: Arc::clone(&self.plain_paths),
+            grpc_web: self.grpc_web,
         }
     }
 }
@@ -44,6 +49,16 @@ pub(super) struct GrpcWebOrHttp<S> {
     web: tonic_web::GrpcWebService<S>,
     plain: S,
     plain_paths: Arc<[String]>,
+    grpc_web: bool,
+}
+
+/// Whether a request claims to be grpc-web (or grpc-web-text).
+fn is_grpc_web<B>(request: &http::Request<B>) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc-web"))
 }
 
 /// Whether a request claims to be gRPC (native, grpc-web or grpc-web-text).
@@ -113,7 +128,7 @@ where
             *refused.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
             return Box::pin(std::future::ready(Ok(refused)));
         }
-        if is_grpc(&request) {
+        if is_grpc(&request) && (self.grpc_web || !is_grpc_web(&request)) {
             return Box::pin(self.web.clone().oneshot(request));
         }
         let method = request.method();

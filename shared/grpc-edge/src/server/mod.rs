@@ -91,6 +91,9 @@ pub struct GrpcServer {
     plain_paths: Vec<String>,
     /// TLS on the port, or plaintext.
     tls: Option<ServerTls>,
+    /// A public port (gRPC, grpc-web over HTTP/1.1, CORS) or an internal one (native gRPC
+    /// over HTTP/2 only).
+    public: bool,
 }
 
 impl GrpcServer {
@@ -111,7 +114,17 @@ impl GrpcServer {
             watched_database: None,
             plain_paths: Vec::new(),
             tls: None,
+            public: true,
         })
+    }
+
+    /// Makes this an internal port, for the other services of the pair and never a browser:
+    /// native gRPC over HTTP/2 only; HTTP/1.1 connections, grpc-web requests and CORS
+    /// preflights are all refused, whatever `CORS_ALLOWED_ORIGINS` says.
+    #[must_use]
+    pub fn internal(mut self) -> Self {
+        self.public = false;
+        self
     }
 
     /// Adds a gRPC service.
@@ -230,7 +243,11 @@ impl GrpcServer {
         args: &ServerArgs,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
-        let cors = cors_layer(&args.cors_allowed_origins)?;
+        let cors = cors_layer(if self.public {
+            &args.cors_allowed_origins
+        } else {
+            &[]
+        })?;
         // Stopped when `serve` returns, however it returns.
         let health_watcher = match self.watched_database {
             Some(db) => Some(AbortOnDrop(health::watch_health(
@@ -256,7 +273,7 @@ impl GrpcServer {
         let (stop, stopped) = oneshot::channel::<()>();
         let limits = &args.connections;
         let mut builder = Server::builder()
-            .accept_http1(true)
+            .accept_http1(self.public)
             .timeout(args.request_timeout())
             .max_concurrent_streams(args.max_concurrent_streams)
             .http2_keepalive_interval(limits.http2_keepalive())
@@ -274,7 +291,7 @@ impl GrpcServer {
         let router = builder
             .layer(ConnectionLayer::new(connections))
             .layer(cors)
-            .layer(GrpcWebOrHttpLayer::new(self.plain_paths))
+            .layer(GrpcWebOrHttpLayer::new(self.plain_paths, self.public))
             .layer(RpcTraceLayer)
             .layer(RequestSizeLayer::new(args.max_request_bytes, domain))
             .add_routes(

@@ -1,0 +1,211 @@
+//! Account deletion reaching the task-service: at least once, surviving outages and restarts.
+//!
+//! DeleteAccount records the deletion in the auth database in the same transaction that
+//! deletes the account (`store::deletions`). A worker in every replica claims due deletions
+//! (one replica per deletion at a time, for a lease), asks the task-service's internal
+//! listener to purge the account's tasks (`TaskAdmin.PurgeUser`, with a 60-second service
+//! token signed by this service's keys), and deletes the row once the task-service answers
+//! OK. A failure waits 1 s, then 2 s, 4 s, … up to DELETION_RETRY_MAX_SECS; a replica that dies
+//! mid-delivery leaves its claim to run out, and another (or itself, restarted) delivers
+//! again. The purge is idempotent, so a delivery twice is harmless.
+
+use super::{KeyRing, tokens::TokenIssuer};
+use crate::{
+    error::AuthError,
+    store::deletions::{self as store, PendingDeletion},
+};
+use chrono::TimeDelta;
+use clock::SharedClock;
+use sea_orm::DatabaseConnection;
+use std::{sync::Arc, time::Duration};
+use todo_api::todo::task::internal::v1::{PurgeUserRequest, task_admin_client::TaskAdminClient};
+use tokio::sync::Notify;
+use tonic::transport::Channel;
+
+/// The name service tokens of this service carry (the task-service purges only for it).
+pub const SERVICE_NAME: &str = "auth-service";
+/// How long a replica holds a claimed deletion before another may deliver it.
+const CLAIM_LEASE: TimeDelta = TimeDelta::seconds(30);
+/// Deletions claimed at a time.
+const CLAIM_BATCH: u64 = 16;
+/// How long one delivery may take.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the outbox is looked at without being woken (retries that came due, deletions
+/// recorded by other replicas, or left behind by a crash).
+const POLL_EVERY: Duration = Duration::from_secs(2);
+
+/// Delivers recorded account deletions to the task-service.
+pub struct Deliveries {
+    db: DatabaseConnection,
+    clock: SharedClock,
+    keys: Arc<KeyRing>,
+    issuer: TokenIssuer,
+    /// The task-service's internal API; `None` when TASK_INTERNAL_URL is not set.
+    task_admin: Option<TaskAdminClient<Channel>>,
+    retry_max: TimeDelta,
+    wake: Notify,
+}
+
+/// What one round of deliveries did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    /// Acknowledged by the task-service.
+    pub done: u32,
+    /// Failed; tried again later.
+    pub failed: u32,
+}
+
+impl Deliveries {
+    /// Deliveries from `db` to `task_admin` (none: recorded only), signing service tokens
+    /// with `keys` through `issuer`.
+    pub fn new(
+        db: DatabaseConnection,
+        clock: SharedClock,
+        keys: Arc<KeyRing>,
+        issuer: TokenIssuer,
+        task_admin: Option<Channel>,
+        retry_max: TimeDelta,
+    ) -> Self {
+        Self {
+            db,
+            clock,
+            keys,
+            issuer,
+            task_admin: task_admin.map(TaskAdminClient::new),
+            retry_max,
+            wake: Notify::new(),
+        }
+    }
+
+    /// A deletion was recorded: deliver now rather than at the next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// How many deletions wait for delivery.
+    pub async fn pending(&self) -> Result<u64, AuthError> {
+        Ok(store::pending(&self.db).await?)
+    }
+
+    /// Delivers every deletion due now that no other replica holds.
+    pub async fn deliver_due(&self) -> Result<Delivered, AuthError> {
+        let mut round = Delivered::default();
+        let Some(task_admin) = &self.task_admin else {
+            return Ok(round);
+        };
+        loop {
+            let now = self.clock.now();
+            let claimed = store::claim_due(&self.db, now, CLAIM_LEASE, CLAIM_BATCH).await?;
+            let batch = claimed.len();
+            for deletion in claimed {
+                match self.deliver(task_admin.clone(), deletion).await {
+                    Ok(()) => {
+                        store::delivered(&self.db, deletion.id).await?;
+                        tracing::info!(
+                            target: "audit", event = "account_deletion_delivered",
+                            user_id = %deletion.user_id, attempts = deletion.attempts,
+                            "the task-service purged the deleted account's tasks"
+                        );
+                        round.done += 1;
+                    }
+                    Err(error) => {
+                        let wait = self.backoff(deletion.attempts);
+                        let retry_at = self.clock.now() + wait;
+                        store::failed(&self.db, deletion.id, retry_at, &error).await?;
+                        tracing::warn!(
+                            user_id = %deletion.user_id, attempts = deletion.attempts, %error,
+                            retry_in_secs = wait.num_seconds(),
+                            "account deletion not delivered to the task-service yet"
+                        );
+                        round.failed += 1;
+                    }
+                }
+            }
+            if batch < usize::try_from(CLAIM_BATCH).unwrap_or(usize::MAX) {
+                return Ok(round);
+            }
+        }
+    }
+
+    /// Asks the task-service to purge one deleted account.
+    async fn deliver(
+        &self,
+        mut task_admin: TaskAdminClient<Channel>,
+        deletion: PendingDeletion,
+    ) -> Result<(), String> {
+        let now = self.clock.now();
+        let keys = self.keys.current(now).await.map_err(|e| e.to_string())?;
+        let token = self
+            .issuer
+            .sign_service(&keys, keys.signing_kid(), SERVICE_NAME, now)
+            .map_err(|e| e.to_string())?;
+        let mut request = tonic::Request::new(PurgeUserRequest {
+            user_id: deletion.user_id.to_string(),
+        });
+        request.set_timeout(DELIVERY_TIMEOUT);
+        let bearer = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| "service token is not a header value".to_owned())?;
+        request.metadata_mut().insert("authorization", bearer);
+        task_admin
+            .purge_user(request)
+            .await
+            .map(|_| ())
+            .map_err(|status| format!("{:?}: {}", status.code(), status.message()))
+    }
+
+    /// How long to wait after the `attempts`-th failed delivery: 1 s, doubling, at most
+    /// DELETION_RETRY_MAX_SECS.
+    fn backoff(&self, attempts: u32) -> TimeDelta {
+        let doubled = TimeDelta::seconds(1 << attempts.saturating_sub(1).min(20));
+        doubled.min(self.retry_max)
+    }
+
+    /// Delivers until the returned task is aborted: at once when woken, and every 2 s.
+    /// Without TASK_INTERNAL_URL nothing is delivered: says so once.
+    pub fn spawn_worker(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let deliveries = Arc::clone(self);
+        tokio::spawn(async move {
+            if deliveries.task_admin.is_none() {
+                tracing::warn!(
+                    "TASK_INTERNAL_URL is not set: deleted accounts are recorded, but their tasks \
+                     are not purged at the task-service until it is"
+                );
+                return;
+            }
+            loop {
+                if let Err(error) = deliveries.deliver_due().await {
+                    tracing::warn!(%error, "account deletion deliveries failed");
+                }
+                let _ = tokio::time::timeout(POLL_EVERY, deliveries.wake.notified()).await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn retries_double_from_a_second_up_to_the_maximum() {
+        let db = crate::store::test_database().await;
+        let clock: SharedClock = Arc::new(clock::SystemClock);
+        let args = crate::config::AuthConfig::for_database(
+            "127.0.0.1:0".parse().unwrap(),
+            "sqlite::memory:",
+        );
+        let keys = Arc::new(
+            KeyRing::load(db.clone(), &args.tokens, clock.now())
+                .await
+                .unwrap(),
+        );
+        let issuer = TokenIssuer::new("iss", "aud", TimeDelta::minutes(15));
+        let deliveries = Deliveries::new(db, clock, keys, issuer, None, TimeDelta::seconds(60));
+        let waits: Vec<i64> = (1..=8)
+            .map(|n| deliveries.backoff(n).num_seconds())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(deliveries.backoff(u32::MAX).num_seconds(), 60);
+    }
+}

@@ -1,0 +1,133 @@
+//! Deleted accounts: the auth-service asks for a purge once it has deleted an account; the
+//! account's tasks go and a tombstone stays until every access token it could still hold has
+//! expired. A sweep forgets tombstones past that.
+
+use crate::{error::TaskError, store::purged};
+use chrono::TimeDelta;
+use clock::SharedClock;
+use sea_orm::DatabaseConnection;
+use std::{
+    collections::HashSet,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+use uuid::Uuid;
+
+/// Tombstones deleted per statement of a sweep.
+const SWEEP_BATCH: u64 = 1_000;
+/// How often tombstones past their time are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+/// How often each replica reads the tombstones (purges made through other replicas).
+const RELOAD_EVERY: Duration = Duration::from_secs(5);
+/// The most deleted accounts a replica keeps in memory (16 bytes each, in a set): more
+/// deletions than this within TOMBSTONE_TTL_SECS leave the oldest to the database check
+/// that every create makes anyway.
+const REMEMBERED_MAX: u64 = 100_000;
+
+/// The accounts deleted within TOMBSTONE_TTL_SECS, in memory, so that their access tokens
+/// that have not expired yet are refused on every call, not only on creates.
+#[derive(Debug, Default)]
+pub struct PurgedOwners(RwLock<HashSet<Uuid>>);
+
+impl PurgedOwners {
+    /// Whether `owner` is a deleted account.
+    pub fn contains(&self, owner: Uuid) -> bool {
+        self.0.read().is_ok_and(|set| set.contains(&owner))
+    }
+
+    fn insert(&self, owner: Uuid) {
+        if let Ok(mut set) = self.0.write() {
+            set.insert(owner);
+        }
+    }
+
+    fn replace(&self, owners: Vec<Uuid>) {
+        if let Ok(mut set) = self.0.write() {
+            *set = owners.into_iter().collect();
+        }
+    }
+}
+
+/// Purging deleted accounts.
+pub struct Purges {
+    db: DatabaseConnection,
+    clock: SharedClock,
+    /// How long a purged account is remembered.
+    tombstone_ttl: TimeDelta,
+    owners: Arc<PurgedOwners>,
+}
+
+impl Purges {
+    /// Purges in `db`, remembering purged accounts for `tombstone_ttl`.
+    pub fn new(db: DatabaseConnection, clock: SharedClock, tombstone_ttl: TimeDelta) -> Self {
+        Self {
+            db,
+            clock,
+            tombstone_ttl,
+            owners: Arc::default(),
+        }
+    }
+
+    /// The deleted accounts this replica knows of.
+    pub fn owners(&self) -> Arc<PurgedOwners> {
+        Arc::clone(&self.owners)
+    }
+
+    /// Reads the remembered deleted accounts from the database.
+    pub async fn reload(&self) -> Result<usize, TaskError> {
+        let owners = purged::remembered(&self.db, self.clock.now(), REMEMBERED_MAX).await?;
+        let count = owners.len();
+        self.owners.replace(owners);
+        Ok(count)
+    }
+
+    /// Deletes every task of `owner` and keeps its tombstone; returns how many tasks this call
+    /// deleted (none when an earlier purge already had).
+    pub async fn purge(&self, owner: Uuid) -> Result<u64, TaskError> {
+        let now = self.clock.now();
+        let deleted = purged::purge(&self.db, owner, now, now + self.tombstone_ttl).await?;
+        self.owners.insert(owner);
+        tracing::info!(
+            target: "audit", event = "account_purged", user_id = %owner, deleted,
+            "deleted account's tasks purged"
+        );
+        Ok(deleted)
+    }
+
+    /// Forgets the tombstones whose time has passed; returns how many.
+    pub async fn sweep(&self) -> Result<u64, TaskError> {
+        let now = self.clock.now();
+        let mut forgotten = 0;
+        loop {
+            let n = purged::forget_expired(&self.db, now, SWEEP_BATCH).await?;
+            forgotten += n;
+            if n < SWEEP_BATCH {
+                return Ok(forgotten);
+            }
+        }
+    }
+
+    /// Until the returned task is aborted: reads the deleted accounts every 5 s (purges
+    /// through other replicas) and forgets expired tombstones every 10 minutes.
+    pub fn spawn_sweeper(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let purges = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut reload = tokio::time::interval(RELOAD_EVERY);
+            let mut sweep = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    _ = reload.tick() => {
+                        if let Err(error) = purges.reload().await {
+                            tracing::warn!(%error, "reading deleted accounts failed");
+                        }
+                    }
+                    _ = sweep.tick() => match purges.sweep().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(forgotten = n, "expired tombstones forgotten"),
+                        Err(error) => tracing::warn!(%error, "tombstone sweep failed"),
+                    },
+                }
+            }
+        })
+    }
+}
