@@ -7,9 +7,10 @@ import type { Session } from "./session";
 
 /** What the sign-in page says once the account is gone. */
 const DELETED = "Your account has been deleted.";
-/** The service's UNAVAILABLE: it could not record the deletion, so nothing was deleted. */
+/** The service's UNAVAILABLE: the database failed, so the deletion most likely did not happen
+ * (unless the connection broke just as it was committed). */
 const NOT_DELETED =
-  "Your account was not deleted: the service is unavailable right now. Please try again in a moment.";
+  "The account could not be deleted just now: the service is unavailable. Please try again in a moment (if signing in fails then, it was deleted).";
 /** The password field's id: `current_password` is the password-change form's, on the same page. */
 const PASSWORD_ID = "delete_current_password";
 

@@ -5,9 +5,11 @@
 //! (one replica per deletion at a time, for a lease), asks the task-service's internal
 //! listener to purge the account's tasks (`TaskAdmin.PurgeUser`, with a 60-second service
 //! token signed by this service's keys), and deletes the row once the task-service answers
-//! OK. A failure waits 1 s, then 2 s, 4 s, … up to DELETION_RETRY_MAX_SECS; a replica that dies
-//! mid-delivery leaves its claim to run out, and another (or itself, restarted) delivers
-//! again. The purge is idempotent, so a delivery twice is harmless.
+//! OK. A replica claims one deletion at a time, for longer than its delivery may take, and
+//! only the claim's holder settles it. A failure waits 1 s, then 2 s, 4 s, … up to
+//! DELETION_RETRY_MAX_SECS; a replica that dies mid-delivery leaves its claim to run out, and
+//! another (or itself, restarted) delivers again. The purge is idempotent, so a delivery
+//! twice is harmless.
 
 use super::{KeyRing, tokens::TokenIssuer};
 use crate::{
@@ -24,12 +26,11 @@ use tonic::transport::Channel;
 
 /// The name service tokens of this service carry (the task-service purges only for it).
 pub const SERVICE_NAME: &str = "auth-service";
-/// How long a replica holds a claimed deletion before another may deliver it.
-const CLAIM_LEASE: TimeDelta = TimeDelta::seconds(30);
-/// Deletions claimed at a time.
-const CLAIM_BATCH: u64 = 16;
-/// How long one delivery may take.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one delivery may take (a purge deletes up to TASK_QUOTA tasks, in batches).
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a replica holds a claimed deletion before another may deliver it: longer than a
+/// delivery (with its connection) can take.
+const CLAIM_LEASE: TimeDelta = TimeDelta::seconds(90);
 /// How often the outbox is looked at without being woken (retries that came due, deletions
 /// recorded by other replicas, or left behind by a crash).
 const POLL_EVERY: Duration = Duration::from_secs(2);
@@ -42,6 +43,9 @@ pub struct Deliveries {
     issuer: TokenIssuer,
     /// The task-service's internal API; `None` when TASK_INTERNAL_URL is not set.
     task_admin: Option<TaskAdminClient<Channel>>,
+    /// How long an access token lasts, leeway included: the task-service keeps a deleted
+    /// account's tombstone at least that long after the deletion.
+    token_lifetime: TimeDelta,
     retry_max: TimeDelta,
     wake: Notify,
 }
@@ -57,13 +61,14 @@ pub struct Delivered {
 
 impl Deliveries {
     /// Deliveries from `db` to `task_admin` (none: recorded only), signing service tokens
-    /// with `keys` through `issuer`.
+    /// with `keys` through `issuer`, for access tokens lasting `token_lifetime`.
     pub fn new(
         db: DatabaseConnection,
         clock: SharedClock,
         keys: Arc<KeyRing>,
         issuer: TokenIssuer,
         task_admin: Option<Channel>,
+        token_lifetime: TimeDelta,
         retry_max: TimeDelta,
     ) -> Self {
         Self {
@@ -72,6 +77,7 @@ impl Deliveries {
             keys,
             issuer,
             task_admin: task_admin.map(TaskAdminClient::new),
+            token_lifetime,
             retry_max,
             wake: Notify::new(),
         }
@@ -87,51 +93,46 @@ impl Deliveries {
         Ok(store::pending(&self.db).await?)
     }
 
-    /// Delivers every deletion due now that no other replica holds.
+    /// Delivers every deletion due now that no other replica holds, one at a time.
     pub async fn deliver_due(&self) -> Result<Delivered, AuthError> {
         let mut round = Delivered::default();
         let Some(task_admin) = &self.task_admin else {
             return Ok(round);
         };
-        loop {
-            let now = self.clock.now();
-            let claimed = store::claim_due(&self.db, now, CLAIM_LEASE, CLAIM_BATCH).await?;
-            let batch = claimed.len();
-            for deletion in claimed {
-                match self.deliver(task_admin.clone(), deletion).await {
-                    Ok(()) => {
-                        store::delivered(&self.db, deletion.id).await?;
-                        tracing::info!(
-                            target: "audit", event = "account_deletion_delivered",
-                            user_id = %deletion.user_id, attempts = deletion.attempts,
-                            "the task-service purged the deleted account's tasks"
-                        );
-                        round.done += 1;
-                    }
-                    Err(error) => {
-                        let wait = self.backoff(deletion.attempts);
-                        let retry_at = self.clock.now() + wait;
-                        store::failed(&self.db, deletion.id, retry_at, &error).await?;
-                        tracing::warn!(
-                            user_id = %deletion.user_id, attempts = deletion.attempts, %error,
-                            retry_in_secs = wait.num_seconds(),
-                            "account deletion not delivered to the task-service yet"
-                        );
-                        round.failed += 1;
-                    }
+        while let Some(deletion) =
+            store::claim_next(&self.db, self.clock.now(), CLAIM_LEASE).await?
+        {
+            match self.deliver(task_admin.clone(), &deletion).await {
+                Ok(()) => {
+                    store::delivered(&self.db, &deletion).await?;
+                    tracing::info!(
+                        target: "audit", event = "account_deletion_delivered",
+                        user_id = %deletion.user_id, attempts = deletion.attempts,
+                        "the task-service purged the deleted account's tasks"
+                    );
+                    round.done += 1;
+                }
+                Err(error) => {
+                    let wait = self.backoff(deletion.attempts);
+                    let retry_at = self.clock.now() + wait;
+                    store::failed(&self.db, &deletion, retry_at, &error).await?;
+                    tracing::warn!(
+                        user_id = %deletion.user_id, attempts = deletion.attempts, %error,
+                        retry_in_secs = wait.num_seconds(),
+                        "account deletion not delivered to the task-service yet"
+                    );
+                    round.failed += 1;
                 }
             }
-            if batch < usize::try_from(CLAIM_BATCH).unwrap_or(usize::MAX) {
-                return Ok(round);
-            }
         }
+        Ok(round)
     }
 
     /// Asks the task-service to purge one deleted account.
     async fn deliver(
         &self,
         mut task_admin: TaskAdminClient<Channel>,
-        deletion: PendingDeletion,
+        deletion: &PendingDeletion,
     ) -> Result<(), String> {
         let now = self.clock.now();
         let keys = self.keys.current(now).await.map_err(|e| e.to_string())?;
@@ -141,6 +142,9 @@ impl Deliveries {
             .map_err(|e| e.to_string())?;
         let mut request = tonic::Request::new(PurgeUserRequest {
             user_id: deletion.user_id.to_string(),
+            keep_until: Some(todo_api::timestamp(
+                deletion.requested_at + self.token_lifetime,
+            )),
         });
         request.set_timeout(DELIVERY_TIMEOUT);
         let bearer = format!("Bearer {token}")
@@ -201,7 +205,9 @@ mod tests {
                 .unwrap(),
         );
         let issuer = TokenIssuer::new("iss", "aud", TimeDelta::minutes(15));
-        let deliveries = Deliveries::new(db, clock, keys, issuer, None, TimeDelta::seconds(60));
+        let lifetime = TimeDelta::minutes(15);
+        let retry_max = TimeDelta::seconds(60);
+        let deliveries = Deliveries::new(db, clock, keys, issuer, None, lifetime, retry_max);
         let waits: Vec<i64> = (1..=8)
             .map(|n| deliveries.backoff(n).num_seconds())
             .collect();

@@ -85,6 +85,10 @@ impl Rules {
                     .and_then(|tls| tls.endpoint("TASK_INTERNAL_URL", url))
                     .map_err(|e| AuthError::internal(e.to_string()))?
                     .connect_timeout(std::time::Duration::from_secs(2))
+                    // A task-service host that vanishes without closing the connection is
+                    // noticed in seconds, not when the kernel gives up on it.
+                    .http2_keep_alive_interval(std::time::Duration::from_secs(20))
+                    .keep_alive_timeout(std::time::Duration::from_secs(10))
                     .connect_lazy(),
             ),
         };
@@ -94,6 +98,7 @@ impl Rules {
             Arc::clone(&keys),
             TokenIssuer::new(&t.jwt.jwt_issuer, &t.jwt.jwt_audience, t.access_ttl()),
             task_admin,
+            t.access_ttl() + TimeDelta::seconds(t.jwt.jwt_leeway_secs.into()),
             TimeDelta::seconds(config.deletions.deletion_retry_max_secs.into()),
         ));
         let throttle = Throttle::new(&config.throttle);

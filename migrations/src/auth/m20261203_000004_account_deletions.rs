@@ -1,7 +1,8 @@
 //! The outbox of account deletions: written in the same transaction that deletes the account,
 //! read by the delivery worker, which asks the task-service to purge the account's tasks and
-//! deletes the row once it has. A row is claimed (`claimed_until`) by one replica at a time;
-//! failed deliveries wait `next_attempt_at`, doubling.
+//! deletes the row once it has. A row is claimed (`claimed_until`, `claim_token`) by one
+//! replica at a time, and only the claim's holder settles it; failed deliveries wait
+//! `next_attempt_at`, doubling.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -25,6 +26,7 @@ impl MigrationTrait for Migration {
             .col(timestamp_with_time_zone_null(
                 AccountDeletions::ClaimedUntil,
             ))
+            .col(uuid_null(AccountDeletions::ClaimToken))
             .col(string_len_null(
                 AccountDeletions::LastError,
                 LAST_ERROR_MAX_CHARS,
@@ -54,5 +56,6 @@ enum AccountDeletions {
     Attempts,
     NextAttemptAt,
     ClaimedUntil,
+    ClaimToken,
     LastError,
 }

@@ -88,7 +88,12 @@ impl TaskAdmin for InternalApi {
             .finish(owner)
             .map_err(TaskError::InvalidArgument)?;
         tracing::Span::current().record("user_id", tracing::field::display(owner));
-        let deleted = self.purges.purge(owner).await?;
+        let keep_until = request
+            .get_ref()
+            .keep_until
+            .as_ref()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0));
+        let deleted = self.purges.purge(owner, keep_until).await?;
         tracing::Span::current().record("deleted", deleted);
         Ok(Response::new(pb::PurgeUserResponse {
             deleted_tasks: i64::try_from(deleted).unwrap_or(i64::MAX),

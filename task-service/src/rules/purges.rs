@@ -3,7 +3,7 @@
 //! expired. A sweep forgets tombstones past that.
 
 use crate::{error::TaskError, store::purged};
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use clock::SharedClock;
 use sea_orm::DatabaseConnection;
 use std::{
@@ -48,6 +48,19 @@ impl PurgedOwners {
     }
 }
 
+/// When a tombstone made at `now` may go: `ttl` later, or at `keep_until` (at most a year
+/// ahead) if that is later.
+fn forget_after(
+    now: DateTime<Utc>,
+    ttl: TimeDelta,
+    keep_until: Option<DateTime<Utc>>,
+) -> DateTime<Utc> {
+    let at_most = now + TimeDelta::days(366);
+    keep_until
+        .map_or(now, |until| until.min(at_most))
+        .max(now + ttl)
+}
+
 /// Purging deleted accounts.
 pub struct Purges {
     db: DatabaseConnection,
@@ -81,11 +94,17 @@ impl Purges {
         Ok(count)
     }
 
-    /// Deletes every task of `owner` and keeps its tombstone; returns how many tasks this call
-    /// deleted (none when an earlier purge already had).
-    pub async fn purge(&self, owner: Uuid) -> Result<u64, TaskError> {
+    /// Keeps `owner`'s tombstone until TOMBSTONE_TTL_SECS from now or `keep_until` (capped at
+    /// a year), whichever is later, and deletes every task of `owner`; returns how many tasks
+    /// this call deleted (none when an earlier purge already had).
+    pub async fn purge(
+        &self,
+        owner: Uuid,
+        keep_until: Option<DateTime<Utc>>,
+    ) -> Result<u64, TaskError> {
         let now = self.clock.now();
-        let deleted = purged::purge(&self.db, owner, now, now + self.tombstone_ttl).await?;
+        let forget_after = forget_after(now, self.tombstone_ttl, keep_until);
+        let deleted = purged::purge(&self.db, owner, now, forget_after).await?;
         self.owners.insert(owner);
         tracing::info!(
             target: "audit", event = "account_purged", user_id = %owner, deleted,
@@ -129,5 +148,27 @@ impl Purges {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tombstone_outlives_the_tokens_it_stops() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let day = TimeDelta::days(1);
+        assert_eq!(forget_after(now, day, None), now + day);
+        // Tokens living longer than TOMBSTONE_TTL_SECS keep it longer.
+        let later = now + TimeDelta::days(3);
+        assert_eq!(forget_after(now, day, Some(later)), later);
+        assert_eq!(forget_after(now, day, Some(now)), now + day);
+        // Never more than a year.
+        let absurd = now + TimeDelta::days(10_000);
+        assert_eq!(
+            forget_after(now, day, Some(absurd)),
+            now + TimeDelta::days(366)
+        );
     }
 }

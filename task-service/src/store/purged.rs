@@ -1,12 +1,12 @@
-//! Deleted accounts: purging one deletes its tasks and leaves a tombstone; creating a task
+//! Deleted accounts: purging one leaves a tombstone, then deletes its tasks; creating a task
 //! checks the tombstone in the same statement as the insert, so a create racing the purge
-//! either lands before it (and is deleted with the rest) or is refused.
+//! either lands before the tombstone (and is deleted with the rest) or is refused.
 //!
-//! On PostgreSQL a transaction's snapshot does not see a purge that commits while it runs
-//! (READ COMMITTED sees it only in its next statement), so a purge takes a transaction-level
-//! advisory lock on the owner exclusively and a create takes it shared before its insert: a
-//! create that began before the purge finishes first, one that begins after waits for the
-//! purge and then sees its tombstone. On SQLite writes are serialized and a write statement
+//! On PostgreSQL a statement does not see a tombstone committed while it waits (READ COMMITTED
+//! sees it only in the next statement), so the purge writes its tombstone holding a
+//! transaction-level advisory lock on the owner exclusively, and a create takes it shared
+//! before its insert: a create that began before the tombstone commits first (and its task is
+//! deleted with the rest), one that begins after waits and then sees the tombstone. On SQLite writes are serialized and a write statement
 //! always sees the latest commit, so the conditional insert alone is enough (and needs no
 //! transaction).
 
@@ -19,7 +19,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
     QueryFilter, QuerySelect, Statement, TransactionTrait,
-    sea_query::{OnConflict, Query, SelectStatement},
+    sea_query::{Expr, OnConflict, Query, SelectStatement},
 };
 use uuid::Uuid;
 
@@ -64,7 +64,7 @@ pub(crate) async fn lock_owner(
 /// nothing for a purged owner.
 pub(crate) fn tombstone_of(owner: Uuid) -> SelectStatement {
     Query::select()
-        .expr(sea_orm::sea_query::Expr::val(1))
+        .expr(Expr::val(1))
         .from(Entity)
         .and_where(Column::OwnerId.eq(owner))
         .to_owned()
@@ -75,8 +75,15 @@ pub(crate) async fn is_purged(db: &impl ConnectionTrait, owner: Uuid) -> Result<
     Ok(Entity::find_by_id(owner).one(db).await?.is_some())
 }
 
-/// Deletes every task of `owner` and keeps its tombstone until `forget_after` (purging again
-/// restarts it); returns how many tasks were deleted.
+/// Tasks deleted per statement of a purge, so that no statement holds the database (SQLite's
+/// one writer) for long, however many tasks the account had.
+const PURGE_BATCH: u64 = 500;
+
+/// Leaves `owner`'s tombstone until `forget_after` (purging again moves it to the later of the
+/// two), then deletes every task of `owner`, a batch per statement; returns how many tasks
+/// were deleted. The tombstone is committed first, under the owner's lock: from then on no
+/// create can add a task, so the deletes that follow cannot miss one, and a purge cut short
+/// (a timeout, a crash) leaves the tombstone and is finished by the next delivery.
 pub(crate) async fn purge(
     db: &DatabaseConnection,
     owner: Uuid,
@@ -85,39 +92,55 @@ pub(crate) async fn purge(
 ) -> Result<u64, DbErr> {
     let txn = db.begin().await?;
     lock_owner(&txn, owner, OwnerLock::Exclusive).await?;
+    // Writes only, no read first: on SQLite a transaction that read before writing fails if
+    // another connection wrote in between.
     Entity::insert(purged_owner::ActiveModel {
         owner_id: Set(owner),
         purged_at: Set(now),
         forget_after: Set(forget_after),
     })
-    .on_conflict(
-        OnConflict::column(Column::OwnerId)
-            .update_column(Column::ForgetAfter)
-            .to_owned(),
-    )
+    .on_conflict(OnConflict::column(Column::OwnerId).do_nothing().to_owned())
     .exec_without_returning(&txn)
     .await?;
-    let deleted = task::Entity::delete_many()
-        .filter(task::Column::OwnerId.eq(owner))
+    Entity::update_many()
+        .col_expr(Column::ForgetAfter, Expr::value(forget_after))
+        .filter(Column::OwnerId.eq(owner))
+        .filter(Column::ForgetAfter.lt(forget_after))
         .exec(&txn)
-        .await?
-        .rows_affected;
+        .await?;
     txn.commit().await?;
-    Ok(deleted)
+    let mut deleted = 0;
+    loop {
+        let batch = Query::select()
+            .column(task::Column::Id)
+            .from(task::Entity)
+            .and_where(task::Column::OwnerId.eq(owner))
+            .limit(PURGE_BATCH)
+            .to_owned();
+        let n = task::Entity::delete_many()
+            .filter(task::Column::OwnerId.eq(owner))
+            .filter(task::Column::Id.in_subquery(batch))
+            .exec(db)
+            .await?
+            .rows_affected;
+        deleted += n;
+        if n < PURGE_BATCH {
+            return Ok(deleted);
+        }
+    }
 }
 
-/// The owners purged and still remembered at `now`, at most `limit` (newest purges first).
+/// The owners purged and still remembered at `now`, at most `limit` of them (by the
+/// `forget_after` index).
 pub(crate) async fn remembered(
     db: &impl ConnectionTrait,
     now: DateTime<Utc>,
     limit: u64,
 ) -> Result<Vec<Uuid>, DbErr> {
-    use sea_orm::QueryOrder;
     Entity::find()
         .select_only()
         .column(Column::OwnerId)
         .filter(Column::ForgetAfter.gt(now))
-        .order_by_desc(Column::PurgedAt)
         .limit(limit)
         .into_tuple()
         .all(db)

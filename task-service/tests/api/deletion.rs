@@ -51,6 +51,7 @@ async fn purge(addr: SocketAddr, token: Option<&str>, user_id: &str) -> Result<i
     let mut admin = TaskAdminClient::new(channel(addr).await);
     let request = PurgeUserRequest {
         user_id: user_id.into(),
+        keep_until: None,
     };
     let request = match token {
         Some(token) => with_bearer(request, token),

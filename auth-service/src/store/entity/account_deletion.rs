@@ -14,6 +14,8 @@ pub struct Model {
     pub next_attempt_at: DateTimeUtc,
     /// A replica delivering it holds it until then.
     pub claimed_until: Option<DateTimeUtc>,
+    /// Names the claim: only its holder settles the row.
+    pub claim_token: Option<Uuid>,
     /// Why the last delivery failed, for operators.
     pub last_error: Option<String>,
 }
