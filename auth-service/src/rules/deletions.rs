@@ -88,11 +88,6 @@ impl Deliveries {
         self.wake.notify_one();
     }
 
-    /// How many deletions wait for delivery.
-    pub async fn pending(&self) -> Result<u64, AuthError> {
-        Ok(store::pending(&self.db).await?)
-    }
-
     /// Delivers every deletion due now that no other replica holds, one at a time.
     pub async fn deliver_due(&self) -> Result<Delivered, AuthError> {
         let mut round = Delivered::default();

@@ -163,9 +163,3 @@ pub(crate) async fn failed(
         .await?;
     Ok(())
 }
-
-/// How many deletions wait for delivery.
-pub(crate) async fn pending(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
-    use sea_orm::PaginatorTrait;
-    outbox::Entity::find().count(db).await
-}
