@@ -274,6 +274,49 @@ mod tests {
     }
 
     #[test]
+    fn in_hs256_mode_the_internal_listener_needs_a_client_ca() {
+        use access_token::SigningMode;
+        let mut config = TaskConfig::for_database(
+            "127.0.0.1:0".parse().unwrap(),
+            "sqlite::memory:",
+            "http://127.0.0.1:1",
+        );
+        config.jwt.signing_algorithm = SigningMode::Hs256;
+        config.jwt.shared_secret = Some("a shared secret that is long enough for HS256".into());
+        config.internal_listen_addr = Some("127.0.0.1:0".parse().unwrap());
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("INTERNAL_CLIENT_CA_FILE"), "{error}");
+        assert!(error.contains("INTERNAL_LISTEN_ADDR"), "{error}");
+        // With a client CA it may start (TLS is then required, as for any client CA).
+        config.internal_client_ca_file = Some("certs/ca.pem".into());
+        assert!(config.validate().is_ok());
+        // Without the listener, the CA means nothing: refused by name.
+        config.internal_listen_addr = None;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("INTERNAL_CLIENT_CA_FILE needs INTERNAL_LISTEN_ADDR"),
+            "{error}"
+        );
+        // EdDSA: the service token alone is enough.
+        config.jwt.signing_algorithm = SigningMode::EdDsa;
+        config.internal_client_ca_file = None;
+        config.internal_listen_addr = Some("127.0.0.1:0".parse().unwrap());
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn a_tombstone_shorter_than_a_minute_is_refused_by_name() {
+        let mut config = TaskConfig::for_database(
+            "127.0.0.1:0".parse().unwrap(),
+            "sqlite::memory:",
+            "http://127.0.0.1:1",
+        );
+        config.tombstone_ttl_secs = 10;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("TOMBSTONE_TTL_SECS=10"), "{error}");
+    }
+
+    #[test]
     fn a_bad_listen_address_is_refused_naming_the_setting_and_this_services_port() {
         use clap::Parser;
         let error = TaskConfig::try_parse_from(["task-service", "--listen-addr", "not-an-addr"])

@@ -232,3 +232,79 @@ async fn settings_that_cannot_work_stop_start_up_naming_the_setting() {
     let error = build(|c| c.auth_service_url = "ftp://127.0.0.1:1".into()).await;
     assert!(error.contains("AUTH_SERVICE_URL"), "{error}");
 }
+
+/// Account deletion over mutual TLS, as docker-compose.yml runs it: the task-service's internal
+/// listener serves TLS and requires a client certificate of the CA; the auth-service presents
+/// one and delivers; a caller without one does not get past the handshake.
+#[tokio::test]
+async fn deletions_reach_an_internal_listener_that_requires_a_client_certificate() {
+    let files = TlsFiles::new();
+    let internal: SocketAddr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let (ca, cert, key) = (
+        files.path("ca.pem"),
+        files.path("client.pem"),
+        files.path("client-key.pem"),
+    );
+    let (database_url, clock, auth) = auth_on_tls(&files, |c| {
+        c.deletions.task_internal_url = Some(format!("https://{internal}"));
+        c.deletions.task_internal_ca_file = Some(ca.clone());
+        c.deletions.internal_client_cert_file = Some(cert);
+        c.deletions.internal_client_key_file = Some(key);
+    })
+    .await;
+    let serve = over_tls(&files, auth.addr, &files);
+    let (task, _) = start_task(&database_url, auth.addr, clock, |c| {
+        serve(c);
+        c.internal_listen_addr = Some(internal);
+        c.internal_client_ca_file = Some(ca);
+    })
+    .await;
+    assert!(becomes_serving(&files, task.addr, Duration::from_secs(15)).await);
+    let user = user_over_tls(&files, &files, auth.addr, task.addr).await;
+    user.create("soon gone").await;
+    let owner = crate::helpers::user_id_of(&user.token);
+
+    // Without a client certificate: no call gets through, whatever it carries.
+    let refused = match files.channel(internal, false).await {
+        Err(_) => true,
+        Ok(channel) => {
+            let mut admin =
+                todo_api::todo::task::internal::v1::task_admin_client::TaskAdminClient::new(
+                    channel,
+                );
+            let request = todo_api::todo::task::internal::v1::PurgeUserRequest {
+                user_id: owner.clone(),
+                keep_until: None,
+            };
+            admin
+                .purge_user(crate::helpers::with_bearer(request, &user.token))
+                .await
+                .is_err_and(|status| status.code() != tonic::Code::Unauthenticated)
+        }
+    };
+    assert!(
+        refused,
+        "a caller without a client certificate got an answer"
+    );
+    assert_eq!(crate::helpers::tasks_of(&database_url, &owner).await, 1);
+
+    // The auth-service delivers with its certificate.
+    let mut auth_client = AuthServiceClient::new(files.channel(auth.addr, false).await.unwrap());
+    let request = todo_api::todo::auth::v1::DeleteAccountRequest {
+        current_password: test_support::PASSWORD.into(),
+    };
+    auth_client
+        .delete_account(crate::helpers::with_bearer(request, &user.token))
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        if crate::helpers::tasks_of(&database_url, &owner).await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the deletion was not delivered over mutual TLS within 10 s");
+}
