@@ -85,7 +85,6 @@ impl Application {
     /// Validates `config`, opens and migrates the database, loads the signing keys, and binds
     /// the listener (port 0 picks a free port: see [`Application::local_addr`]).
     pub async fn build(config: AuthConfig, clock: SharedClock) -> Result<Self, StartError> {
-        config.validate()?;
         let listener = grpc_edge::server::bind("AUTH_LISTEN_ADDR", config.listen_addr).await?;
         Self::build_on(config, clock, listener).await
     }

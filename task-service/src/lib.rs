@@ -116,7 +116,6 @@ impl Application {
     /// auth-service: keys are fetched in the background once [`Application::run`] starts,
     /// and health reports NOT_SERVING until they are.
     pub async fn build(config: TaskConfig, clock: SharedClock) -> Result<Self, StartError> {
-        config.validate()?;
         let listeners = Listeners::bind(&config).await?;
         Self::build_on(config, clock, listeners).await
     }

@@ -14,8 +14,8 @@ use crate::{
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
-    ExprTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ExprTrait, FromQueryResult, Iterable, ModelTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
     sea_query::{Expr, OnConflict, Query, SimpleExpr},
 };
 use uuid::Uuid;
@@ -197,19 +197,9 @@ impl<'a> OwnedTasks<'a> {
         db: &impl ConnectionTrait,
         task: &entity::Model,
     ) -> Result<u64, DbErr> {
-        let values = [
-            task.id.into(),
-            task.owner_id.into(),
-            task.title.clone().into(),
-            task.description.clone().into(),
-            task.completed.into(),
-            task.completed_at.into(),
-            task.created_at.into(),
-            task.updated_at.into(),
-            task.version.into(),
-            task.request_id.into(),
-        ]
-        .map(|value: sea_orm::Value| Expr::val(value));
+        // Every column, with the task's value for it, in one order.
+        let columns: Vec<Column> = Column::iter().collect();
+        let values = columns.iter().map(|column| Expr::val(task.get(*column)));
         let guarded = Query::select()
             .exprs(values)
             .and_where(Expr::exists(purged::tombstone_of(self.owner)).not())
@@ -217,18 +207,7 @@ impl<'a> OwnedTasks<'a> {
         let mut insert = Query::insert();
         insert
             .into_table(Entity)
-            .columns([
-                Column::Id,
-                Column::OwnerId,
-                Column::Title,
-                Column::Description,
-                Column::Completed,
-                Column::CompletedAt,
-                Column::CreatedAt,
-                Column::UpdatedAt,
-                Column::Version,
-                Column::RequestId,
-            ])
+            .columns(columns)
             .select_from(guarded)
             .map_err(|e| DbErr::Custom(e.to_string()))?;
         if task.request_id.is_some() {
