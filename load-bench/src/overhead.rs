@@ -95,6 +95,15 @@ impl TaskService for Trivial {
     ) -> Result<Response<pb::Task>, Status> {
         Err(Status::unimplemented("trivial server"))
     }
+
+    type WatchTasksStream = futures_util::stream::Empty<Result<pb::WatchTasksResponse, Status>>;
+
+    async fn watch_tasks(
+        &self,
+        _: Request<pb::WatchTasksRequest>,
+    ) -> Result<Response<Self::WatchTasksStream>, Status> {
+        Err(Status::unimplemented("trivial server"))
+    }
 }
 
 /// Starts one trivial server per entry of `kinds`, verifying tokens as the task-service of

@@ -40,6 +40,27 @@ async fn create_indexed_table(
     manager.create_index(index).await
 }
 
+/// Creates each index `(name, columns, unique)` on `table`.
+async fn create_indexes<C: IntoIden + Copy>(
+    manager: &SchemaManager<'_>,
+    table: impl IntoIden,
+    indexes: &[(&str, &[C], bool)],
+) -> Result<(), DbErr> {
+    let table = table.into_iden();
+    for (name, columns, unique) in indexes {
+        let mut index = Index::create();
+        index.if_not_exists().name(*name).table(table.clone());
+        for column in *columns {
+            index.col(*column);
+        }
+        if *unique {
+            index.unique();
+        }
+        manager.create_index(index.to_owned()).await?;
+    }
+    Ok(())
+}
+
 /// Drops `columns` from `table`, one statement per column (as [`add_columns`] added them).
 async fn drop_columns<C: IntoIden>(
     manager: &SchemaManager<'_>,
@@ -76,7 +97,8 @@ impl MigratorTrait for AuthMigrator {
     }
 }
 
-/// The task-service's tables: tasks, and tombstones of deleted accounts.
+/// The task-service's tables: tasks, tombstones of deleted accounts, and each owner's change
+/// log.
 pub struct TaskMigrator;
 
 #[async_trait::async_trait]
@@ -85,6 +107,7 @@ impl MigratorTrait for TaskMigrator {
         vec![
             Box::new(task::m20261123_000001_create_tasks::Migration),
             Box::new(task::m20261203_000001_purged_owners::Migration),
+            Box::new(task::m20261204_000001_task_changes::Migration),
         ]
     }
 

@@ -106,6 +106,11 @@ async fn task_migrations_go_up_down_and_up_again() {
         tombstones.iter().any(|c| c == "forget_after"),
         "{tombstones:?}"
     );
+    let changes = columns(&db, "task_changes").await;
+    assert!(changes.iter().any(|c| c == "position"), "{changes:?}");
+    TaskMigrator::down(&db, Some(1)).await.unwrap();
+    assert!(columns(&db, "task_changes").await.is_empty());
+    assert!(columns(&db, "task_change_heads").await.is_empty());
     TaskMigrator::down(&db, Some(1)).await.unwrap();
     assert!(columns(&db, "purged_owners").await.is_empty());
     assert!(!columns(&db, "tasks").await.is_empty());
@@ -113,4 +118,87 @@ async fn task_migrations_go_up_down_and_up_again() {
     assert_eq!(applied::<TaskMigrator>(&db).await, 0);
     TaskMigrator::up(&db, None).await.unwrap();
     assert_eq!(applied::<TaskMigrator>(&db).await, all);
+}
+
+/// Inserts a task row of `owner` with `id`, as the task-service writes one.
+async fn insert_task(
+    db: &DatabaseConnection,
+    id: uuid::Uuid,
+    owner: uuid::Uuid,
+) -> Result<(), sea_orm::DbErr> {
+    let backend = db.get_database_backend();
+    let now = chrono::Utc::now();
+    let sql = match backend {
+        sea_orm::DatabaseBackend::Sqlite => {
+            "INSERT INTO tasks (id, owner_id, title, description, completed, completed_at, created_at, updated_at, version, request_id) VALUES (?, ?, 'kept', '', false, NULL, ?, ?, 1, NULL)"
+        }
+        _ => {
+            "INSERT INTO tasks (id, owner_id, title, description, completed, completed_at, created_at, updated_at, version, request_id) VALUES ($1, $2, 'kept', '', false, NULL, $3, $4, 1, NULL)"
+        }
+    };
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [id.into(), owner.into(), now.into(), now.into()],
+    ))
+    .await
+    .map(|_| ())
+}
+
+#[tokio::test]
+async fn keying_tasks_by_owner_keeps_every_task_and_lets_ids_repeat_only_across_owners() {
+    let db = fresh("task_test_rekey").await;
+    let before = TaskMigrator::migrations().len() - 1;
+    TaskMigrator::up(&db, Some(u32::try_from(before).unwrap()))
+        .await
+        .unwrap();
+    let (alice, bob) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let ids: Vec<uuid::Uuid> = (0..3).map(|_| uuid::Uuid::now_v7()).collect();
+    for id in &ids {
+        insert_task(&db, *id, alice).await.unwrap();
+    }
+    // Keyed by id alone: the same id cannot be another owner's.
+    assert!(insert_task(&db, ids[0], bob).await.is_err());
+
+    TaskMigrator::up(&db, None).await.unwrap();
+    let count = |owner: uuid::Uuid| {
+        let db = db.clone();
+        async move {
+            let backend = db.get_database_backend();
+            let sql = match backend {
+                sea_orm::DatabaseBackend::Sqlite => {
+                    "SELECT COUNT(*) AS n FROM tasks WHERE owner_id = ?"
+                }
+                _ => "SELECT COUNT(*) AS n FROM tasks WHERE owner_id = $1",
+            };
+            db.query_one_raw(Statement::from_sql_and_values(backend, sql, [owner.into()]))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get::<i64>("", "n")
+                .unwrap()
+        }
+    };
+    assert_eq!(count(alice).await, 3, "every task is kept");
+    // Keyed by (owner_id, id): unique per owner, and indexes rebuilt.
+    insert_task(&db, ids[0], bob).await.unwrap();
+    assert!(insert_task(&db, ids[0], alice).await.is_err());
+    assert_eq!(count(bob).await, 1);
+
+    // And back: the rows stay; the same id twice cannot (so the test removes Bob's first).
+    let backend = db.get_database_backend();
+    let delete = match backend {
+        sea_orm::DatabaseBackend::Sqlite => "DELETE FROM tasks WHERE owner_id = ?",
+        _ => "DELETE FROM tasks WHERE owner_id = $1",
+    };
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        delete,
+        [bob.into()],
+    ))
+    .await
+    .unwrap();
+    TaskMigrator::down(&db, Some(1)).await.unwrap();
+    assert_eq!(count(alice).await, 3);
+    assert!(insert_task(&db, ids[0], bob).await.is_err());
 }

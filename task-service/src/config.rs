@@ -116,6 +116,10 @@ pub struct TaskConfig {
     #[arg(long, env = "TOMBSTONE_TTL_SECS", default_value_t = 86_400)]
     pub tombstone_ttl_secs: u32,
 
+    /// Live changes (WatchTasks).
+    #[command(flatten)]
+    pub watch: WatchArgs,
+
     #[command(flatten)]
     pub jwt: JwtArgs,
 
@@ -126,9 +130,85 @@ pub struct TaskConfig {
     pub server: ServerArgs,
 }
 
+/// WatchTasks: its streams and the change log they read.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WatchArgs {
+    /// Most WatchTasks streams one user may have open on one replica. The web app keeps one
+    /// per browser whatever the number of tabs; each other device or browser takes one.
+    #[arg(long, env = "WATCH_STREAMS_PER_USER", default_value_t = 16)]
+    pub watch_streams_per_user: usize,
+
+    /// Seconds between heartbeats (a message with no changes and the latest resume token) on
+    /// a stream with nothing to send: keeps proxies from closing idle streams.
+    #[arg(long, env = "WATCH_HEARTBEAT_SECS", default_value_t = 20)]
+    pub watch_heartbeat_secs: u64,
+
+    /// Seconds between re-reads of the change log by each stream, whatever the wake-ups
+    /// say: the bound on how late a change can arrive when a wake-up was lost (PostgreSQL
+    /// notifications are lost while the listener reconnects, and never arrive through
+    /// PgBouncer in transaction mode).
+    #[arg(long, env = "WATCH_POLL_SECS", default_value_t = 10)]
+    pub watch_poll_secs: u64,
+
+    /// Seconds a change stays in the log; a client resuming from an older token is told to
+    /// list again (FAILED_PRECONDITION, RESUME_TOKEN_EXPIRED).
+    #[arg(long, env = "WATCH_RETENTION_SECS", default_value_t = 3600)]
+    pub watch_retention_secs: u64,
+
+    /// Most changes kept per user, whatever their age (older ones are swept first).
+    #[arg(long, env = "WATCH_RETAINED_CHANGES", default_value_t = 1000)]
+    pub watch_retained_changes: u32,
+}
+
+impl WatchArgs {
+    /// Settings that cannot work, each naming its variable.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.watch_streams_per_user == 0 {
+            problems.push("WATCH_STREAMS_PER_USER must be at least 1".to_owned());
+        }
+        if !(1..=300).contains(&self.watch_heartbeat_secs) {
+            problems.push(
+                "WATCH_HEARTBEAT_SECS must be 1 to 300 (proxies close streams idle for \
+                 60 s by default)"
+                    .to_owned(),
+            );
+        }
+        if !(1..=3600).contains(&self.watch_poll_secs) {
+            problems.push("WATCH_POLL_SECS must be 1 to 3600".to_owned());
+        }
+        if !(60..=30 * 86_400).contains(&self.watch_retention_secs) {
+            problems.push("WATCH_RETENTION_SECS must be 60 to 2592000 (30 days)".to_owned());
+        }
+        if self.watch_retained_changes == 0 {
+            problems.push("WATCH_RETAINED_CHANGES must be at least 1".to_owned());
+        }
+        problems
+    }
+
+    /// Between heartbeats.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.watch_heartbeat_secs)
+    }
+
+    /// Between re-reads.
+    pub fn poll(&self) -> Duration {
+        Duration::from_secs(self.watch_poll_secs)
+    }
+
+    /// How long changes are kept.
+    pub fn retention(&self) -> chrono::TimeDelta {
+        let secs = i64::try_from(self.watch_retention_secs).unwrap_or(i64::MAX);
+        chrono::TimeDelta::try_seconds(secs).unwrap_or(chrono::TimeDelta::MAX)
+    }
+}
+
 /// A configuration that cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// Watch settings that cannot work.
+    #[error("{}", .0.join("; "))]
+    Watch(Vec<String>),
     /// HS256 without a usable secret.
     #[error(transparent)]
     WeakSharedSecret(#[from] WeakSharedSecret),
@@ -182,6 +262,10 @@ impl TaskConfig {
         }
         if self.tombstone_ttl_secs < 60 {
             return Err(ConfigError::TombstoneTtl(self.tombstone_ttl_secs));
+        }
+        let problems = self.watch.problems();
+        if !problems.is_empty() {
+            return Err(ConfigError::Watch(problems));
         }
         self.server.validate()?;
         let uri: http::Uri = self

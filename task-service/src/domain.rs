@@ -274,6 +274,48 @@ pub struct Page {
     pub tasks: Vec<Task>,
     /// Whether more tasks follow the last one.
     pub more: bool,
+    /// Where the owner's change log stood when the page was read (in the same transaction).
+    pub position: Position,
+}
+
+/// A place in one owner's change log: the number of changes ever made to their tasks (0
+/// before the first). Positions count up by one per change, in commit order, with no gaps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Position(pub(crate) i64);
+
+/// What a change did to a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Created it.
+    Created,
+    /// Changed it (an update, or completing or reopening it).
+    Updated,
+    /// Deleted it.
+    Deleted,
+}
+
+/// One committed change of one of an owner's tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Where it is in the owner's log.
+    pub position: Position,
+    /// What it did.
+    pub kind: ChangeKind,
+    /// The task changed.
+    pub task_id: Uuid,
+    /// The task as the change left it; `None` for a delete.
+    pub task: Option<Task>,
+    /// When it was made.
+    pub changed_at: DateTime<Utc>,
+}
+
+/// What an owner's change log holds: the changes after `floor` up to `head`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogRange {
+    /// The last change swept away (0 when none was).
+    pub floor: Position,
+    /// The last change made.
+    pub head: Position,
 }
 
 /// The user whose tasks a request may read and change: the verified caller. Everything below

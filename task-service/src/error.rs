@@ -54,6 +54,16 @@ pub enum TaskError {
     /// Tokens cannot be checked now: no keys yet, or (strict mode) the auth-service is down.
     #[error("auth-service unavailable: {0}")]
     AuthUnavailable(String),
+    /// The caller already has WATCH_STREAMS_PER_USER streams open on this replica.
+    #[error("{0} watch streams open")]
+    TooManyWatches(usize),
+    /// A watch asked to resume from before the retained change history, or from a position
+    /// this database never had.
+    #[error("resume token outside the change log: {0}")]
+    ResumeExpired(&'static str),
+    /// The server is stopping and ended a long-lived stream.
+    #[error("shutting down")]
+    ShuttingDown,
     /// The database failed (unavailable, or a bug).
     #[error(transparent)]
     Database(#[from] DatabaseError),
@@ -76,7 +86,11 @@ impl ServiceError for TaskError {
             Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::NotFound => Code::NotFound,
             Self::EtagMismatch => Code::Aborted,
-            Self::QuotaExceeded(_) | Self::Unread(_) => Code::ResourceExhausted,
+            Self::QuotaExceeded(_) | Self::Unread(_) | Self::TooManyWatches(_) => {
+                Code::ResourceExhausted
+            }
+            Self::ResumeExpired(_) => Code::FailedPrecondition,
+            Self::ShuttingDown => Code::Unavailable,
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::AuthUnavailable(_) => Code::Unavailable,
             Self::Database(error) => error.code(),
@@ -91,6 +105,9 @@ impl ServiceError for TaskError {
             Self::EtagMismatch => ErrorReason::EtagMismatch,
             Self::QuotaExceeded(_) => ErrorReason::TaskQuotaExceeded,
             Self::Unread(_) => ErrorReason::TooManyUnreadReplies,
+            Self::TooManyWatches(_) => ErrorReason::TooManyStreams,
+            Self::ResumeExpired(_) => ErrorReason::ResumeTokenExpired,
+            Self::ShuttingDown => ErrorReason::ShuttingDown,
             Self::Unauthenticated(_) => ErrorReason::InvalidToken,
             Self::AuthUnavailable(_) => ErrorReason::AuthServiceUnavailable,
             Self::Database(error) => error.reason(),
@@ -119,6 +136,18 @@ impl ServiceError for TaskError {
                  bytes (MAX_UNREAD_BYTES): retry shortly"
             )
             .into(),
+            Self::TooManyWatches(limit) => format!(
+                "you have {limit} WatchTasks streams open on this server \
+                 (WATCH_STREAMS_PER_USER={limit}): close one and retry"
+            )
+            .into(),
+            Self::ResumeExpired(_) => "the resume token is older than the change history \
+                 this server keeps, or not from this database: call ListTasks again and watch \
+                 from its resume_token"
+                .into(),
+            Self::ShuttingDown => {
+                "the server is shutting down: resume from the last resume_token received".into()
+            }
             Self::Unauthenticated(_) => INVALID_TOKEN_MESSAGE.into(),
             Self::AuthUnavailable(_) => "cannot verify access tokens right now, retry later".into(),
             Self::Database(error) => error.public_message(),
@@ -132,7 +161,10 @@ impl ServiceError for TaskError {
             | Self::NotFound
             | Self::EtagMismatch
             | Self::QuotaExceeded(_)
-            | Self::Unread(Exhausted::User(_)) => LogLevel::None,
+            | Self::Unread(Exhausted::User(_))
+            | Self::TooManyWatches(_)
+            | Self::ResumeExpired(_)
+            | Self::ShuttingDown => LogLevel::None,
             Self::Unread(Exhausted::Service(_)) => LogLevel::Warn,
             Self::Unauthenticated(_) => LogLevel::Info,
             Self::AuthUnavailable(_) => LogLevel::Warn,
@@ -143,7 +175,7 @@ impl ServiceError for TaskError {
     fn extra(&self) -> Extra<'_> {
         match self {
             Self::InvalidArgument(violations) => Extra::BadRequest(violations),
-            Self::Unread(_) => Extra::RetryAfter(UNREAD_RETRY),
+            Self::Unread(_) | Self::TooManyWatches(_) => Extra::RetryAfter(UNREAD_RETRY),
             _ => Extra::None,
         }
     }
@@ -189,6 +221,17 @@ mod tests {
                 Code::ResourceExhausted,
                 "TOO_MANY_UNREAD_REPLIES",
             ),
+            (
+                TaskError::TooManyWatches(16),
+                Code::ResourceExhausted,
+                "TOO_MANY_STREAMS",
+            ),
+            (
+                TaskError::ResumeExpired("before the floor"),
+                Code::FailedPrecondition,
+                "RESUME_TOKEN_EXPIRED",
+            ),
+            (TaskError::ShuttingDown, Code::Unavailable, "SHUTTING_DOWN"),
             (
                 TaskError::Unauthenticated("expired".into()),
                 Code::Unauthenticated,

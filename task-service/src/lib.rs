@@ -34,7 +34,7 @@ use crate::{
         internal::InternalApi,
         unread::UnreadBudget,
     },
-    rules::{PageTokens, Purges, Tasks},
+    rules::{Feed, PageTokens, Purges, Tasks, Watches},
 };
 use access_token::ExposeSecret;
 use clock::SharedClock;
@@ -223,12 +223,16 @@ impl Application {
         let transport = ServerTls::mode(tls.as_ref());
         tracing::info!(%addr, transport, auth_service = %config.auth_service_url, strict_sessions = config.strict_sessions, "task-service listening (gRPC + grpc-web)");
 
+        // One shutdown for both listeners and the watch streams.
+        let (stop, stopping) = tokio::sync::watch::channel(false);
         // Stopped when `run` returns or is dropped.
         let _refresher = keys.spawn_refresher().map(AbortOnDrop);
+        let feed = Arc::new(Feed::default());
         let purges = Arc::new(Purges::new(
             db.clone(),
             clock.clone(),
             config.tombstone_ttl(),
+            Arc::clone(&feed),
         ));
         // Deleted accounts' tokens are refused from the first call on.
         if let Err(error) = purges.reload().await {
@@ -240,9 +244,21 @@ impl Application {
             clock.clone(),
             TaskQuota::new(config.task_quota),
             purges.owners(),
+            Arc::clone(&feed),
+            config.watch.watch_retained_changes,
         );
+        let watches = Watches::new(
+            db.clone(),
+            feed,
+            purges.owners(),
+            clock.clone(),
+            config.watch.clone(),
+            stopping.clone(),
+        );
+        let _change_sweeper = AbortOnDrop(watches.spawn_sweeper());
+        let _change_listener = watches.spawn_listener().map(AbortOnDrop);
         let unread = UnreadBudget::new(config.max_unread_bytes, config.max_unread_bytes_per_user);
-        let api = TaskServiceServer::new(TaskApi::new(tasks, page_tokens, unread))
+        let api = TaskServiceServer::new(TaskApi::new(tasks, watches, page_tokens, unread))
             .max_decoding_message_size(config.server.max_request_bytes)
             .max_encoding_message_size(grpc_edge::server::MAX_RESPONSE_BYTES);
         let verified = Arc::new(VerifiedTokens::new(config.verified_token_cache_size));
@@ -268,8 +284,6 @@ impl Application {
             ))
         };
 
-        // One shutdown for both listeners.
-        let (stop, stopping) = tokio::sync::watch::channel(false);
         let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         };

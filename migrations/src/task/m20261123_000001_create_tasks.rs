@@ -30,31 +30,20 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        let indexes = [
-            ("idx_tasks_owner_id", vec![Tasks::OwnerId, Tasks::Id], false),
+        let indexes: [(&str, &[Tasks], bool); 3] = [
+            ("idx_tasks_owner_id", &[Tasks::OwnerId, Tasks::Id], false),
             (
                 "idx_tasks_owner_completed_id",
-                vec![Tasks::OwnerId, Tasks::Completed, Tasks::Id],
+                &[Tasks::OwnerId, Tasks::Completed, Tasks::Id],
                 false,
             ),
             (
                 "idx_tasks_owner_request_id",
-                vec![Tasks::OwnerId, Tasks::RequestId],
+                &[Tasks::OwnerId, Tasks::RequestId],
                 true,
             ),
         ];
-        for (name, columns, unique) in indexes {
-            let mut index = Index::create();
-            index.if_not_exists().name(name).table(Tasks::Table);
-            for column in columns {
-                index.col(column);
-            }
-            if unique {
-                index.unique();
-            }
-            manager.create_index(index.to_owned()).await?;
-        }
-        Ok(())
+        crate::create_indexes(manager, Tasks::Table, &indexes).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -64,7 +53,7 @@ impl MigrationTrait for Migration {
     }
 }
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone, Copy)]
 enum Tasks {
     Table,
     Id,

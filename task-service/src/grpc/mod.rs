@@ -12,12 +12,13 @@ pub mod unread;
 use crate::{
     domain::{MAX_PAGE_BYTES, MAX_TASK_REPLY_BYTES, NewTask, TaskId},
     error::TaskError,
-    rules::{PageTokens, Tasks},
+    rules::{PageTokens, Tasks, Watches, resume_token},
 };
 use auth::Caller;
-use replies::{task_pb, within_bytes};
-use requests::{Deletion, ListQuery, Update};
-use std::sync::Arc;
+use futures_util::Stream;
+use replies::{task_pb, watch_pb, within_bytes};
+use requests::{Deletion, ListQuery, Update, parse_resume_token};
+use std::{pin::Pin, sync::Arc};
 use todo_api::todo::task::v1::{self as pb, task_service_server::TaskService};
 use tonic::{Request, Response, Status};
 use tracing::{Span, field::display, instrument};
@@ -27,15 +28,23 @@ use unread::{Recipient, Reserved, UnreadBudget};
 #[derive(Clone)]
 pub struct TaskApi {
     tasks: Tasks,
+    watches: Watches,
     page_tokens: PageTokens,
     unread: Arc<UnreadBudget>,
 }
 
 impl TaskApi {
-    /// Serves RPCs with `tasks`, holding replies for slow readers within `unread`.
-    pub fn new(tasks: Tasks, page_tokens: PageTokens, unread: UnreadBudget) -> Self {
+    /// Serves RPCs with `tasks` and `watches`, holding replies for slow readers within
+    /// `unread`.
+    pub fn new(
+        tasks: Tasks,
+        watches: Watches,
+        page_tokens: PageTokens,
+        unread: UnreadBudget,
+    ) -> Self {
         Self {
             tasks,
+            watches,
             page_tokens,
             unread: Arc::new(unread),
         }
@@ -69,8 +78,31 @@ fn record<Id: std::fmt::Display>(id: Id) -> Id {
     id
 }
 
+/// A WatchTasks stream as tonic sends it.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchTasksResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl TaskService for TaskApi {
+    type WatchTasksStream = WatchStream;
+
+    #[instrument(name = "WatchTasks", skip_all, fields(user_id))]
+    async fn watch_tasks(
+        &self,
+        request: Request<pb::WatchTasksRequest>,
+    ) -> Result<Response<Self::WatchTasksStream>, Status> {
+        let caller = self.caller(&request)?;
+        let from = parse_resume_token(request.get_ref())?;
+        let stream = self
+            .watches
+            .open(caller.owner(), from, caller.expires_at())
+            .await?;
+        let messages = futures_util::stream::unfold(stream, |mut stream| async move {
+            let next = stream.next().await?;
+            Some((next.map(watch_pb).map_err(Status::from), stream))
+        });
+        Ok(Response::new(Box::pin(messages)))
+    }
+
     #[instrument(name = "CreateTask", skip_all, fields(user_id, task_id))]
     async fn create_task(
         &self,
@@ -107,6 +139,7 @@ impl TaskService for TaskApi {
             .tasks
             .list(caller.owner(), query.filter, query.after, query.size)
             .await?;
+        let position = page.position;
         let (tasks, continue_after) = within_bytes(page, MAX_PAGE_BYTES);
         Span::current().record("count", tasks.len());
         let next_page_token = continue_after
@@ -118,6 +151,7 @@ impl TaskService for TaskApi {
         let page = pb::ListTasksResponse {
             tasks,
             next_page_token,
+            resume_token: resume_token::encode(position),
         };
         Ok(self.unread.reply(&recipient, page).await?)
     }

@@ -1,6 +1,9 @@
 //! What the rules answer, as the API's messages.
 
-use crate::domain::{Etag, Page, Task};
+use crate::{
+    domain::{ChangeKind, Etag, Page, Task},
+    rules::{resume_token, watch::Batch},
+};
 use prost::Message;
 use todo_api::{timestamp, todo::task::v1 as pb};
 use uuid::Uuid;
@@ -36,5 +39,28 @@ pub fn task_pb(task: Task) -> pb::Task {
         create_time: Some(timestamp(task.created_at)),
         update_time: Some(timestamp(task.updated_at)),
         etag: Etag::of_version(task.version),
+    }
+}
+
+/// A stream's message: its changes and where to resume after them.
+pub fn watch_pb(batch: Batch) -> pb::WatchTasksResponse {
+    let changes = batch
+        .changes
+        .into_iter()
+        .map(|change| pb::TaskChange {
+            kind: match change.kind {
+                ChangeKind::Created => pb::task_change::Kind::Created,
+                ChangeKind::Updated => pb::task_change::Kind::Updated,
+                ChangeKind::Deleted => pb::task_change::Kind::Deleted,
+            }
+            .into(),
+            task: change.task.map(task_pb),
+            task_id: change.task_id.to_string(),
+            change_time: Some(timestamp(change.changed_at)),
+        })
+        .collect();
+    pb::WatchTasksResponse {
+        changes,
+        resume_token: resume_token::encode(batch.position),
     }
 }

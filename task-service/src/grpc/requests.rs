@@ -3,12 +3,13 @@
 //! then hands the handler values that are already valid.
 
 use crate::{
+    domain::Position,
     domain::{
         CompletedFilter, Description, Etag, NewTask, PageSize, RequestId, TaskChanges, TaskId,
         Title,
     },
     error::TaskError,
-    rules::PageTokens,
+    rules::{PageTokens, resume_token},
 };
 use grpc_edge::violations::FieldViolations;
 use todo_api::todo::task::v1 as pb;
@@ -32,6 +33,23 @@ impl TryFrom<pb::CreateTaskRequest> for NewTask {
         };
         v.finish(new).map_err(TaskError::InvalidArgument)
     }
+}
+
+/// The position a WatchTasks request resumes from: `None` (from now) when it has no token.
+pub fn parse_resume_token(req: &pb::WatchTasksRequest) -> Result<Option<Position>, TaskError> {
+    if req.resume_token.trim().is_empty() {
+        return Ok(None);
+    }
+    let mut v = FieldViolations::new();
+    let position = resume_token::decode(&req.resume_token);
+    if position.is_none() {
+        v.add(
+            "resume_token",
+            "is not a resume token from ListTasks or WatchTasks: send one as received, or none to watch from now",
+        );
+    }
+    v.finish(position.map(Some))
+        .map_err(TaskError::InvalidArgument)
 }
 
 impl TryFrom<&pb::GetTaskRequest> for TaskId {

@@ -2,6 +2,7 @@
 //! account's tasks go and a tombstone stays until every access token it could still hold has
 //! expired. A sweep forgets tombstones past that.
 
+use super::watch::Feed;
 use crate::{error::TaskError, store::purged};
 use chrono::{DateTime, TimeDelta, Utc};
 use clock::SharedClock;
@@ -68,16 +69,24 @@ pub struct Purges {
     /// How long a purged account is remembered.
     tombstone_ttl: TimeDelta,
     owners: Arc<PurgedOwners>,
+    /// Streams on this replica, woken by a purge so that the account's end at once.
+    feed: Arc<Feed>,
 }
 
 impl Purges {
-    /// Purges in `db`, remembering purged accounts for `tombstone_ttl`.
-    pub fn new(db: DatabaseConnection, clock: SharedClock, tombstone_ttl: TimeDelta) -> Self {
+    /// Purges in `db`, remembering purged accounts for `tombstone_ttl`, waking `feed`.
+    pub fn new(
+        db: DatabaseConnection,
+        clock: SharedClock,
+        tombstone_ttl: TimeDelta,
+        feed: Arc<Feed>,
+    ) -> Self {
         Self {
             db,
             clock,
             tombstone_ttl,
             owners: Arc::default(),
+            feed,
         }
     }
 
@@ -106,6 +115,7 @@ impl Purges {
         let forget_after = forget_after(now, self.tombstone_ttl, keep_until);
         let deleted = purged::purge(&self.db, owner, now, forget_after).await?;
         self.owners.insert(owner);
+        self.feed.changed(owner);
         tracing::info!(
             target: "audit", event = "account_purged", user_id = %owner, deleted,
             "deleted account's tasks purged"

@@ -1,8 +1,8 @@
 //! What the task-service decides about a user's tasks: every operation is scoped to its
-//! [`Owner`], every write is stamped with the clock's time, and creates stop at the quota.
-//! (The per-user change log of live tasks will be written here, beside each change.)
+//! [`Owner`], every write is stamped with the clock's time and appended to the owner's change
+//! log in its transaction (then wakes the owner's streams here), and creates stop at the quota.
 
-use super::purges::PurgedOwners;
+use super::{purges::PurgedOwners, watch::Feed};
 use crate::{
     domain::{
         CompletedFilter, Etag, NewTask, Owner, Page, PageSize, Task, TaskChanges, TaskId, TaskQuota,
@@ -23,23 +23,39 @@ pub struct Tasks {
     quota: TaskQuota,
     /// Deleted accounts, whose tokens that have not expired yet are refused.
     purged: Arc<PurgedOwners>,
+    /// The owners' streams on this replica, woken after each write.
+    feed: Arc<Feed>,
+    /// Changes each owner's log keeps (WATCH_RETAINED_CHANGES).
+    retained: i64,
 }
 
 impl Tasks {
     /// Tasks in `db`, stamped by `clock`, at most `quota` per user, refused to the accounts
-    /// in `purged`.
+    /// in `purged`; writes wake `feed` and keep `retained` changes per owner.
     pub fn new(
         db: DatabaseConnection,
         clock: SharedClock,
         quota: TaskQuota,
         purged: Arc<PurgedOwners>,
+        feed: Arc<Feed>,
+        retained: u32,
     ) -> Self {
         Self {
             db,
             clock,
             quota,
             purged,
+            feed,
+            retained: retained.into(),
         }
+    }
+
+    /// After a write of `owner`'s committed: wakes their streams here.
+    fn written<T>(&self, owner: Owner, result: Result<T, TaskError>) -> Result<T, TaskError> {
+        if result.is_ok() {
+            self.feed.changed(owner.user_id());
+        }
+        result
     }
 
     /// `owner`'s tasks, unless the account was deleted. (What this replica knows of deletions
@@ -49,14 +65,16 @@ impl Tasks {
         if self.purged.contains(owner.user_id()) {
             return Err(TaskError::Unauthenticated("the account was deleted".into()));
         }
-        Ok(OwnedTasks::of(&self.db, owner))
+        Ok(OwnedTasks::of(&self.db, owner, self.retained))
     }
 
     /// Creates a task (or, for a retried `request_id`, returns the one it made).
     pub async fn create(&self, owner: Owner, new: NewTask) -> Result<Task, TaskError> {
-        self.of(owner)?
+        let created = self
+            .of(owner)?
             .create(new, self.clock.now(), self.quota)
-            .await
+            .await;
+        self.written(owner, created)
     }
 
     /// One task.
@@ -64,7 +82,8 @@ impl Tasks {
         self.of(owner)?.get(id).await
     }
 
-    /// Up to `size` tasks older than `after` (or the newest), newest first.
+    /// Up to `size` tasks older than `after` (or the newest), newest first, and the change
+    /// log's position they were read at.
     pub async fn list(
         &self,
         owner: Owner,
@@ -83,14 +102,17 @@ impl Tasks {
         changes: TaskChanges,
         etag: Option<Etag>,
     ) -> Result<Task, TaskError> {
-        self.of(owner)?
+        let updated = self
+            .of(owner)?
             .update(id, changes, etag, self.clock.now())
-            .await
+            .await;
+        self.written(owner, updated)
     }
 
     /// Flips completion.
     pub async fn toggle(&self, owner: Owner, id: TaskId) -> Result<Task, TaskError> {
-        self.of(owner)?.toggle(id, self.clock.now()).await
+        let toggled = self.of(owner)?.toggle(id, self.clock.now()).await;
+        self.written(owner, toggled)
     }
 
     /// Deletes a task, only if it still has `etag` when one is given.
@@ -100,6 +122,7 @@ impl Tasks {
         id: TaskId,
         etag: Option<Etag>,
     ) -> Result<(), TaskError> {
-        self.of(owner)?.delete(id, etag).await
+        let deleted = self.of(owner)?.delete(id, etag, self.clock.now()).await;
+        self.written(owner, deleted)
     }
 }

@@ -80,8 +80,8 @@ pub(crate) async fn is_purged(db: &impl ConnectionTrait, owner: Uuid) -> Result<
 const PURGE_BATCH: u64 = 500;
 
 /// Leaves `owner`'s tombstone until `forget_after` (purging again moves it to the later of the
-/// two), then deletes every task of `owner`, a batch per statement; returns how many tasks
-/// were deleted. The tombstone is committed first, under the owner's lock: from then on no
+/// two), then deletes every task of `owner`, a batch per statement, and their change log;
+/// returns how many tasks were deleted. The tombstone is committed first, under the owner's lock: from then on no
 /// create can add a task, so the deletes that follow cannot miss one, and a purge cut short
 /// (a timeout, a crash) leaves the tombstone and is finished by the next delivery.
 pub(crate) async fn purge(
@@ -125,6 +125,9 @@ pub(crate) async fn purge(
             .rows_affected;
         deleted += n;
         if n < PURGE_BATCH {
+            // Then the change log, which holds the tasks' contents too. No write can add to
+            // it any more: creates are refused, and every other write finds no task.
+            super::changes::erase(db, owner).await?;
             return Ok(deleted);
         }
     }

@@ -1,26 +1,28 @@
 //! The only way to reach the `tasks` table: an [`OwnedTasks`] repository that exists only for
 //! an [`Owner`] (made from a verified caller) and puts `owner_id = owner` into the WHERE clause
-//! of every statement it runs. Writes are single statements filtered by id *and* owner; "no row" means
-//! NOT_FOUND, whether the task is missing or someone else's. Nothing is fetched and then
-//! checked in Rust.
+//! of every statement it runs. Each write is one statement filtered by id *and* owner ("no row"
+//! means NOT_FOUND, whether the task is missing or someone else's; nothing is fetched and then
+//! checked in Rust), in a transaction that appends the change to the owner's change log
+//! ([`changes`]). A list reads the log's head and its page in one snapshot.
 
 use crate::{
     domain::{
-        CompletedFilter, Etag, NewTask, Owner, Page, PageSize, RequestId, Task, TaskChanges,
-        TaskId, TaskQuota,
+        ChangeKind, CompletedFilter, Etag, NewTask, Owner, Page, PageSize, Position, RequestId,
+        Task, TaskChanges, TaskId, TaskQuota,
     },
     error::TaskError,
 };
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
-    ExprTrait, FromQueryResult, Iterable, ModelTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    AccessMode, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, DbErr, EntityTrait, ExprTrait, FromQueryResult, IsolationLevel, Iterable,
+    ModelTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
     sea_query::{Expr, OnConflict, Query, SimpleExpr},
 };
 use uuid::Uuid;
 
 use super::{
+    changes::{self, Written},
     entity::task::{self as entity, Column, Entity},
     purged::{self, OwnerLock},
 };
@@ -86,19 +88,33 @@ impl From<entity::Model> for Task {
     }
 }
 
-/// One owner's tasks, and only theirs.
+/// One owner's tasks, and only theirs. Every write appends to the owner's change log
+/// ([`changes`]) in its transaction.
 pub struct OwnedTasks<'a> {
     db: &'a DatabaseConnection,
     owner: Uuid,
+    /// How many changes the owner's log keeps.
+    retained: i64,
 }
 
 impl<'a> OwnedTasks<'a> {
-    /// The tasks `owner` owns, in `db`.
-    pub fn of(db: &'a DatabaseConnection, owner: Owner) -> Self {
+    /// The tasks `owner` owns, in `db`, whose change log keeps the last `retained` changes.
+    pub fn of(db: &'a DatabaseConnection, owner: Owner, retained: i64) -> Self {
         Self {
             db,
             owner: owner.user_id(),
+            retained,
         }
+    }
+
+    /// Appends `written` to the owner's change log in `txn`.
+    async fn log(
+        &self,
+        txn: &DatabaseTransaction,
+        written: Written<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Position, DbErr> {
+        changes::append(txn, self.owner, written, now, self.retained).await
     }
 
     /// Every statement's WHERE clause starts here.
@@ -146,40 +162,41 @@ impl<'a> OwnedTasks<'a> {
             version: 1,
             request_id: new.request_id.map(|r| r.0),
         };
-        // PostgreSQL: in a transaction holding the owner's lock shared (see `purged`). SQLite:
-        // writes are serialized and each statement sees the latest commit, so the conditional
-        // insert needs no transaction around it.
-        if self.db.get_database_backend() != DatabaseBackend::Postgres {
-            return self.insert_once(self.db, model, new.request_id).await;
-        }
+        // In one transaction with its change; on PostgreSQL holding the owner's lock shared
+        // (see `purged`). On SQLite writes are serialized and each statement sees the latest
+        // commit, so the conditional insert needs no lock.
         let txn = self.db.begin().await?;
         purged::lock_owner(&txn, self.owner, OwnerLock::Shared).await?;
-        let task = self.insert_once(&txn, model, new.request_id).await?;
+        let (task, inserted) = self.insert_once(&txn, model, new.request_id).await?;
+        if inserted {
+            self.log(&txn, Written::Task(ChangeKind::Created, &task), now)
+                .await?;
+        }
         txn.commit().await?;
         Ok(task)
     }
 
     /// Inserts `model` unless the owner was purged; with a request id, unless the owner already
-    /// used it, and then answers the task that carries it.
+    /// used it, and then answers the task that carries it. Says whether it inserted.
     async fn insert_once(
         &self,
         db: &impl ConnectionTrait,
         model: entity::Model,
         request_id: Option<RequestId>,
-    ) -> Result<Task, TaskError> {
+    ) -> Result<(Task, bool), TaskError> {
         let Some(request_id) = request_id else {
             if self.insert_unless_purged(db, &model).await? == 0 {
                 return Err(purged_owner());
             }
-            return Ok(model.into());
+            return Ok((model.into(), true));
         };
         // Insert unless this owner already used the request id; either way, read back the
         // one task that carries it. If that task is deleted between the two statements, the
         // second attempt inserts.
         for _ in 0..2 {
-            self.insert_unless_purged(db, &model).await?;
+            let inserted = self.insert_unless_purged(db, &model).await? == 1;
             if let Some(task) = self.made_by(db, &request_id).await? {
-                return Ok(task.into());
+                return Ok((task.into(), inserted));
             }
             if purged::is_purged(db, self.owner).await? {
                 return Err(purged_owner());
@@ -261,6 +278,19 @@ impl<'a> OwnedTasks<'a> {
         if let Some(after) = after {
             condition = condition.and(Column::Id.lt(after));
         }
+        // The log's head and the page in one snapshot: REPEATABLE READ on PostgreSQL; a
+        // SQLite read transaction is one snapshot from its first read.
+        let txn = if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            self.db
+                .begin_with_config(
+                    Some(IsolationLevel::RepeatableRead),
+                    Some(AccessMode::ReadOnly),
+                )
+                .await?
+        } else {
+            self.db.begin().await?
+        };
+        let position = changes::range(&txn, self.owner).await?.head;
         let mut rows = Entity::find()
             .select_only()
             .columns(TASK_COLUMNS)
@@ -268,12 +298,17 @@ impl<'a> OwnedTasks<'a> {
             .order_by_desc(Column::Id)
             .limit(size.0 + 1)
             .into_model::<Row>()
-            .all(self.db)
+            .all(&txn)
             .await?;
+        txn.commit().await?;
         let more = rows.len() as u64 > size.0;
         rows.truncate(usize::try_from(size.0).unwrap_or(usize::MAX));
         let tasks = rows.into_iter().map(Task::from).collect();
-        Ok(Page { tasks, more })
+        Ok(Page {
+            tasks,
+            more,
+            position,
+        })
     }
 
     /// Writes `changes` in one statement, only if the task still has `etag` when one is given.
@@ -336,31 +371,42 @@ impl<'a> OwnedTasks<'a> {
         if let Some(etag) = etag {
             condition = condition.and(Column::Version.eq(etag.0));
         }
+        let txn = self.db.begin().await?;
         let updated = update
             .col_expr(Column::Version, Expr::col(Column::Version).add(1))
             .col_expr(Column::UpdatedAt, Expr::value(now))
             .filter(condition)
-            .exec_with_returning(self.db)
+            .exec_with_returning(&txn)
             .await?;
-        match updated.into_iter().next() {
-            Some(model) => Ok(model.into()),
-            None => Err(self.missing_or_stale(id, etag).await?),
-        }
+        let Some(task) = updated.into_iter().next().map(Task::from) else {
+            txn.rollback().await?;
+            return Err(self.missing_or_stale(id, etag).await?);
+        };
+        self.log(&txn, Written::Task(ChangeKind::Updated, &task), now)
+            .await?;
+        txn.commit().await?;
+        Ok(task)
     }
 
     /// Deletes one task, only if it still has `etag` when one is given.
-    pub async fn delete(&self, id: TaskId, etag: Option<Etag>) -> Result<(), TaskError> {
+    pub async fn delete(
+        &self,
+        id: TaskId,
+        etag: Option<Etag>,
+        now: DateTime<Utc>,
+    ) -> Result<(), TaskError> {
         let mut condition = self.one(id);
         if let Some(etag) = etag {
             condition = condition.and(Column::Version.eq(etag.0));
         }
-        let deleted = Entity::delete_many()
-            .filter(condition)
-            .exec(self.db)
-            .await?;
+        let txn = self.db.begin().await?;
+        let deleted = Entity::delete_many().filter(condition).exec(&txn).await?;
         if deleted.rows_affected == 0 {
+            txn.rollback().await?;
             return Err(self.missing_or_stale(id, etag).await?);
         }
+        self.log(&txn, Written::Deleted(id.0), now).await?;
+        txn.commit().await?;
         Ok(())
     }
 

@@ -17,3 +17,4 @@ mod pagination;
 mod slow_readers;
 mod tasks;
 mod tls;
+mod watch;

@@ -1,9 +1,9 @@
 //! What one client may make the server hold: open connections (MAX_CONNECTIONS, and
 //! MAX_CONNECTIONS_PER_CLIENT per address or IPv6 /64), how long a connection may stay silent
 //! before it has said anything (CONNECTION_PREFACE_TIMEOUT_SECS) and with nothing in flight
-//! (CONNECTION_IDLE_TIMEOUT_SECS), and streaming RPCs (health Watch, reflection: they need no
-//! token and can stay open for as long as the client likes) in total, per client and per
-//! connection.
+//! (CONNECTION_IDLE_TIMEOUT_SECS), and streaming RPCs (WatchTasks; health Watch and
+//! reflection, which need no token: all can stay open for as long as the client likes) in
+//! total, per client and per connection.
 //!
 //! Accepting never stops. An accepted connection is admitted ([`Connections::admit`]) or
 //! closed at once: past its client's share, or when the server is full and no client holding
@@ -53,8 +53,9 @@ use tokio::{
 use tokio_stream::Stream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-/// The streaming RPCs the server serves (all of ours are unary).
+/// The streaming RPCs the servers serve (every other RPC of ours is unary).
 const STREAMING_PATHS: &[&str] = &[
+    "/todo.task.v1.TaskService/WatchTasks",
     "/grpc.health.v1.Health/Watch",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",

@@ -9,6 +9,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     user_id: Uuid,
+    /// When the token expires (Unix seconds): long-lived streams end then.
+    expires_at: i64,
 }
 
 impl Caller {
@@ -16,7 +18,15 @@ impl Caller {
     pub(crate) fn from_claims(claims: AccessClaims) -> Result<Self, TaskError> {
         let user_id = Uuid::try_parse(&claims.sub)
             .map_err(|_| TaskError::Unauthenticated("`sub` is not a user id".into()))?;
-        Ok(Self { user_id })
+        Ok(Self {
+            user_id,
+            expires_at: claims.exp,
+        })
+    }
+
+    /// When the caller's access token expires (Unix seconds).
+    pub fn expires_at(&self) -> i64 {
+        self.expires_at
     }
 
     /// The caller's user id (the token's `sub`).

@@ -3,3 +3,5 @@
 
 pub(super) mod purged_owner;
 pub(super) mod task;
+pub(super) mod task_change;
+pub(super) mod task_change_head;

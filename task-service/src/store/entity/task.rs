@@ -5,9 +5,11 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "tasks")]
 pub struct Model {
+    /// The key is `(owner_id, id)`: the table can be distributed by owner.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub owner_id: Uuid,
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    pub owner_id: Uuid,
     pub title: String,
     #[sea_orm(column_type = "Text")]
     pub description: String,
