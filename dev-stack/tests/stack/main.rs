@@ -10,5 +10,6 @@ mod deletion;
 mod launcher;
 mod least_privilege;
 mod messages;
+mod replicas;
 mod startup_race;
 mod tls;

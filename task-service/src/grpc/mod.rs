@@ -16,6 +16,8 @@ use crate::{
 };
 use auth::Caller;
 use futures_util::Stream;
+use grpc_edge::server::AbortOnDrop;
+use prost::Message;
 use replies::{task_pb, watch_pb, within_bytes};
 use requests::{Deletion, ListQuery, Update, parse_resume_token};
 use std::{pin::Pin, sync::Arc};
@@ -78,6 +80,41 @@ fn record<Id: std::fmt::Display>(id: Id) -> Id {
     id
 }
 
+/// Makes a WatchTasks stream's messages, each charged to its recipient's unread budget until
+/// the next is asked for (the client has taken it).
+struct Producer {
+    stream: crate::rules::watch::Stream,
+    unread: Arc<UnreadBudget>,
+    recipient: Recipient,
+    /// The charge of the last message made.
+    held: Option<Reserved>,
+}
+
+impl Producer {
+    /// The next message (`None` once the stream has ended), and the producer back unless it
+    /// has.
+    async fn produce(mut self) -> (Option<Self>, Option<Result<pb::WatchTasksResponse, Status>>) {
+        // Asked for the next message: the last one was taken.
+        self.held = None;
+        let message = match self.stream.next().await {
+            None => return (None, None),
+            Some(Err(error)) => return (None, Some(Err(error.into()))),
+            Some(Ok(batch)) => watch_pb(batch),
+        };
+        match self
+            .unread
+            .reserve(&self.recipient, message.encoded_len())
+            .await
+        {
+            Ok(held) => {
+                self.held = Some(held);
+                (Some(self), Some(Ok(message)))
+            }
+            Err(error) => (None, Some(Err(error.into()))),
+        }
+    }
+}
+
 /// A WatchTasks stream as tonic sends it.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchTasksResponse, Status>> + Send>>;
 
@@ -91,14 +128,32 @@ impl TaskService for TaskApi {
         request: Request<pb::WatchTasksRequest>,
     ) -> Result<Response<Self::WatchTasksStream>, Status> {
         let caller = self.caller(&request)?;
+        let recipient = Recipient::of(&caller, &request);
         let from = parse_resume_token(request.get_ref())?;
         let stream = self
             .watches
             .open(caller.owner(), from, caller.expires_at())
             .await?;
-        let messages = futures_util::stream::unfold(stream, |mut stream| async move {
-            let next = stream.next().await?;
-            Some((next.map(watch_pb).map_err(Status::from), stream))
+        // Each message is made in a task of its own and charged to the unread-replies budget
+        // until the client takes it (the stream is asked for the next one). HTTP/2 stops
+        // polling a body whose client grants no window: made inline, a read could stall
+        // half-way holding a database connection. So a client that stops reading holds one
+        // charged message and nothing else.
+        let producer = Producer {
+            stream,
+            unread: Arc::clone(&self.unread),
+            recipient,
+            held: None,
+        };
+        let messages = futures_util::stream::unfold(Some(producer), |producer| async move {
+            let mut task = AbortOnDrop(tokio::spawn(producer?.produce()));
+            match (&mut task.0).await {
+                Ok((producer, next)) => Some((next?, producer)),
+                Err(error) => {
+                    let error = TaskError::Internal(format!("a watch message failed: {error}"));
+                    Some((Err(error.into()), None))
+                }
+            }
         });
         Ok(Response::new(Box::pin(messages)))
     }

@@ -36,9 +36,10 @@ use uuid::Uuid;
 
 /// Most changes read from the log at once.
 const READ_ROWS: u64 = 100;
-/// Most bytes of changes in one message (at least one change is always sent): well under the
-/// 2 MiB reply limit, and what a client that stops reading makes the server hold per stream.
-const MESSAGE_BYTES: usize = 256 * 1024;
+/// Most bytes of changes in one message (at least one change is always sent, up to ~34 KiB):
+/// what a client that stops reading makes the server hold per stream (charged to its
+/// unread-replies budget).
+const MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Who is watching on this replica: per owner, the wake-up channel of their streams and
 /// how many there are.

@@ -663,3 +663,75 @@ async fn an_idle_stream_gets_heartbeats_with_the_latest_token() {
         assert_eq!(beat.resume_token, latest);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_stuck_watchers_hold_is_charged_to_their_unread_budget_and_never_crowds_out_others() {
+    let stack = TestStack::spawn_with(
+        |_| {},
+        |task| {
+            task.max_unread_bytes = 2 * 1024 * 1024;
+            task.max_unread_bytes_per_user = 2 * 1024 * 1024;
+            task.watch.watch_streams_per_user = 128;
+            task.server.connections.max_watch_streams_per_client = 128;
+        },
+    )
+    .await;
+    let ada = stack.user("ada@example.com").await;
+    let bob = stack.user("bob@example.com").await;
+    // 96 watchers, each on a connection with small windows, none reading after its first
+    // message: each is made to hold one message of a 30 KB change, 2.8 MB in all, past the
+    // 2 MiB Ada may have unread.
+    let mut stuck = Vec::new();
+    for _ in 0..96 {
+        let small = Channel::from_shared(format!("http://{}", stack.task_addr))
+            .unwrap()
+            .initial_stream_window_size(Some(1024))
+            .initial_connection_window_size(Some(1024))
+            .connect()
+            .await
+            .unwrap();
+        stuck.push(
+            watch(&TaskServiceClient::new(small), &ada.token, "")
+                .await
+                .unwrap(),
+        );
+    }
+    // Three bytes a character, 10,000 characters: the largest description.
+    let big = "€".repeat(10_000);
+    for i in 0..3 {
+        ada.try_create(pb::CreateTaskRequest {
+            title: format!("big {i}"),
+            description: big.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Another user is still served: the service's budget makes room from the biggest holder.
+    bob.list(pb::ListTasksRequest::default()).await.unwrap();
+    // Reading now: some of Ada's streams were refused a message past her budget (and end with
+    // a status that says so, resumable from their last token); none lost a change unsaid.
+    let mut refused = 0;
+    for watcher in &mut stuck {
+        let mut delivered = 0;
+        loop {
+            match timeout(Duration::from_secs(5), watcher.stream.message()).await {
+                Err(_) => break,
+                Ok(Ok(Some(message))) => delivered += message.changes.len(),
+                Ok(Ok(None)) => panic!("ended without a status"),
+                Ok(Err(status)) => {
+                    if status.code() == Code::ResourceExhausted {
+                        assert_refused(&status, Code::ResourceExhausted, "TOO_MANY_UNREAD_REPLIES");
+                        refused += 1;
+                    }
+                    break;
+                }
+            }
+            if delivered == 3 {
+                break;
+            }
+        }
+    }
+    assert!(refused > 0, "2.8 MB held for Ada past her 2 MiB");
+}

@@ -23,7 +23,9 @@
 //! Admitted connections are [`Tracked`]: each holds its counters, found again by the peer
 //! address tonic puts in every request. [`ConnectionLayer`] counts the RPCs in flight on the
 //! connection (until their response body ends) and admits streaming RPCs, answering
-//! RESOURCE_EXHAUSTED with `ErrorInfo` `TOO_MANY_STREAMS` past a limit. A connection is ended
+//! RESOURCE_EXHAUSTED with `ErrorInfo` `TOO_MANY_STREAMS` past a limit. Streams that need no
+//! token (health Watch, reflection) and WatchTasks streams have limits of their own
+//! ([`StreamKind`]), so neither kind can crowd out the other. A connection is ended
 //! (idle, silent or evicted) by its reader reporting end of stream, which makes hyper close it.
 
 use crate::{
@@ -53,13 +55,72 @@ use tokio::{
 use tokio_stream::Stream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-/// The streaming RPCs the servers serve (every other RPC of ours is unary).
-const STREAMING_PATHS: &[&str] = &[
-    "/todo.task.v1.TaskService/WatchTasks",
-    "/grpc.health.v1.Health/Watch",
-    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+/// The two kinds of streaming RPC, each with slots and shares of its own: streams anyone may
+/// open without a token cannot take the slots of users' WatchTasks streams, nor the reverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamKind {
+    /// Health `Watch` and reflection: no token needed (MAX_STREAMING_RPCS*).
+    Anonymous = 0,
+    /// WatchTasks: a verified user's (MAX_WATCH_STREAMS*; the task-service also bounds them
+    /// per user).
+    Watch = 1,
+}
+
+/// The streaming RPCs the servers serve, and their kind (every other RPC of ours is unary).
+const STREAMING_PATHS: &[(&str, StreamKind)] = &[
+    ("/todo.task.v1.TaskService/WatchTasks", StreamKind::Watch),
+    ("/grpc.health.v1.Health/Watch", StreamKind::Anonymous),
+    (
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        StreamKind::Anonymous,
+    ),
+    (
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        StreamKind::Anonymous,
+    ),
 ];
+
+/// The kind of the streaming RPC at `path`, `None` for a unary one.
+fn stream_kind(path: &str) -> Option<StreamKind> {
+    STREAMING_PATHS
+        .iter()
+        .find(|(streaming, _)| *streaming == path)
+        .map(|(_, kind)| *kind)
+}
+
+/// The limits of one kind of stream, and who holds them.
+#[derive(Debug)]
+struct StreamLimits {
+    slots: Arc<Semaphore>,
+    max: usize,
+    per_connection: usize,
+    per_client: usize,
+    clients: Mutex<HashMap<ClientKey, usize>>,
+    /// The settings of `max`, `per_client` and `per_connection`, named in refusals.
+    settings: [&'static str; 3],
+}
+
+impl StreamLimits {
+    fn new(
+        max: usize,
+        per_client: usize,
+        per_connection: usize,
+        settings: [&'static str; 3],
+    ) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(max.max(1))),
+            max: max.max(1),
+            per_connection: per_connection.max(1),
+            per_client: per_client.max(1),
+            clients: Mutex::new(HashMap::new()),
+            settings,
+        }
+    }
+
+    fn clients(&self) -> MutexGuard<'_, HashMap<ClientKey, usize>> {
+        self.clients.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// Bytes a client must have sent within the preface timeout: the HTTP/2 connection preface
 /// is 24 bytes, and any HTTP/1.1 request line with its Host header or a TLS ClientHello is
@@ -74,11 +135,8 @@ pub(crate) struct Connections {
     connections_per_client: usize,
     preface_timeout: Duration,
     idle_timeout: Option<Duration>,
-    streams: Arc<Semaphore>,
-    max_streams: usize,
-    streams_per_connection: usize,
-    streams_per_client: usize,
-    client_streams: Mutex<HashMap<ClientKey, usize>>,
+    /// By [`StreamKind`].
+    streams: [StreamLimits; 2],
     proxies: TrustedProxies,
     domain: &'static str,
     epoch: Instant,
@@ -181,7 +239,8 @@ struct Counters {
     /// The peer is a trusted proxy.
     proxy: bool,
     in_flight: AtomicUsize,
-    streams: AtomicUsize,
+    /// Open streaming RPCs, by [`StreamKind`].
+    streams: [AtomicUsize; 2],
     /// When an RPC last started or ended, in milliseconds since [`Connections::epoch`].
     last_active_ms: AtomicU64,
     /// When an RPC last started or a response body last handed over data.
@@ -205,7 +264,7 @@ impl Counters {
             client,
             proxy,
             in_flight: AtomicUsize::new(0),
-            streams: AtomicUsize::new(0),
+            streams: [AtomicUsize::new(0), AtomicUsize::new(0)],
             last_active_ms: AtomicU64::new(now_ms),
             last_data_ms: AtomicU64::new(now_ms),
             handed: AtomicU64::new(0),
@@ -312,11 +371,28 @@ impl Connections {
             connections_per_client: args.max_connections_per_client.max(1),
             preface_timeout: args.preface_timeout(),
             idle_timeout: args.idle_timeout(),
-            streams: Arc::new(Semaphore::new(args.max_streaming_rpcs.max(1))),
-            max_streams: args.max_streaming_rpcs.max(1),
-            streams_per_connection: args.max_streaming_rpcs_per_connection.max(1),
-            streams_per_client: args.max_streaming_rpcs_per_client.max(1),
-            client_streams: Mutex::new(HashMap::new()),
+            streams: [
+                StreamLimits::new(
+                    args.max_streaming_rpcs,
+                    args.max_streaming_rpcs_per_client,
+                    args.max_streaming_rpcs_per_connection,
+                    [
+                        "MAX_STREAMING_RPCS",
+                        "MAX_STREAMING_RPCS_PER_CLIENT",
+                        "MAX_STREAMING_RPCS_PER_CONNECTION",
+                    ],
+                ),
+                StreamLimits::new(
+                    args.max_watch_streams,
+                    args.max_watch_streams_per_client,
+                    args.max_watch_streams_per_connection,
+                    [
+                        "MAX_WATCH_STREAMS",
+                        "MAX_WATCH_STREAMS_PER_CLIENT",
+                        "MAX_WATCH_STREAMS_PER_CONNECTION",
+                    ],
+                ),
+            ],
             proxies,
             domain,
             epoch: Instant::now(),
@@ -329,12 +405,6 @@ impl Connections {
 
     fn table(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn client_streams(&self) -> MutexGuard<'_, HashMap<ClientKey, usize>> {
-        self.client_streams
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whom a request from `peer` is charged to: behind a trusted proxy, the forwarded client.

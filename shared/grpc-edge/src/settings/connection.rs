@@ -1,5 +1,5 @@
 //! Limits on what one client connection may hold: HTTP/2 keepalive, connection age, idle
-//! time, and streaming RPCs.
+//! time, and streaming RPCs (those anyone may open, and WatchTasks).
 
 use clap::Args;
 use std::time::Duration;
@@ -56,6 +56,21 @@ pub struct ConnectionArgs {
     /// Most streaming RPCs open at once on one connection.
     #[arg(long, env = "MAX_STREAMING_RPCS_PER_CONNECTION", default_value_t = 16)]
     pub max_streaming_rpcs_per_connection: usize,
+
+    /// Most WatchTasks streams (the task-service's live changes) open at once on the server:
+    /// slots of their own, which health Watch and reflection streams cannot take.
+    #[arg(long, env = "MAX_WATCH_STREAMS", default_value_t = 16_384)]
+    pub max_watch_streams: usize,
+
+    /// Most WatchTasks streams one client (address or IPv6 /64; behind a trusted proxy, the
+    /// forwarded client) may have open at once, over all its connections and accounts.
+    #[arg(long, env = "MAX_WATCH_STREAMS_PER_CLIENT", default_value_t = 32)]
+    pub max_watch_streams_per_client: usize,
+
+    /// Most WatchTasks streams open at once on one connection (a browser shares one HTTP/2
+    /// connection per origin among its tabs; the web app keeps one stream per browser).
+    #[arg(long, env = "MAX_WATCH_STREAMS_PER_CONNECTION", default_value_t = 16)]
+    pub max_watch_streams_per_connection: usize,
 }
 
 impl ConnectionArgs {
@@ -108,6 +123,16 @@ impl ConnectionArgs {
                 "MAX_STREAMING_RPCS, MAX_STREAMING_RPCS_PER_CLIENT and \
                  MAX_STREAMING_RPCS_PER_CONNECTION must be at least 1 (health Watch and \
                  reflection are streaming RPCs)"
+                    .to_owned(),
+            );
+        }
+        if self.max_watch_streams == 0
+            || self.max_watch_streams_per_client == 0
+            || self.max_watch_streams_per_connection == 0
+        {
+            problems.push(
+                "MAX_WATCH_STREAMS, MAX_WATCH_STREAMS_PER_CLIENT and \
+                 MAX_WATCH_STREAMS_PER_CONNECTION must be at least 1"
                     .to_owned(),
             );
         }

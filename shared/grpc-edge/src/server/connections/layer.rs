@@ -1,7 +1,7 @@
 //! The layer half of the connection limits: every RPC is counted on its connection until its
 //! response body ends, and streaming RPCs are admitted against the limits.
 
-use super::{ConnectionHandle, Connections, Counters, STREAMING_PATHS};
+use super::{ConnectionHandle, Connections, Counters, StreamKind, stream_kind};
 use crate::client_address::ClientKey;
 use crate::server::HeldUntilSent;
 use bytes::Bytes;
@@ -53,9 +53,10 @@ pub(crate) struct ConnectionService<S> {
 pub(crate) struct InFlight {
     counters: Option<Arc<Counters>>,
     connections: Arc<Connections>,
-    stream: Option<OwnedSemaphorePermit>,
+    /// The kind of streaming RPC this is, and its slot.
+    stream: Option<(StreamKind, OwnedSemaphorePermit)>,
     /// The client whose stream share this RPC holds, if it is a streaming one.
-    client_stream: Option<ClientKey>,
+    client_stream: Option<(StreamKind, ClientKey)>,
     held: Option<HeldUntilSent>,
 }
 
@@ -66,12 +67,14 @@ impl Drop for InFlight {
                 .last_active_ms
                 .store(self.connections.now_ms(), Ordering::Release);
             counters.in_flight.fetch_sub(1, Ordering::AcqRel);
-            if self.stream.is_some() && !counters.proxy {
-                counters.streams.fetch_sub(1, Ordering::AcqRel);
+            if let Some((kind, _)) = &self.stream
+                && !counters.proxy
+            {
+                counters.streams[*kind as usize].fetch_sub(1, Ordering::AcqRel);
             }
         }
-        if let Some(client) = self.client_stream.take() {
-            let mut streams = self.connections.client_streams();
+        if let Some((kind, client)) = self.client_stream.take() {
+            let mut streams = self.connections.streams[kind as usize].clients();
             if let Some(count) = streams.get_mut(&client) {
                 *count -= 1;
                 if *count == 0 {
@@ -94,40 +97,39 @@ impl InFlight {
         }
     }
 
-    /// Takes a stream slot, on the server, for `client` (the forwarded client behind a
-    /// trusted proxy) and on this connection.
-    pub(super) fn admit_stream(&mut self, client: ClientKey) -> Result<(), tonic::Status> {
+    /// Takes a slot for a stream of `kind`, on the server, for `client` (the forwarded client
+    /// behind a trusted proxy) and on this connection.
+    pub(super) fn admit_stream(
+        &mut self,
+        kind: StreamKind,
+        client: ClientKey,
+    ) -> Result<(), tonic::Status> {
         let c = &self.connections;
-        let Ok(permit) = Arc::clone(&c.streams).try_acquire_owned() else {
-            return Err(too_many_streams(c, "MAX_STREAMING_RPCS", c.max_streams));
+        let limits = &c.streams[kind as usize];
+        let [total, per_client, per_connection] = limits.settings;
+        let Ok(permit) = Arc::clone(&limits.slots).try_acquire_owned() else {
+            return Err(too_many_streams(c, total, limits.max));
         };
         {
-            let mut streams = c.client_streams();
+            let mut streams = limits.clients();
             let count = streams.entry(client).or_insert(0);
-            if *count >= c.streams_per_client {
-                return Err(too_many_streams(
-                    c,
-                    "MAX_STREAMING_RPCS_PER_CLIENT",
-                    c.streams_per_client,
-                ));
+            if *count >= limits.per_client {
+                return Err(too_many_streams(c, per_client, limits.per_client));
             }
             *count += 1;
-            self.client_stream = Some(client);
+            self.client_stream = Some((kind, client));
         }
         // A trusted proxy's connection carries many clients' streams: their shares are their
         // own (above), not the connection's.
         if let Some(counters) = &self.counters
             && !counters.proxy
-            && counters.streams.fetch_add(1, Ordering::AcqRel) >= c.streams_per_connection
+            && counters.streams[kind as usize].fetch_add(1, Ordering::AcqRel)
+                >= limits.per_connection
         {
-            counters.streams.fetch_sub(1, Ordering::AcqRel);
-            return Err(too_many_streams(
-                c,
-                "MAX_STREAMING_RPCS_PER_CONNECTION",
-                c.streams_per_connection,
-            ));
+            counters.streams[kind as usize].fetch_sub(1, Ordering::AcqRel);
+            return Err(too_many_streams(c, per_connection, limits.per_connection));
         }
-        self.stream = Some(permit);
+        self.stream = Some((kind, permit));
         Ok(())
     }
 }
@@ -177,8 +179,9 @@ where
                 .extensions_mut()
                 .insert(ConnectionHandle(Arc::clone(counters)));
         }
-        if STREAMING_PATHS.contains(&request.uri().path())
-            && let Err(status) = in_flight.admit_stream(self.connections.client_of(peer, &request))
+        if let Some(kind) = stream_kind(request.uri().path())
+            && let Err(status) =
+                in_flight.admit_stream(kind, self.connections.client_of(peer, &request))
         {
             let response = status.into_http::<ResBody>();
             return Box::pin(async move { Ok(response.map(|body| Counted::new(body, in_flight))) });

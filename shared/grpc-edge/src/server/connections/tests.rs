@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used)]
 
-use super::{Connections, Counters, InFlight, Refused};
+use super::{Connections, Counters, InFlight, Refused, StreamKind};
 use crate::client_address::{ClientKey, TrustedProxies};
 use crate::settings::ConnectionArgs;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -38,11 +38,14 @@ fn a_connection_takes_at_most_its_share_of_streams_and_gives_them_back() {
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut rpc = InFlight::start(&c, Some(one));
-        rpc.admit_stream(client(one)).unwrap();
+        rpc.admit_stream(StreamKind::Anonymous, client(one))
+            .unwrap();
         held.push(rpc);
     }
     let mut third = InFlight::start(&c, Some(one));
-    let refused = third.admit_stream(client(one)).unwrap_err();
+    let refused = third
+        .admit_stream(StreamKind::Anonymous, client(one))
+        .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
     let info = refused.get_error_details().error_info().cloned().unwrap();
     assert_eq!(info.reason, "TOO_MANY_STREAMS");
@@ -52,12 +55,12 @@ fn a_connection_takes_at_most_its_share_of_streams_and_gives_them_back() {
     );
     // Another connection still can.
     InFlight::start(&c, Some(two))
-        .admit_stream(client(two))
+        .admit_stream(StreamKind::Anonymous, client(two))
         .unwrap();
     // Ending one gives its slot back.
     held.pop();
     InFlight::start(&c, Some(one))
-        .admit_stream(client(one))
+        .admit_stream(StreamKind::Anonymous, client(one))
         .unwrap();
 }
 
@@ -69,13 +72,14 @@ fn the_server_wide_stream_limit_holds_across_connections() {
         let peer = SocketAddr::from(([127, 0, 0, 1], 2000 + port));
         register(&c, peer);
         let mut rpc = InFlight::start(&c, Some(peer));
-        rpc.admit_stream(client(peer)).unwrap();
+        rpc.admit_stream(StreamKind::Anonymous, client(peer))
+            .unwrap();
         held.push(rpc);
     }
     let peer = SocketAddr::from(([127, 0, 0, 2], 1));
     register(&c, peer);
     let refused = InFlight::start(&c, Some(peer))
-        .admit_stream(client(peer))
+        .admit_stream(StreamKind::Anonymous, client(peer))
         .unwrap_err();
     let info = refused.get_error_details().error_info().cloned().unwrap();
     assert_eq!(info.metadata["setting"], "MAX_STREAMING_RPCS");
@@ -168,4 +172,48 @@ async fn a_connection_whose_rpcs_move_no_data_gives_way_when_the_server_is_full(
         .filter(|c| c.evicted.load(std::sync::atomic::Ordering::Acquire))
         .count();
     assert_eq!(evicted, 1, "stalled for 10 s: one made way");
+}
+
+#[test]
+fn streams_anyone_may_open_cannot_take_the_slots_of_watch_streams_nor_the_reverse() {
+    let c = connections(|a| {
+        a.max_streaming_rpcs = 2;
+        a.max_watch_streams = 2;
+    });
+    let mut held = Vec::new();
+    for port in 0..4 {
+        let peer = SocketAddr::from(([127, 0, 0, 1 + port as u8], 5000));
+        register(&c, peer);
+        let kind = if port < 2 {
+            StreamKind::Anonymous
+        } else {
+            StreamKind::Watch
+        };
+        let mut rpc = InFlight::start(&c, Some(peer));
+        rpc.admit_stream(kind, client(peer)).unwrap();
+        held.push(rpc);
+    }
+    // Both kinds are full now, each on its own.
+    let peer = SocketAddr::from(([127, 0, 0, 9], 5000));
+    register(&c, peer);
+    for (kind, setting) in [
+        (StreamKind::Anonymous, "MAX_STREAMING_RPCS"),
+        (StreamKind::Watch, "MAX_WATCH_STREAMS"),
+    ] {
+        let refused = InFlight::start(&c, Some(peer))
+            .admit_stream(kind, client(peer))
+            .unwrap_err();
+        let info = refused.get_error_details().error_info().cloned().unwrap();
+        assert_eq!(info.metadata["setting"], setting);
+    }
+    // Ending an anonymous stream frees an anonymous slot only.
+    held.remove(0);
+    InFlight::start(&c, Some(peer))
+        .admit_stream(StreamKind::Anonymous, client(peer))
+        .unwrap();
+    assert!(
+        InFlight::start(&c, Some(peer))
+            .admit_stream(StreamKind::Watch, client(peer))
+            .is_err()
+    );
 }
