@@ -14,6 +14,13 @@ From the repository root:
    (pip install check-jsonschema).
 3. .dockerignore keeps local files out of the build context (`COPY . .` in the Dockerfile):
    certs/ (development private keys) and whatever any .gitignore ignores.
+4. docker-compose.replicas.yml (an override of docker-compose.yml: two replicas of each service
+   behind nginx) is valid against the same schema (Compose's own `!reset` / `!override` tags
+   taken out first: the schema's YAML parser does not know them), requires no variable
+   docker-compose.yml does not, runs two replicas of each service that publish no port and
+   trust the balancer's fixed address (TRUSTED_PROXIES), and gives the balancer only settings
+   deploy/nginx/render.sh reads (and the two it requires) from files that exist; the README's
+   "Running several replicas" commands pass both files to `docker compose`.
 
 Prints one line per check and ends with `N passed, N failed`; exits 1 if any check failed.
 Python 3.11 standard library (plus the check-jsonschema command).
@@ -21,11 +28,14 @@ Python 3.11 standard library (plus the check-jsonschema command).
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # nothing left behind in dev-stack/tests
@@ -35,6 +45,20 @@ from readme_walkthrough import Checks, info, section, sh_blocks  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 README_SECTION = "Production-like run (docker compose)"
+REPLICAS = REPO / "docker-compose.replicas.yml"
+REPLICAS_SECTION = "Running several replicas"
+# How every `docker compose` command of that section must start.
+REPLICAS_COMMAND = "docker compose -f docker-compose.yml -f docker-compose.replicas.yml"
+# Compose's merge tags, which only Compose knows.
+MERGE_TAGS = re.compile(r"!(?:reset|override)\b[ \t]*")
+# The settings deploy/nginx/render.sh reads (its header describes each), and those it requires.
+BALANCER_SETTINGS = [
+    "AUTH_UPSTREAMS", "TASK_UPSTREAMS", "LISTEN_HOST", "AUTH_GRPC_PORT", "TASK_GRPC_PORT",
+    "AUTH_WEB_PORT", "TASK_WEB_PORT", "TLS_CERT_FILE", "TLS_KEY_FILE", "UPSTREAM_CA_FILE",
+    "AUTH_TLS_NAME", "TASK_TLS_NAME", "ACCESS_LOG", "WORKER_PROCESSES", "NGINX_BIN",
+    "UPSTREAM_BIND",
+]
+BALANCER_REQUIRED = ["AUTH_UPSTREAMS", "TASK_UPSTREAMS"]
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 # Always in the build context's ignore list, whatever .gitignore says.
 MUST_IGNORE = ["certs/ca.pem", "certs/server-key.pem", "certs/client-key.pem"]
@@ -167,6 +191,20 @@ def check_schema(checks: Checks) -> None:
         f"`check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml` (exit {done.returncode})",
         done.stdout + done.stderr,
     )
+    if not REPLICAS.is_file():
+        return  # check_replicas says so
+    with tempfile.TemporaryDirectory() as tmp:
+        untagged = Path(tmp) / REPLICAS.name
+        untagged.write_text(MERGE_TAGS.sub("", REPLICAS.read_text()))
+        done = subprocess.run(
+            [command, "--builtin-schema", "vendor.compose-spec", str(untagged)],
+            capture_output=True, text=True, errors="replace",
+        )
+    checks.check(
+        done.returncode == 0,
+        f"{REPLICAS.name} (without its !reset/!override tags) is valid against the compose-spec schema (exit {done.returncode})",
+        done.stdout + done.stderr,
+    )
 
 
 # --- 3. .dockerignore -----------------------------------------------------------------
@@ -277,11 +315,154 @@ def check_dockerignore(checks: Checks) -> None:
             )
 
 
+# --- 4. docker-compose.replicas.yml ----------------------------------------------------
+
+
+def replicas_schema() -> dict:
+    """What the replicas' override must say, as a JSON schema (check-jsonschema reads YAML)."""
+    replica = {
+        "type": "object",
+        "required": ["deploy", "ports", "environment", "networks"],
+        "properties": {
+            "deploy": {"type": "object", "required": ["replicas"], "properties": {"replicas": {"type": "integer", "minimum": 2}}},
+            # `ports: !reset []`: the replicas publish nothing; only the balancer does.
+            "ports": {"type": "array", "maxItems": 0},
+            "environment": {"type": "object", "required": ["TRUSTED_PROXIES"]},
+            "networks": {"type": "array", "allOf": [{"contains": {"const": "default"}}, {"contains": {"const": "edge"}}]},
+        },
+    }
+    healthy = {"type": "object", "required": ["condition"], "properties": {"condition": {"const": "service_healthy"}}}
+    balancer = {
+        "type": "object",
+        "required": ["image", "command", "environment", "volumes", "ports", "networks", "depends_on"],
+        "properties": {
+            "environment": {
+                "type": "object",
+                "required": BALANCER_REQUIRED,
+                "propertyNames": {"enum": BALANCER_SETTINGS},
+            },
+            "ports": {"type": "array", "allOf": [{"contains": {"const": f"{p}:{p}"}} for p in (8051, 8052, 8151, 8152)]},
+            "networks": {"type": "object", "required": ["edge"],
+                         "properties": {"edge": {"type": "object", "required": ["ipv4_address"]}}},
+            "depends_on": {
+                "type": "object",
+                "required": ["auth-service", "task-service"],
+                "properties": {"auth-service": healthy, "task-service": healthy},
+            },
+        },
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["services", "networks"],
+        "properties": {
+            "services": {
+                "type": "object",
+                "required": ["auth-service", "task-service", "balancer"],
+                "properties": {"auth-service": replica, "task-service": replica, "balancer": balancer},
+            },
+            "networks": {"type": "object", "required": ["edge"]},
+        },
+    }
+
+
+def yaml_values(text: str, key: str) -> list[str]:
+    """Every `key: value` of a block-style YAML file (enough for ours; no YAML library)."""
+    return [m.group(1).strip().strip("\"'") for m in re.finditer(rf"^\s*(?:-\s+)?{re.escape(key)}:[ \t]*(\S[^#\n]*)", text, re.M)]
+
+
+def check_replicas(checks: Checks) -> None:
+    if not checks.check(REPLICAS.is_file(), f"{REPLICAS.name} exists"):
+        return
+    text = REPLICAS.read_text()
+
+    base = required_variables(COMPOSE.read_text())
+    extra = [name for name in required_variables(text) if name not in base]
+    checks.check(
+        not extra,
+        f"{REPLICAS.name} requires no variable docker-compose.yml does not (so the README's commands set them)",
+        ", ".join(extra),
+    )
+
+    command = shutil.which("check-jsonschema")
+    if command is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            schema = Path(tmp) / "replicas.schema.json"
+            schema.write_text(json.dumps(replicas_schema()))
+            untagged = Path(tmp) / REPLICAS.name
+            untagged.write_text(MERGE_TAGS.sub("", text))
+            done = subprocess.run(
+                [command, "--schemafile", str(schema), str(untagged)],
+                capture_output=True, text=True, errors="replace",
+            )
+        checks.check(
+            done.returncode == 0,
+            f"{REPLICAS.name}: two or more replicas of each service, publishing no port, trusting a proxy, "
+            "on the balancer's network; the balancer waits for both, publishes 8051/8052/8151/8152 and sets "
+            f"only what render.sh reads ({', '.join(BALANCER_REQUIRED)} among them)",
+            done.stdout + done.stderr,
+        )
+
+    render = (REPO / "deploy/nginx/render.sh").read_text() if (REPO / "deploy/nginx/render.sh").is_file() else ""
+    unread = [name for name in BALANCER_SETTINGS if name not in render]
+    checks.check(bool(render) and not unread, "deploy/nginx/render.sh reads every balancer setting listed here", ", ".join(unread))
+    mounted = [m.group(1) for m in re.finditer(r"^\s*-\s*(\./[^:\s]+):", text, re.M)]
+    absent = [path for path in mounted if not (REPO / path).exists()]
+    checks.check(bool(mounted) and not absent, f"{REPLICAS.name} mounts files that exist: {', '.join(mounted)}", ", ".join(absent))
+    for name in ["nginx.conf.template", "render.sh"]:
+        checks.check((REPO / "deploy/nginx" / name).is_file(), f"deploy/nginx/{name} exists")
+
+    # The services trust exactly the balancer's address, inside the edge network.
+    addresses = yaml_values(text, "ipv4_address")
+    subnets = yaml_values(text, "subnet")
+    trusted = yaml_values(text, "TRUSTED_PROXIES")
+    try:
+        balancer = ipaddress.ip_address(addresses[0]) if len(addresses) == 1 else None
+        nets = [ipaddress.ip_network(s, strict=False) for s in subnets]
+        trusts = [[ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",")] for value in trusted]
+        ok = (
+            balancer is not None
+            and any(balancer in net for net in nets)
+            and len(trusts) == 2
+            and all(any(balancer in net for net in nets_) and all(net.num_addresses == 1 for net in nets_) for nets_ in trusts)
+        )
+        details = f"ipv4_address={addresses} subnet={subnets} TRUSTED_PROXIES={trusted}"
+    except ValueError as e:
+        ok, details = False, str(e)
+    checks.check(
+        ok,
+        "both services' TRUSTED_PROXIES is the balancer's fixed address (and nothing wider), inside the edge subnet",
+        details,
+    )
+
+
+def check_readme_replicas(checks: Checks) -> None:
+    try:
+        blocks = sh_blocks(section((REPO / "README.md").read_text(), REPLICAS_SECTION))
+    except ValueError as e:
+        checks.check(False, f"{e} (it documents {REPLICAS.name})")
+        return
+    commands = [
+        line.strip()
+        for _, code in blocks
+        for line in mask(re.sub(r"\\\n", " ", code)).splitlines()
+        if re.search(r"\bdocker\s+compose\b", line)
+    ]
+    wrong = [c for c in commands if REPLICAS_COMMAND not in re.sub(r"\s+", " ", c)]
+    checks.check(
+        bool(commands) and not wrong,
+        f"README '{REPLICAS_SECTION}' runs every `docker compose` as `{REPLICAS_COMMAND} ...`",
+        "\n".join(wrong) or "(no docker compose command)",
+    )
+
+
 def main() -> int:
     checks = Checks()
     check_readme_sets_required(checks)
     check_schema(checks)
     check_dockerignore(checks)
+    check_replicas(checks)
+    check_readme_replicas(checks)
     return checks.finish()
 
 

@@ -319,6 +319,11 @@ def walkthrough(
         out,
     )
     checks.check(
+        re.search(r'"kind":\s*"CREATED"', out) is not None and '"title": "Seen live"' in out,
+        f"{label}: WatchTasks from ListTasks' resumeToken shows the task created meanwhile",
+        out,
+    )
+    checks.check(
         "the deleted account's token is refused" in out,
         f"{label}: after DeleteAccount the account's access token is refused by the task-service",
         out,

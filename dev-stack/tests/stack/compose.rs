@@ -218,3 +218,52 @@ fn secrets_come_from_the_environment_and_are_documented() {
         );
     }
 }
+
+#[test]
+fn the_replicas_override_sets_only_what_the_services_read_and_trusts_only_the_balancer() {
+    // `!reset` is compose's tag for "replace, do not merge"; the loader here does not know it.
+    let text = repo_file("docker-compose.replicas.yml").replace("!reset ", "");
+    let replicas = YamlLoader::load_from_str(&text)
+        .expect("docker-compose.replicas.yml is valid YAML")
+        .remove(0);
+    let services = &replicas["services"];
+    let balancer = services["balancer"]["networks"]["edge"]["ipv4_address"]
+        .as_str()
+        .expect("the balancer has a fixed address");
+    for (name, known) in [
+        (
+            "auth-service",
+            reads(auth_service::config::AuthConfig::command()),
+        ),
+        (
+            "task-service",
+            reads(task_service::config::TaskConfig::command()),
+        ),
+    ] {
+        let env = environment(&services[name]);
+        for (variable, _) in &env {
+            assert!(
+                known.contains(variable),
+                "{name} sets {variable}, which it does not read"
+            );
+        }
+        let trusted = env
+            .iter()
+            .find(|(k, _)| k == "TRUSTED_PROXIES")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(
+            trusted,
+            Some(balancer),
+            "{name} trusts exactly the balancer"
+        );
+        assert_eq!(services[name]["deploy"]["replicas"].as_i64(), Some(2));
+        assert!(
+            services[name]["ports"].as_vec().is_some_and(Vec::is_empty),
+            "{name} publishes no port of its own"
+        );
+        assert_eq!(
+            services["balancer"]["depends_on"][name]["condition"].as_str(),
+            Some("service_healthy")
+        );
+    }
+}

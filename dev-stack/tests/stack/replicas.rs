@@ -146,7 +146,9 @@ struct Replicas {
 }
 
 async fn replicas() -> Replicas {
-    let database_url = test_support::fresh_database_url("replicas").await.unwrap();
+    let database_url = test_support::fresh_database_url("task_test_replicas")
+        .await
+        .unwrap();
     let trusted = vec![format!("{BALANCER_SOURCE}/32").parse().unwrap()];
     let clock = Arc::new(SystemClock);
     let any = "127.0.0.1:0".parse().unwrap();

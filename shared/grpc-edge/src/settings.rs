@@ -14,7 +14,10 @@
 //! | silent connections, TLS handshakes | `CONNECTION_PREFACE_TIMEOUT_SECS`; 5 s handshakes | [`ConnectionArgs`] | `server::connections` (`Tracked`), `server::tls` |
 //! | idle connections | `CONNECTION_IDLE_TIMEOUT_SECS`, keepalive, `MAX_CONNECTION_AGE_SECS` | [`ConnectionArgs`] | `server::connections`, hyper |
 //! | HTTP/2 streams, resets | `MAX_CONCURRENT_STREAMS`; 1,024 resets, 20 pending | [`ServerArgs`], `server` | hyper / h2 |
-//! | streaming RPCs | `MAX_STREAMING_RPCS` / `_PER_CLIENT` / `_PER_CONNECTION` | [`ConnectionArgs`] | `server::connections::layer` |
+//! | streaming RPCs anyone may open | `MAX_STREAMING_RPCS` / `_PER_CLIENT` / `_PER_CONNECTION` | [`ConnectionArgs`] | `server::connections::layer` |
+//! | WatchTasks streams | `MAX_WATCH_STREAMS` / `_PER_CLIENT` / `_PER_CONNECTION`; `WATCH_STREAMS_PER_USER` | [`ConnectionArgs`]; task-service config | `server::connections::layer`; task-service `rules::watch` |
+//! | what a stream holds for a client that does not read | one message (64 KiB), charged as unread replies | — | task-service `grpc` (`Producer`) |
+//! | change log rows | `WATCH_RETENTION_SECS`, `WATCH_RETAINED_CHANGES` | task-service config | task-service `store::changes` |
 //! | header bytes | 16 KiB, HTTP/2 and HTTP/1.1 | `server` | h2; `server::http1` (431) |
 //! | message bytes | `MAX_REQUEST_BYTES`, every message of every service; replies 2 MiB | [`ServerArgs`] | `server::limits`, tonic |
 //! | unread reply bytes | `MAX_UNREAD_BYTES` / `_PER_USER`, max-min fair | task-service config | task-service `grpc::unread` |
