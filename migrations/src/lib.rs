@@ -108,6 +108,7 @@ impl MigratorTrait for TaskMigrator {
             Box::new(task::m20261123_000001_create_tasks::Migration),
             Box::new(task::m20261203_000001_purged_owners::Migration),
             Box::new(task::m20261204_000001_task_changes::Migration),
+            Box::new(task::m20261204_000002_task_change_triggers::Migration),
         ]
     }
 

@@ -245,7 +245,6 @@ impl Application {
             TaskQuota::new(config.task_quota),
             purges.owners(),
             Arc::clone(&feed),
-            config.watch.watch_retained_changes,
         );
         let watches = Watches::new(
             db.clone(),
@@ -255,6 +254,9 @@ impl Application {
             config.watch.clone(),
             stopping.clone(),
         );
+        if let Err(error) = watches.keep_retained().await {
+            tracing::warn!(%error, "setting WATCH_RETAINED_CHANGES in the database failed: the last value set stays");
+        }
         let _change_sweeper = AbortOnDrop(watches.spawn_sweeper());
         let _change_listener = watches.spawn_listener().map(AbortOnDrop);
         let unread = UnreadBudget::new(config.max_unread_bytes, config.max_unread_bytes_per_user);

@@ -113,9 +113,11 @@ impl Purges {
     ) -> Result<u64, TaskError> {
         let now = self.clock.now();
         let forget_after = forget_after(now, self.tombstone_ttl, keep_until);
-        let deleted = purged::purge(&self.db, owner, now, forget_after).await?;
+        // The account is gone at the auth-service: refused here from now on, and its streams
+        // end before the purge deletes what they would otherwise report change by change.
         self.owners.insert(owner);
         self.feed.changed(owner);
+        let deleted = purged::purge(&self.db, owner, now, forget_after).await?;
         tracing::info!(
             target: "audit", event = "account_purged", user_id = %owner, deleted,
             "deleted account's tasks purged"

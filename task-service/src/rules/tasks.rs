@@ -1,6 +1,7 @@
 //! What the task-service decides about a user's tasks: every operation is scoped to its
-//! [`Owner`], every write is stamped with the clock's time and appended to the owner's change
-//! log in its transaction (then wakes the owner's streams here), and creates stop at the quota.
+//! [`Owner`], every write is stamped with the clock's time (the database appends it to the
+//! owner's change log in the same statement) and then wakes the owner's streams here, and
+//! creates stop at the quota.
 
 use super::{purges::PurgedOwners, watch::Feed};
 use crate::{
@@ -25,20 +26,17 @@ pub struct Tasks {
     purged: Arc<PurgedOwners>,
     /// The owners' streams on this replica, woken after each write.
     feed: Arc<Feed>,
-    /// Changes each owner's log keeps (WATCH_RETAINED_CHANGES).
-    retained: i64,
 }
 
 impl Tasks {
     /// Tasks in `db`, stamped by `clock`, at most `quota` per user, refused to the accounts
-    /// in `purged`; writes wake `feed` and keep `retained` changes per owner.
+    /// in `purged`; writes wake `feed`.
     pub fn new(
         db: DatabaseConnection,
         clock: SharedClock,
         quota: TaskQuota,
         purged: Arc<PurgedOwners>,
         feed: Arc<Feed>,
-        retained: u32,
     ) -> Self {
         Self {
             db,
@@ -46,7 +44,6 @@ impl Tasks {
             quota,
             purged,
             feed,
-            retained: retained.into(),
         }
     }
 
@@ -65,7 +62,7 @@ impl Tasks {
         if self.purged.contains(owner.user_id()) {
             return Err(TaskError::Unauthenticated("the account was deleted".into()));
         }
-        Ok(OwnedTasks::of(&self.db, owner, self.retained))
+        Ok(OwnedTasks::of(&self.db, owner))
     }
 
     /// Creates a task (or, for a retried `request_id`, returns the one it made).
@@ -122,7 +119,7 @@ impl Tasks {
         id: TaskId,
         etag: Option<Etag>,
     ) -> Result<(), TaskError> {
-        let deleted = self.of(owner)?.delete(id, etag, self.clock.now()).await;
+        let deleted = self.of(owner)?.delete(id, etag).await;
         self.written(owner, deleted)
     }
 }

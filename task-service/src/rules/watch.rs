@@ -34,8 +34,9 @@ use std::{
 use tokio::{sync::watch, time::Instant};
 use uuid::Uuid;
 
-/// Most changes read from the log at once.
-const READ_ROWS: u64 = 100;
+/// Most changes read from the log at once: a message holds at most 64 KiB, so reading more
+/// of the largest changes (34 KiB each) would only be thrown away.
+const READ_ROWS: u64 = 32;
 /// Most bytes of changes in one message (at least one change is always sent, up to ~34 KiB):
 /// what a client that stops reading makes the server hold per stream (charged to its
 /// unread-replies budget).
@@ -164,6 +165,14 @@ impl Watches {
         if self.purged.contains(owner) {
             return Err(TaskError::Unauthenticated("the account was deleted".into()));
         }
+        // A token accepted within JWT_LEEWAY_SECS after its expiry would only open a stream
+        // that ends at once: refused before the stream starts, as any call with it would be.
+        let expires_at = DateTime::<Utc>::from_timestamp(expires_at, 0).unwrap_or_default();
+        if self.clock.now() >= expires_at {
+            return Err(TaskError::Unauthenticated(
+                "the access token expired".into(),
+            ));
+        }
         let membership = self
             .feed
             .join(owner, self.settings.watch_streams_per_user)?;
@@ -178,7 +187,6 @@ impl Watches {
             }
             Some(from) => from,
         };
-        let expires_at = DateTime::<Utc>::from_timestamp(expires_at, 0).unwrap_or_default();
         let now = Instant::now();
         Ok(Stream {
             watches: self.clone(),
@@ -190,6 +198,13 @@ impl Watches {
             next_poll: now + self.settings.poll(),
             state: State::First,
         })
+    }
+
+    /// Tells the database's change-log trigger how many changes per owner to keep
+    /// (WATCH_RETAINED_CHANGES).
+    pub async fn keep_retained(&self) -> Result<(), TaskError> {
+        changes::keep(&self.db, self.settings.watch_retained_changes).await?;
+        Ok(())
     }
 
     /// Sweeps changes older than WATCH_RETENTION_SECS every minute, until dropped.

@@ -1,42 +1,31 @@
-//! Each owner's change log (`task_changes`), written in the transaction of every change to a
-//! task, and its head (`task_change_heads`).
+//! Each owner's change log (`task_changes`) and its head (`task_change_heads`), as WatchTasks
+//! and ListTasks read them. The database writes them: a trigger on `tasks` appends every insert,
+//! update and delete in the statement that made it (`migrations`, `m20261204_000002`), so no
+//! write can forget its change.
 //!
-//! Positions cannot be seen out of order: [`append`] first moves the owner's head with an
+//! Positions cannot be seen out of order: the trigger first moves the owner's head with an
 //! upsert, which on PostgreSQL holds the head row's lock until the transaction ends, so the
 //! owner's next writer takes the next position only after this one has committed (or rolled
 //! back, giving its position up). SQLite has one writer at a time anyway. A reader of
-//! "changes after p" therefore never sees p+2 before p+1, and the log of an owner is always the
-//! unbroken run `(floor, head]`: sweeping removes a prefix and raises `floor` with it.
+//! "changes after p" therefore never sees p+2 before p+1, and an owner's log is always the
+//! unbroken run `(floor, head]`: trimming and sweeping remove a prefix and raise `floor` with it.
 
 use super::entity::{
     task_change::{self, Column, Entity},
     task_change_head::{self, Column as HeadColumn, Entity as Heads},
+    task_change_settings::{Column as SettingsColumn, Entity as Settings},
 };
 use crate::domain::{Change, ChangeKind, LogRange, Position, Task};
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement,
-    sea_query::{Expr, ExprTrait, OnConflict, Query},
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
 };
 use uuid::Uuid;
 
-/// The PostgreSQL channel that carries wake-ups: the payload is the owner's id, never data.
-pub(crate) const NOTIFY_CHANNEL: &str = "todo_task_changes";
-
-/// How far past its retained length an owner's log may grow before a write trims it (trimming
-/// in batches keeps it off most writes).
-const TRIM_SLACK: i64 = 64;
-
-/// What a change did, as stored.
-fn kind_code(kind: ChangeKind) -> i16 {
-    match kind {
-        ChangeKind::Created => 1,
-        ChangeKind::Updated => 2,
-        ChangeKind::Deleted => 3,
-    }
-}
+/// The PostgreSQL channel that carries wake-ups (the trigger's `NOTIFY`): the payload is the
+/// owner's id, never data.
+const NOTIFY_CHANNEL: &str = "todo_task_changes";
 
 fn kind_of(code: i16) -> Result<ChangeKind, DbErr> {
     match code {
@@ -49,79 +38,15 @@ fn kind_of(code: i16) -> Result<ChangeKind, DbErr> {
     }
 }
 
-/// One change to append: what it did, and to which task (the task as it now is, or only its
-/// id when deleted).
-pub(crate) enum Written<'a> {
-    /// Created or updated: the task as it now is.
-    Task(ChangeKind, &'a Task),
-    /// Deleted.
-    Deleted(Uuid),
-}
-
-/// Appends a change of `owner`'s tasks at the owner's next position, inside the caller's
-/// transaction `txn`, keeping at most `retained` changes (the oldest go first); on
-/// PostgreSQL, also queues a wake-up for every replica, sent when `txn` commits.
-pub(crate) async fn append(
-    txn: &impl ConnectionTrait,
-    owner: Uuid,
-    written: Written<'_>,
-    now: DateTime<Utc>,
-    retained: i64,
-) -> Result<Position, DbErr> {
-    let mut advance = Query::insert();
-    advance
-        .into_table(Heads)
-        .columns([HeadColumn::OwnerId, HeadColumn::Head, HeadColumn::Floor])
-        .values([owner.into(), 1_i64.into(), 0_i64.into()])
-        .map_err(|e| DbErr::Custom(e.to_string()))?;
-    advance
-        .on_conflict(
-            OnConflict::column(HeadColumn::OwnerId)
-                .value(
-                    HeadColumn::Head,
-                    Expr::col((Heads, HeadColumn::Head)).add(1),
-                )
-                .to_owned(),
-        )
-        .returning(Query::returning().columns([HeadColumn::Head, HeadColumn::Floor]));
-    let row = txn
-        .query_one(&advance)
-        .await?
-        .ok_or_else(|| DbErr::Custom("the change log's head upsert returned no row".into()))?;
-    let head: i64 = row.try_get("", "head")?;
-    let floor: i64 = row.try_get("", "floor")?;
-    let (kind, task_id, task) = match written {
-        Written::Task(kind, task) => (kind, task.id, Some(task)),
-        Written::Deleted(id) => (ChangeKind::Deleted, id, None),
-    };
-    Entity::insert(task_change::ActiveModel {
-        owner_id: Set(owner),
-        position: Set(head),
-        kind: Set(kind_code(kind)),
-        task_id: Set(task_id),
-        changed_at: Set(now),
-        title: Set(task.map(|t| t.title.clone())),
-        description: Set(task.map(|t| t.description.clone())),
-        completed: Set(task.map(|t| t.completed)),
-        completed_at: Set(task.and_then(|t| t.completed_at)),
-        created_at: Set(task.map(|t| t.created_at)),
-        updated_at: Set(task.map(|t| t.updated_at)),
-        version: Set(task.map(|t| t.version)),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    if head - floor > retained + TRIM_SLACK {
-        raise_floor(txn, owner, head - retained).await?;
-    }
-    if txn.get_database_backend() == DatabaseBackend::Postgres {
-        txn.execute_raw(Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            "SELECT pg_notify($1, $2)",
-            [NOTIFY_CHANNEL.into(), owner.to_string().into()],
-        ))
+/// Tells the trigger how many changes each owner's log keeps (WATCH_RETAINED_CHANGES; the
+/// replica that started last decides, when replicas disagree).
+pub(crate) async fn keep(db: &impl ConnectionTrait, retained: u32) -> Result<(), DbErr> {
+    Settings::update_many()
+        .col_expr(SettingsColumn::Retained, Expr::value(i64::from(retained)))
+        .filter(SettingsColumn::Id.eq(1))
+        .exec(db)
         .await?;
-    }
-    Ok(Position(head))
+    Ok(())
 }
 
 /// Sweeps `owner`'s changes up to and including `floor` away.
@@ -238,14 +163,15 @@ pub(crate) async fn sweep_older(
 }
 
 /// Erases `owner`'s log and head (their account was deleted: the log holds their tasks'
-/// contents).
+/// contents). The head goes first: a stream reading in between finds an empty log, never one
+/// that looks swept.
 pub(crate) async fn erase(db: &impl ConnectionTrait, owner: Uuid) -> Result<(), DbErr> {
-    Entity::delete_many()
-        .filter(Column::OwnerId.eq(owner))
-        .exec(db)
-        .await?;
     Heads::delete_many()
         .filter(HeadColumn::OwnerId.eq(owner))
+        .exec(db)
+        .await?;
+    Entity::delete_many()
+        .filter(Column::OwnerId.eq(owner))
         .exec(db)
         .await?;
     Ok(())

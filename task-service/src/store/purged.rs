@@ -4,11 +4,13 @@
 //!
 //! On PostgreSQL a statement does not see a tombstone committed while it waits (READ COMMITTED
 //! sees it only in the next statement), so the purge writes its tombstone holding a
-//! transaction-level advisory lock on the owner exclusively, and a create takes it shared
-//! before its insert: a create that began before the tombstone commits first (and its task is
-//! deleted with the rest), one that begins after waits and then sees the tombstone. On SQLite writes are serialized and a write statement
-//! always sees the latest commit, so the conditional insert alone is enough (and needs no
-//! transaction).
+//! transaction-level advisory lock on the owner exclusively, and the database's trigger before
+//! each insert into `tasks` takes it shared and then looks for the tombstone in a statement of
+//! its own (migration `m20261204_000002`): a create that began before the tombstone commits
+//! first (and its task is deleted with the rest), one that begins after waits and then sees the
+//! tombstone, and its row is skipped. The lock's key is the owner id's last eight bytes, here
+//! and in the trigger. On SQLite writes are serialized and a write statement always sees the
+//! latest commit, so the conditional insert alone is enough.
 
 use super::entity::{
     purged_owner::{self, Column, Entity},
@@ -23,29 +25,13 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-/// How a transaction holds an owner's lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OwnerLock {
-    /// Writes of the owner's tasks: any number at once.
-    Shared,
-    /// A purge: alone.
-    Exclusive,
-}
-
-/// Takes `owner`'s lock until the end of the transaction `txn` (PostgreSQL; nothing to do on
-/// SQLite, whose writes are serialized anyway).
-pub(crate) async fn lock_owner(
-    txn: &impl ConnectionTrait,
-    owner: Uuid,
-    lock: OwnerLock,
-) -> Result<(), DbErr> {
+/// Takes `owner`'s lock exclusively until the end of the transaction `txn` (PostgreSQL;
+/// nothing to do on SQLite, whose writes are serialized anyway). Creates take it shared, in
+/// the database's trigger.
+async fn lock_owner_exclusively(txn: &impl ConnectionTrait, owner: Uuid) -> Result<(), DbErr> {
     if txn.get_database_backend() != DatabaseBackend::Postgres {
         return Ok(());
     }
-    let function = match lock {
-        OwnerLock::Shared => "pg_advisory_xact_lock_shared",
-        OwnerLock::Exclusive => "pg_advisory_xact_lock",
-    };
     // The UUID's last eight bytes (random in a v7 id) name the lock.
     let bytes = owner.as_bytes();
     let key = i64::from_be_bytes([
@@ -53,7 +39,7 @@ pub(crate) async fn lock_owner(
     ]);
     txn.execute_raw(Statement::from_sql_and_values(
         DatabaseBackend::Postgres,
-        format!("SELECT {function}($1)"),
+        "SELECT pg_advisory_xact_lock($1)",
         [key.into()],
     ))
     .await?;
@@ -91,7 +77,7 @@ pub(crate) async fn purge(
     forget_after: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
     let txn = db.begin().await?;
-    lock_owner(&txn, owner, OwnerLock::Exclusive).await?;
+    lock_owner_exclusively(&txn, owner).await?;
     // Writes only, no read first: on SQLite a transaction that read before writing fails if
     // another connection wrote in between.
     Entity::insert(purged_owner::ActiveModel {

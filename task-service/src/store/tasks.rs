@@ -1,30 +1,31 @@
 //! The only way to reach the `tasks` table: an [`OwnedTasks`] repository that exists only for
 //! an [`Owner`] (made from a verified caller) and puts `owner_id = owner` into the WHERE clause
-//! of every statement it runs. Each write is one statement filtered by id *and* owner ("no row"
+//! of every statement it runs. Writes are single statements filtered by id *and* owner ("no row"
 //! means NOT_FOUND, whether the task is missing or someone else's; nothing is fetched and then
-//! checked in Rust), in a transaction that appends the change to the owner's change log
-//! ([`changes`]). A list reads the log's head and its page in one snapshot.
+//! checked in Rust); the database's trigger on `tasks` appends each to the owner's change log
+//! in the same statement (`migrations`, `m20261204_000002`). A list reads the log's head and
+//! its page in one snapshot.
 
 use crate::{
     domain::{
-        ChangeKind, CompletedFilter, Etag, NewTask, Owner, Page, PageSize, Position, RequestId,
-        Task, TaskChanges, TaskId, TaskQuota,
+        CompletedFilter, Etag, NewTask, Owner, Page, PageSize, RequestId, Task, TaskChanges,
+        TaskId, TaskQuota,
     },
     error::TaskError,
 };
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
-    AccessMode, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, DbErr, EntityTrait, ExprTrait, FromQueryResult, IsolationLevel, Iterable,
-    ModelTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    AccessMode, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
+    EntityTrait, ExprTrait, FromQueryResult, IsolationLevel, Iterable, ModelTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
     sea_query::{Expr, OnConflict, Query, SimpleExpr},
 };
 use uuid::Uuid;
 
 use super::{
-    changes::{self, Written},
+    changes,
     entity::task::{self as entity, Column, Entity},
-    purged::{self, OwnerLock},
+    purged,
 };
 
 /// The answer to a write with the token of an account deleted since: the token is no good.
@@ -88,33 +89,19 @@ impl From<entity::Model> for Task {
     }
 }
 
-/// One owner's tasks, and only theirs. Every write appends to the owner's change log
-/// ([`changes`]) in its transaction.
+/// One owner's tasks, and only theirs.
 pub struct OwnedTasks<'a> {
     db: &'a DatabaseConnection,
     owner: Uuid,
-    /// How many changes the owner's log keeps.
-    retained: i64,
 }
 
 impl<'a> OwnedTasks<'a> {
-    /// The tasks `owner` owns, in `db`, whose change log keeps the last `retained` changes.
-    pub fn of(db: &'a DatabaseConnection, owner: Owner, retained: i64) -> Self {
+    /// The tasks `owner` owns, in `db`.
+    pub fn of(db: &'a DatabaseConnection, owner: Owner) -> Self {
         Self {
             db,
             owner: owner.user_id(),
-            retained,
         }
-    }
-
-    /// Appends `written` to the owner's change log in `txn`.
-    async fn log(
-        &self,
-        txn: &DatabaseTransaction,
-        written: Written<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<Position, DbErr> {
-        changes::append(txn, self.owner, written, now, self.retained).await
     }
 
     /// Every statement's WHERE clause starts here.
@@ -162,41 +149,34 @@ impl<'a> OwnedTasks<'a> {
             version: 1,
             request_id: new.request_id.map(|r| r.0),
         };
-        // In one transaction with its change; on PostgreSQL holding the owner's lock shared
-        // (see `purged`). On SQLite writes are serialized and each statement sees the latest
-        // commit, so the conditional insert needs no lock.
-        let txn = self.db.begin().await?;
-        purged::lock_owner(&txn, self.owner, OwnerLock::Shared).await?;
-        let (task, inserted) = self.insert_once(&txn, model, new.request_id).await?;
-        if inserted {
-            self.log(&txn, Written::Task(ChangeKind::Created, &task), now)
-                .await?;
-        }
-        txn.commit().await?;
-        Ok(task)
+        // One statement on both databases. SQLite: writes are serialized and each statement
+        // sees the latest commit, so the insert's own tombstone check is enough. PostgreSQL: a
+        // trigger takes the owner's lock shared before the row goes in and skips it if the
+        // owner was purged meanwhile (see `purged`).
+        self.insert_once(self.db, model, new.request_id).await
     }
 
     /// Inserts `model` unless the owner was purged; with a request id, unless the owner already
-    /// used it, and then answers the task that carries it. Says whether it inserted.
+    /// used it, and then answers the task that carries it.
     async fn insert_once(
         &self,
         db: &impl ConnectionTrait,
         model: entity::Model,
         request_id: Option<RequestId>,
-    ) -> Result<(Task, bool), TaskError> {
+    ) -> Result<Task, TaskError> {
         let Some(request_id) = request_id else {
             if self.insert_unless_purged(db, &model).await? == 0 {
                 return Err(purged_owner());
             }
-            return Ok((model.into(), true));
+            return Ok(model.into());
         };
         // Insert unless this owner already used the request id; either way, read back the
         // one task that carries it. If that task is deleted between the two statements, the
         // second attempt inserts.
         for _ in 0..2 {
-            let inserted = self.insert_unless_purged(db, &model).await? == 1;
+            self.insert_unless_purged(db, &model).await?;
             if let Some(task) = self.made_by(db, &request_id).await? {
-                return Ok((task.into(), inserted));
+                return Ok(task.into());
             }
             if purged::is_purged(db, self.owner).await? {
                 return Err(purged_owner());
@@ -371,42 +351,31 @@ impl<'a> OwnedTasks<'a> {
         if let Some(etag) = etag {
             condition = condition.and(Column::Version.eq(etag.0));
         }
-        let txn = self.db.begin().await?;
         let updated = update
             .col_expr(Column::Version, Expr::col(Column::Version).add(1))
             .col_expr(Column::UpdatedAt, Expr::value(now))
             .filter(condition)
-            .exec_with_returning(&txn)
+            .exec_with_returning(self.db)
             .await?;
-        let Some(task) = updated.into_iter().next().map(Task::from) else {
-            txn.rollback().await?;
-            return Err(self.missing_or_stale(id, etag).await?);
-        };
-        self.log(&txn, Written::Task(ChangeKind::Updated, &task), now)
-            .await?;
-        txn.commit().await?;
-        Ok(task)
+        match updated.into_iter().next() {
+            Some(model) => Ok(model.into()),
+            None => Err(self.missing_or_stale(id, etag).await?),
+        }
     }
 
     /// Deletes one task, only if it still has `etag` when one is given.
-    pub async fn delete(
-        &self,
-        id: TaskId,
-        etag: Option<Etag>,
-        now: DateTime<Utc>,
-    ) -> Result<(), TaskError> {
+    pub async fn delete(&self, id: TaskId, etag: Option<Etag>) -> Result<(), TaskError> {
         let mut condition = self.one(id);
         if let Some(etag) = etag {
             condition = condition.and(Column::Version.eq(etag.0));
         }
-        let txn = self.db.begin().await?;
-        let deleted = Entity::delete_many().filter(condition).exec(&txn).await?;
+        let deleted = Entity::delete_many()
+            .filter(condition)
+            .exec(self.db)
+            .await?;
         if deleted.rows_affected == 0 {
-            txn.rollback().await?;
             return Err(self.missing_or_stale(id, etag).await?);
         }
-        self.log(&txn, Written::Deleted(id.0), now).await?;
-        txn.commit().await?;
         Ok(())
     }
 

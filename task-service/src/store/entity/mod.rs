@@ -5,3 +5,4 @@ pub(super) mod purged_owner;
 pub(super) mod task;
 pub(super) mod task_change;
 pub(super) mod task_change_head;
+pub(super) mod task_change_settings;
