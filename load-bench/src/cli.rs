@@ -44,7 +44,7 @@ pub struct Args {
     #[arg(long, default_value_t = 4)]
     pub channels: usize,
 
-    /// Users (default: list 20, create 100, mixed 1000, sign-in-storm 20).
+    /// Users (default: list 20, create 100, mixed 1000, sign-in-storm 20, watch 1000).
     #[arg(long)]
     pub users: Option<usize>,
 
@@ -100,6 +100,9 @@ pub enum Scenario {
     SignInStorm,
     /// Many idle HTTP/2 connections to the task-service: RSS per connection.
     Scale,
+    /// 1,000 open WatchTasks streams: memory per watcher, idle CPU, fan-out events/s and
+    /// latency while writers create tasks for the watched users.
+    Watch,
     /// Internal: the client side of `scale`, run as a child process.
     #[value(hide = true)]
     ScaleClient,

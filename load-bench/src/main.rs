@@ -17,6 +17,7 @@ mod seed;
 mod stack;
 mod storm;
 mod system;
+mod watch;
 mod workers;
 
 use crate::{

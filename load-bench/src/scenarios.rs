@@ -12,7 +12,7 @@ use crate::{
     scale,
     seed::{LIST_USERS, Users},
     stack::{Options, Stack},
-    storm,
+    storm, watch,
 };
 
 /// Runs `args.scenario` on a freshly started pair of services.
@@ -37,6 +37,7 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         Scenario::Mixed => plan::run(args, &stack, &MIXED).await,
         Scenario::SignInStorm => storm::run(args, &stack).await,
         Scenario::Scale => scale::run(args, &stack).await,
+        Scenario::Watch => watch::run(args, &stack).await,
         Scenario::ScaleClient => Err(anyhow::anyhow!(
             "scale-client is run by the scale scenario itself"
         )),

@@ -256,8 +256,12 @@ async fn start_services(
     auth_config.throttle.throttle_signup_max_per_address = u32::MAX;
     // And every connection (`scale` opens 10,000 from 127.0.0.1): one client's share of the
     // connections (MAX_CONNECTIONS_PER_CLIENT) is all of them here.
+    // So are the watch streams (`watch` opens 1,000 over a few connections).
     for server in [&mut auth_config.server, &mut task_config.server] {
-        server.connections.max_connections_per_client = server.connections.max_connections;
+        let limits = &mut server.connections;
+        limits.max_connections_per_client = limits.max_connections;
+        limits.max_watch_streams_per_client = limits.max_watch_streams;
+        limits.max_watch_streams_per_connection = limits.max_watch_streams;
     }
     for jwt in [&mut auth_config.tokens.jwt, &mut task_config.jwt] {
         jwt.signing_algorithm = match signing {

@@ -1,12 +1,13 @@
 import { useCallback, useEffect, useRef, useState, type FormEvent } from "react";
 import { Alert, Field, TextArea } from "./Field";
 import { describe, sessionProblem, type Problem } from "./errors";
-import type { Task } from "./gen/todo/task/v1/task_pb";
+import type { Task, TaskChange } from "./gen/todo/task/v1/task_pb";
 import { DESCRIPTION_MAX, TITLE_MAX, tooLong } from "./limits";
 import type { Session } from "./session";
 import { TaskItem } from "./TaskItem";
+import { appendPage, applyChanges, remove, upsert, writtenAfter, type Filter, type View } from "./tasklist";
+import { TaskWatch, type WatchStatus } from "./watch";
 
-type Filter = "all" | "open" | "done";
 const PAGE_SIZE = 20;
 const FILTERS: { value: Filter; label: string }[] = [
   { value: "all", label: "All" },
@@ -18,36 +19,77 @@ const EMPTY: Record<Filter, string> = {
   open: "Nothing open. Well done!",
   done: "No completed tasks yet.",
 };
+const LIVE: Record<WatchStatus, string> = {
+  connecting: "Connecting…",
+  live: "Live",
+  reconnecting: "Reconnecting…",
+};
 
-function shows(filter: Filter, task: Task): boolean {
-  return filter === "all" || (filter === "done") === task.completed;
-}
-
-/** The signed-in user's tasks: create, list a page at a time, filter, and change each. */
+/** The signed-in user's tasks: create, list a page at a time, filter, and change each; changes
+ * made elsewhere (other tabs, other devices) show up as they happen (`watch.ts`). */
 export function Dashboard({ session }: { session: Session }) {
   const [filter, setFilter] = useState<Filter>("all");
   const [tasks, setTasks] = useState<Task[]>([]);
   const [nextPageToken, setNextPageToken] = useState("");
   const [loading, setLoading] = useState(true);
   const [problem, setProblem] = useState<Problem | null>(null);
+  const [live, setLive] = useState<WatchStatus>("connecting");
   const generation = useRef(0);
+  const watch = useRef<TaskWatch | null>(null);
+  /** Changes heard while a page loads, applied on top of it when it comes; null when none loads. */
+  const pending = useRef<TaskChange[] | null>(null);
+  /** What the list shows, for changes heard between renders. */
+  const shown = useRef<View>({ filter, complete: true });
+  const relist = useRef(() => {});
+
+  useEffect(() => {
+    const mine = new TaskWatch(session, {
+      changes: (changes) => {
+        if (pending.current) pending.current.push(...changes);
+        else {
+          const view = shown.current;
+          setTasks((list) => applyChanges(list, changes, view));
+        }
+      },
+      resync: () => relist.current(),
+      status: setLive,
+    });
+    watch.current = mine;
+    return () => {
+      mine.stop();
+      if (watch.current === mine) watch.current = null;
+    };
+  }, [session]);
 
   const load = useCallback(
     async (pageToken: string) => {
       const mine = ++generation.current;
       setLoading(true);
+      pending.current = [];
       try {
+        await watch.current?.ready(); // listen, then list: no change falls in between
         const page = await session.tasks.listTasks({
           pageSize: PAGE_SIZE,
           pageToken,
           completed: filter === "all" ? undefined : filter === "done",
         });
         if (mine !== generation.current) return; // a newer load (e.g. another filter) won
-        setTasks((shown) => (pageToken ? [...shown, ...page.tasks] : page.tasks));
+        const heard = pending.current ?? [];
+        const view = { filter, complete: !page.nextPageToken };
+        pending.current = null;
+        shown.current = view;
+        setTasks((list) => applyChanges(pageToken ? appendPage(list, page.tasks) : page.tasks, heard, view));
         setNextPageToken(page.nextPageToken);
         setProblem(null);
+        if (!pageToken) watch.current?.start(page.resumeToken);
       } catch (error) {
-        if (mine === generation.current) setProblem(describe(error));
+        if (mine !== generation.current) return;
+        // The list stays as it was: bring it up to date with what was heard meanwhile.
+        const heard = pending.current ?? [];
+        const view = shown.current;
+        pending.current = null;
+        setTasks((list) => applyChanges(list, heard, view));
+        setProblem(describe(error));
       } finally {
         if (mine === generation.current) setLoading(false);
       }
@@ -56,16 +98,22 @@ export function Dashboard({ session }: { session: Session }) {
   );
 
   useEffect(() => {
+    relist.current = () => void load("");
+  }, [load]);
+
+  useEffect(() => {
     setTasks([]);
     setNextPageToken("");
     void load("");
   }, [load]);
 
+  const view: View = { filter, complete: !nextPageToken };
+  /** This tab's own change, unless the stream has brought a later one already. */
   const replace = (task: Task) =>
-    setTasks((shown) =>
-      shows(filter, task) ? shown.map((t) => (t.id === task.id ? task : t)) : shown.filter((t) => t.id !== task.id),
-    );
-  const remove = (id: string) => setTasks((shown) => shown.filter((t) => t.id !== id));
+    setTasks((list) => {
+      const current = list.find((t) => t.id === task.id);
+      return current && writtenAfter(current, task) ? list : upsert(list, task, view);
+    });
   const report = (error: unknown) => {
     const found = describe(error);
     if (!sessionProblem(found)) setProblem(found);
@@ -73,13 +121,14 @@ export function Dashboard({ session }: { session: Session }) {
 
   return (
     <main className="dashboard">
-      <h1 tabIndex={-1}>My tasks</h1>
-      <NewTask
-        session={session}
-        onCreated={(task) => {
-          if (shows(filter, task)) setTasks((shown) => [task, ...shown.filter((t) => t.id !== task.id)]);
-        }}
-      />
+      <div className="heading">
+        <h1 tabIndex={-1}>My tasks</h1>
+        <p role="status" className={live === "live" ? "live on" : "live"}>
+          <span className="visually-hidden">Updates: </span>
+          {LIVE[live]}
+        </p>
+      </div>
+      <NewTask session={session} onCreated={replace} />
       <nav aria-label="Filter tasks" className="filters">
         {FILTERS.map(({ value, label }) => (
           <button
@@ -100,7 +149,7 @@ export function Dashboard({ session }: { session: Session }) {
             task={task}
             session={session}
             onChanged={replace}
-            onDeleted={remove}
+            onDeleted={(id) => setTasks((list) => remove(list, id))}
             onError={report}
           />
         ))}

@@ -18,6 +18,8 @@ export function TaskItem({ task, session, onChanged, onDeleted, onError }: Props
   const [editing, setEditing] = useState(false);
   const [title, setTitle] = useState(task.title);
   const [description, setDescription] = useState(task.description);
+  // The version being edited: a change heard live meanwhile must not make the save overwrite it.
+  const [editedEtag, setEditedEtag] = useState(task.etag);
   const [problem, setProblem] = useState<Problem | null>(null);
   const [busy, setBusy] = useState(false);
 
@@ -77,7 +79,7 @@ export function TaskItem({ task, session, onChanged, onDeleted, onError }: Props
       setProblem(null);
       try {
         const updated = await session.tasks.updateTask({
-          task: { id: task.id, title, description, etag: task.etag },
+          task: { id: task.id, title, description, etag: editedEtag },
           updateMask: { paths: ["title", "description"] },
         });
         setEditing(false);
@@ -154,6 +156,7 @@ export function TaskItem({ task, session, onChanged, onDeleted, onError }: Props
           onClick={() => {
             setTitle(task.title);
             setDescription(task.description);
+            setEditedEtag(task.etag);
             setEditing(true);
           }}
         >

@@ -19,6 +19,7 @@ export type ProblemKind =
   | "unavailable"
   | "request-too-large"
   | "task-quota"
+  | "resume-token-expired"
   | "internal";
 
 /** What the UI shows for a failed call: a message, per-field messages (from
@@ -70,6 +71,10 @@ const BY_REASON: Record<Reason, { kind: ProblemKind; message: string | ((facts: 
     kind: "too-many-streams",
     message: "Too many streams are open to the service (other tabs of this app?). Close some and try again.",
   },
+  [ErrorReason.SHUTTING_DOWN]: {
+    kind: "unavailable",
+    message: "The service is restarting. Please try again in a moment.",
+  },
   [ErrorReason.EMAIL_ALREADY_REGISTERED]: {
     kind: "email-taken",
     message: "An account with this email already exists. Sign in instead?",
@@ -109,6 +114,10 @@ const BY_REASON: Record<Reason, { kind: ProblemKind; message: string | ((facts: 
   [ErrorReason.AUTH_SERVICE_UNAVAILABLE]: {
     kind: "unavailable",
     message: "The service is unavailable right now. Please try again in a moment.",
+  },
+  [ErrorReason.RESUME_TOKEN_EXPIRED]: {
+    kind: "resume-token-expired",
+    message: "Live updates were interrupted for too long: the list is loaded again.",
   },
 };
 

@@ -1,4 +1,12 @@
-import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createClient,
+  type Client,
+  type Interceptor,
+  type StreamRequest,
+  type UnaryRequest,
+} from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { describe } from "./errors";
 import { AuthService, type TokenPair } from "./gen/todo/auth/v1/auth_pb";
@@ -22,8 +30,13 @@ import type { Config } from "./config";
  * waiting call) and the call is retried once. When Refresh answers INVALID_REFRESH_TOKEN, the
  * session is over and the app goes back to sign-in. (`describe` reads the reason; an
  * UNAUTHENTICATED without `ErrorInfo`, e.g. from a proxy, falls back to "token-invalid".)
+ * A stream (WatchTasks) refused as it starts is retried the same way; one that ends with
+ * INVALID_TOKEN after it started (the token expired meanwhile) is its caller's to resume, after
+ * `renew()`.
  */
 const REFRESH_KEY = "todo.refreshToken";
+/** The longest RetryInfo delay a refresh waits out, rather than failing the calls waiting on it. */
+const MAX_REFRESH_WAIT_SECS = 5;
 
 export type SessionListener = (signedIn: boolean, reason?: string) => void;
 
@@ -61,6 +74,20 @@ export class Session {
   /** Whether there is a session to use (an access token, or a refresh token to get one). */
   get signedIn(): boolean {
     return this.accessToken !== null || sessionStorage.getItem(REFRESH_KEY) !== null;
+  }
+
+  /** The signed-in user's id (the access token's `sub` claim), refreshing first when there is
+   * no access token yet (after a reload); null when signed out. */
+  async userId(): Promise<string | null> {
+    const token = this.accessToken ?? (await this.refresh());
+    return token ? subject(token) : null;
+  }
+
+  /** Refreshes the access token (joining a Refresh already in flight), for a stream that ended
+   * with INVALID_TOKEN: false when the session is over. Throws when the auth-service cannot be
+   * reached. */
+  async renew(): Promise<boolean> {
+    return (await this.refresh()) !== null;
   }
 
   onChange(listener: SessionListener): () => void {
@@ -116,7 +143,7 @@ export class Session {
     return this.refreshing;
   }
 
-  private async doRefresh(): Promise<string | null> {
+  private async doRefresh(tries = 3): Promise<string | null> {
     const refreshToken = sessionStorage.getItem(REFRESH_KEY);
     if (!refreshToken) return null;
     try {
@@ -126,6 +153,13 @@ export class Session {
       return tokens.accessToken;
     } catch (error) {
       const problem = describe(error);
+      // Exchanged again too soon (REFRESH_MIN_INTERVAL_MS; e.g. a reload just after a background
+      // refresh of the live stream's): wait as told, then try again.
+      const wait = problem.kind === "too-many-requests" ? problem.retryAfterSeconds : undefined;
+      if (wait !== undefined && wait <= MAX_REFRESH_WAIT_SECS && tries > 1) {
+        await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+        return this.doRefresh(tries - 1);
+      }
       // Refresh refuses with INVALID_REFRESH_TOKEN; any other UNAUTHENTICATED here (e.g. one
       // without ErrorInfo, "token-invalid" by the code fallback) is about the refresh token too.
       if (problem.kind === "refresh-token-invalid" || problem.kind === "token-invalid") {
@@ -137,7 +171,8 @@ export class Session {
   }
 
   /** Adds the bearer token; on INVALID_TOKEN refreshes once and retries once. */
-  private bearer: Interceptor = (next) => async (request) => {
+  private bearer: Interceptor = (next) => async (sent) => {
+    const request = await resendable(sent);
     const token = this.accessToken ?? (await this.refresh());
     if (!token) throw new ConnectError("signed out", Code.Unauthenticated);
     request.header.set("authorization", `Bearer ${token}`);
@@ -155,4 +190,33 @@ export class Session {
       return await next(request);
     }
   };
+}
+
+/** `request`, able to be sent twice: a streaming request's message is an iterator the transport
+ * reads once. (Only server streaming reaches here: fetch cannot stream a request body.) */
+async function resendable<R extends UnaryRequest | StreamRequest>(request: R): Promise<R> {
+  if (!request.stream) return request;
+  const messages: unknown[] = [];
+  for await (const message of request.message) messages.push(message);
+  return {
+    ...request,
+    message: {
+      async *[Symbol.asyncIterator]() {
+        yield* messages;
+      },
+    },
+  };
+}
+
+/** The `sub` claim (the user's id) of a JWT, read without verifying it: the services verify
+ * tokens; the app only tells one user's tabs from another's by it. */
+function subject(jwt: string): string | null {
+  try {
+    const base64 = (jwt.split(".")[1] ?? "").replaceAll("-", "+").replaceAll("_", "/");
+    const bytes = Uint8Array.from(atob(base64), (char) => char.charCodeAt(0));
+    const { sub } = JSON.parse(new TextDecoder().decode(bytes)) as { sub?: unknown };
+    return typeof sub === "string" && sub ? sub : null;
+  } catch {
+    return null;
+  }
 }

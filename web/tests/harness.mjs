@@ -160,3 +160,41 @@ export async function openApp(prefix, env = {}) {
   };
   return { origin, stack, browser, data, close };
 }
+
+/** Compiles `inputs` (name → path under web/, e.g. `src/errors.ts`) for Node with Vite (their
+ * dependencies left as imports of node_modules) and imports each: the unit tests' way to load
+ * TypeScript modules of the app. */
+export async function compileForNode(name, inputs) {
+  const { build } = await import("vite");
+  const { pathToFileURL } = await import("node:url");
+  const outDir = join(web, "node_modules", ".cache", name);
+  await build({
+    root: web,
+    configFile: false,
+    publicDir: false,
+    logLevel: "warn",
+    build: { ssr: true, outDir, emptyOutDir: true, rollupOptions: { input: inputs } },
+  });
+  const modules = {};
+  for (const key of Object.keys(inputs)) {
+    modules[key] = await import(pathToFileURL(join(outDir, `${key}.js`)).href);
+  }
+  return modules;
+}
+
+/** A new tab in `context` at `origin`, signed in (signed up with `signUp`) as `email`, its task
+ * list live; `window.notReloaded` is set, so a test can tell the page was never reloaded. */
+export async function openTab(context, origin, email, { signUp = false } = {}) {
+  const page = await context.newPage();
+  await page.goto(origin);
+  if (signUp) await page.getByRole("button", { name: "Create an account" }).click();
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: signUp ? "Sign up" : "Sign in" }).click();
+  await page.getByRole("heading", { name: "My tasks" }).waitFor();
+  await page.locator(".live.on").waitFor();
+  await page.evaluate(() => {
+    window.notReloaded = true;
+  });
+  return page;
+}
