@@ -135,10 +135,11 @@ impl TaskService for TaskApi {
             .open(caller.owner(), from, caller.expires_at())
             .await?;
         // Each message is made in a task of its own and charged to the unread-replies budget
-        // until the client takes it (the stream is asked for the next one). HTTP/2 stops
-        // polling a body whose client grants no window: made inline, a read could stall
-        // half-way holding a database connection. So a client that stops reading holds one
-        // charged message and nothing else.
+        // until the stream is asked for the next one (tonic asks as soon as it has encoded this
+        // one, which HTTP/2 may still hold: within the connection's bound on unwritten data).
+        // HTTP/2 stops polling a body whose client grants no window: made inline, a read could
+        // stall half-way holding a database connection. So a client that stops reading holds
+        // one charged message and one handed over, and no connection.
         let producer = Producer {
             stream,
             unread: Arc::clone(&self.unread),

@@ -118,6 +118,9 @@ impl Purges {
         self.owners.insert(owner);
         self.feed.changed(owner);
         let deleted = purged::purge(&self.db, owner, now, forget_after).await?;
+        // Again: a reload that read the tombstones before this purge's committed may have
+        // replaced the set meanwhile.
+        self.owners.insert(owner);
         tracing::info!(
             target: "audit", event = "account_purged", user_id = %owner, deleted,
             "deleted account's tasks purged"

@@ -11,7 +11,7 @@
 //!   can see were lost (PgBouncer in transaction mode delivers none).
 //!
 //! A stream reads only when its client takes the previous message (HTTP/2 flow control): a
-//! client that reads slowly makes the server hold one message, not a queue; it falls behind
+//! client that reads slowly makes the server hold a message or two, not a queue; it falls behind
 //! in the log, and if it falls behind what the log keeps, its next read ends the stream with
 //! RESUME_TOKEN_EXPIRED (as etcd's unsynced watchers catch up from storage, rather than
 //! Kubernetes' buffered ones, which are dropped when full).
@@ -31,7 +31,10 @@ use std::{
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
-use tokio::{sync::watch, time::Instant};
+use tokio::{
+    sync::{Semaphore, watch},
+    time::Instant,
+};
 use uuid::Uuid;
 
 /// Most changes read from the log at once: a message holds at most 64 KiB, so reading more
@@ -41,6 +44,16 @@ const READ_ROWS: u64 = 32;
 /// what a client that stops reading makes the server hold per stream (charged to its
 /// unread-replies budget).
 const MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Stream reads of the log at once on this replica: when every stream is woken together (the
+/// listener reconnected), they queue here rather than for the database pool, where a wait past
+/// DATABASE_ACQUIRE_TIMEOUT_SECS would end streams and bring their clients back all at once.
+const CONCURRENT_READS: usize = 8;
+
+/// `every`, give or take a fifth at random: streams opened together do not poll together.
+fn jittered(every: Duration) -> Duration {
+    every.mul_f64(0.8 + 0.4 * fastrand::f64())
+}
 
 /// Who is watching on this replica: per owner, the wake-up channel of their streams and
 /// how many there are.
@@ -130,6 +143,7 @@ pub struct Watches {
     clock: SharedClock,
     settings: WatchArgs,
     stopping: watch::Receiver<bool>,
+    reads: Arc<Semaphore>,
 }
 
 impl Watches {
@@ -150,6 +164,7 @@ impl Watches {
             clock,
             settings,
             stopping,
+            reads: Arc::new(Semaphore::new(CONCURRENT_READS)),
         }
     }
 
@@ -195,7 +210,7 @@ impl Watches {
             position,
             expires_at,
             next_heartbeat: now + self.settings.heartbeat(),
-            next_poll: now + self.settings.poll(),
+            next_poll: now + jittered(self.settings.poll()),
             state: State::First,
         })
     }
@@ -312,7 +327,7 @@ impl Stream {
                     position: self.position,
                 });
             }
-            self.next_poll = now + self.watches.settings.poll();
+            self.next_poll = now + jittered(self.watches.settings.poll());
             let until_expiry = (self.expires_at - self.watches.clock.now())
                 .to_std()
                 .unwrap_or(Duration::ZERO);
@@ -340,6 +355,12 @@ impl Stream {
     /// The changes after the stream's position, at most one message's worth (the rest are
     /// read for the next); refuses a position the log no longer reaches.
     async fn read(&self) -> Result<Vec<Change>, TaskError> {
+        let _turn = self
+            .watches
+            .reads
+            .acquire()
+            .await
+            .map_err(|_| TaskError::Internal("the stream reads' semaphore closed".into()))?;
         let db = &self.watches.db;
         let mut read = changes::after(db, self.owner, self.position, READ_ROWS).await?;
         if read.is_empty() {

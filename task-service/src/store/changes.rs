@@ -177,39 +177,37 @@ pub(crate) async fn erase(db: &impl ConnectionTrait, owner: Uuid) -> Result<(), 
     Ok(())
 }
 
-/// Listens for wake-ups on [`NOTIFY_CHANNEL`] on a connection of its own (PostgreSQL), calling
-/// `wake(Some(owner))` for each and `wake(None)` whenever notifications may have been lost
-/// (the connection was lost and made again, or listening failed); returns when the pool
-/// closes.
+/// Listens for wake-ups on [`NOTIFY_CHANNEL`] on a connection of its own (PostgreSQL; made
+/// with the pool's settings but outside it, so it takes none of the connections calls need),
+/// calling `wake(Some(owner))` for each and `wake(None)` whenever notifications may have been
+/// lost (the connection was lost and made again); never returns (the caller aborts it).
 pub(crate) async fn listen(db: &sea_orm::DatabaseConnection, wake: impl Fn(Option<Uuid>)) {
-    use sea_orm::sqlx::{Error, postgres::PgListener};
-    let pool = db.get_postgres_connection_pool();
-    let mut retry = std::time::Duration::from_millis(250);
+    use sea_orm::sqlx::postgres::{PgListener, PgPoolOptions};
+    use std::time::{Duration, Instant};
+    let options = (*db.get_postgres_connection_pool().connect_options()).clone();
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(options);
+    let mut retry = Duration::from_millis(250);
     loop {
-        if pool.is_closed() {
-            return;
-        }
-        let listener = match PgListener::connect_with(pool).await {
-            Ok(mut listener) => match listener.listen(NOTIFY_CHANNEL).await {
-                Ok(()) => Ok(listener),
-                Err(error) => Err(error),
-            },
-            Err(error) => Err(error),
+        let connected = async {
+            let mut listener = PgListener::connect_with(&own).await?;
+            listener.listen(NOTIFY_CHANNEL).await?;
+            Ok::<_, sea_orm::sqlx::Error>(listener)
         };
-        let mut listener = match listener {
+        let mut listener = match connected.await {
             Ok(listener) => listener,
-            Err(Error::PoolClosed) => return,
             Err(error) => {
                 tracing::warn!(%error, retry_ms = retry.as_millis(), "cannot listen for task changes: streams re-read on their timer meanwhile");
                 tokio::time::sleep(retry).await;
-                retry = (retry * 2).min(std::time::Duration::from_secs(10));
+                retry = (retry * 2).min(Duration::from_secs(10));
                 continue;
             }
         };
+        let since = Instant::now();
         // Anything sent while no one listened is lost: every stream reads again.
         wake(None);
-        retry = std::time::Duration::from_millis(250);
-        loop {
+        let error = loop {
             match listener.try_recv().await {
                 Ok(Some(notification)) => {
                     if let Ok(owner) = Uuid::try_parse(notification.payload()) {
@@ -223,12 +221,16 @@ pub(crate) async fn listen(db: &sea_orm::DatabaseConnection, wake: impl Fn(Optio
                     );
                     wake(None);
                 }
-                Err(Error::PoolClosed) => return,
-                Err(error) => {
-                    tracing::warn!(%error, "the task-change listener failed: connecting again");
-                    break;
-                }
+                Err(error) => break error,
             }
+        };
+        // A listener that fails as soon as it is up backs off like one that cannot connect,
+        // so a flapping database does not make every stream read again in a tight loop.
+        if since.elapsed() > Duration::from_secs(60) {
+            retry = Duration::from_millis(250);
         }
+        tracing::warn!(%error, retry_ms = retry.as_millis(), "the task-change listener failed: connecting again");
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(Duration::from_secs(10));
     }
 }
