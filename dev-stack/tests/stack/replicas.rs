@@ -380,23 +380,6 @@ fn spawn_watcher(
     changes
 }
 
-/// Kills every connection to `url`'s database but this one; returns how many.
-async fn kill_connections(url: &str) -> usize {
-    use sea_orm::ConnectionTrait;
-    let admin = sea_orm::Database::connect(url).await.unwrap();
-    let killed = admin
-        .query_all_raw(sea_orm::Statement::from_string(
-            admin.get_database_backend(),
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-        ))
-        .await
-        .unwrap()
-        .len();
-    let _ = admin.close().await;
-    killed
-}
-
 async fn live_changes_through_the_balancer(stack: &Replicas, lb: &Balancer, access: &str) {
     let mut changes = spawn_watcher(lb.task_grpc, access.to_owned());
     // Let the watcher's stream open (its first message carries no change).
@@ -407,7 +390,7 @@ async fn live_changes_through_the_balancer(stack: &Replicas, lb: &Balancer, acce
     for n in 0..CHANGES {
         if n == CHANGES / 2 {
             // Every database connection of every replica, the listeners' too.
-            assert!(kill_connections(&stack.database_url).await > 0);
+            assert!(test_support::drop_every_connection(&stack.database_url).await > 0);
         }
         // Made directly on each replica in turn, so half are made on the one the watcher is not
         // on; retried (idempotently) while the replicas reconnect.

@@ -190,6 +190,26 @@ pub async fn count_rows(url: &str, table: &str) -> i64 {
     n
 }
 
+/// Closes every other connection to the PostgreSQL database at `url`, as a server restart or
+/// a failover does; how many it closed.
+pub async fn drop_every_connection(url: &str) -> usize {
+    use sea_orm::{ConnectionTrait, Statement};
+    let admin = sea_orm::Database::connect(url)
+        .await
+        .expect("connect as the admin");
+    let closed = admin
+        .query_all_raw(Statement::from_string(
+            admin.get_database_backend(),
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        ))
+        .await
+        .expect("terminate the other connections")
+        .len();
+    let _ = admin.close().await;
+    closed
+}
+
 /// A connected channel to a server under test.
 pub async fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
     tonic::transport::Channel::from_shared(format!("http://{addr}"))

@@ -2,7 +2,6 @@
 //! told to retry, and the service recovers by itself.
 
 use crate::helpers::*;
-use sea_orm::{ConnectionTrait, Database};
 use std::{
     collections::HashSet,
     sync::{
@@ -12,23 +11,6 @@ use std::{
     time::Duration,
 };
 use tonic::Code;
-
-/// Closes every other connection to the database at `url`, as a server restart or a
-/// failover does; how many it closed.
-async fn drop_every_connection(url: &str) -> usize {
-    let admin = Database::connect(url).await.expect("connect as the admin");
-    let closed = admin
-        .query_all_raw(sea_orm::Statement::from_string(
-            admin.get_database_backend(),
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-        ))
-        .await
-        .expect("terminate the other connections")
-        .len();
-    let _ = admin.close().await;
-    closed
-}
 
 // PostgreSQL only: a SQLite database is a file in this process, with no server to drop its
 // connections. Reported as ignored on SQLite; the PostgreSQL run includes it (README).
@@ -61,7 +43,7 @@ async fn acknowledged_creates_survive_the_database_dropping_every_connection_mid
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut closed = 0;
     for _ in 0..3 {
-        closed += drop_every_connection(&stack.database_url).await;
+        closed += test_support::drop_every_connection(&stack.database_url).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
