@@ -16,7 +16,7 @@
 //! | HTTP/2 streams, resets | `MAX_CONCURRENT_STREAMS`; 1,024 resets, 20 pending | [`ServerArgs`], `server` | hyper / h2 |
 //! | streaming RPCs anyone may open | `MAX_STREAMING_RPCS` / `_PER_CLIENT` / `_PER_CONNECTION` | [`ConnectionArgs`] | `server::connections::layer` |
 //! | WatchTasks streams | `MAX_WATCH_STREAMS` / `_PER_CLIENT` / `_PER_CONNECTION`; `WATCH_STREAMS_PER_USER` | [`ConnectionArgs`]; task-service config | `server::connections::layer`; task-service `rules::watch` |
-//! | what a stream holds for a client that does not read | one message (64 KiB), charged as unread replies | — | task-service `grpc` (`Producer`) |
+//! | what a stream holds for a client that does not read | one message being made (≤ 64 KiB, charged as unread replies) and one handed to HTTP/2 (within `MAX_UNWRITTEN_BYTES`) | — | task-service `grpc` (`Producer`) |
 //! | change log rows | `WATCH_RETENTION_SECS`, `WATCH_RETAINED_CHANGES` | task-service config | task-service `store::changes` |
 //! | header bytes | 16 KiB, HTTP/2 and HTTP/1.1 | `server` | h2; `server::http1` (431) |
 //! | message bytes | `MAX_REQUEST_BYTES`, every message of every service; replies 2 MiB | [`ServerArgs`] | `server::limits`, tonic |

@@ -81,7 +81,7 @@ fn record<Id: std::fmt::Display>(id: Id) -> Id {
 }
 
 /// Makes a WatchTasks stream's messages, each charged to its recipient's unread budget until
-/// the next is asked for (the client has taken it).
+/// the next is asked for (the message has left the stream for HTTP/2).
 struct Producer {
     stream: crate::rules::watch::Stream,
     unread: Arc<UnreadBudget>,
@@ -94,7 +94,7 @@ impl Producer {
     /// The next message (`None` once the stream has ended), and the producer back unless it
     /// has.
     async fn produce(mut self) -> (Option<Self>, Option<Result<pb::WatchTasksResponse, Status>>) {
-        // Asked for the next message: the last one was taken.
+        // Asked for the next message: the last one has been handed on.
         self.held = None;
         let message = match self.stream.next().await {
             None => return (None, None),
