@@ -41,7 +41,7 @@ fn issuer_and_keys(
         )
         .await
         .unwrap();
-        KeyRing::load(db, t, Utc::now())
+        KeyRing::load(db, t, Utc::now(), &Default::default())
             .await
             .unwrap()
             .current(Utc::now())

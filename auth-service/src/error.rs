@@ -60,6 +60,27 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// The error's name as a metric outcome (a fixed set: never anything from the request).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "invalid_argument",
+            Self::EmailTaken => "email_taken",
+            Self::InvalidCredentials | Self::WrongPassword => "invalid_credentials",
+            Self::SessionNotFound => "not_found",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::InvalidRefreshToken(_) => "invalid_refresh_token",
+            Self::Throttled(_) | Self::SignUpThrottled(_) => "throttled",
+            Self::Busy(_) => "busy",
+            Self::RefreshTooSoon(_) => "too_soon",
+            Self::Database(_) | Self::Internal(_) => "error",
+        }
+    }
+
+    /// Whether the throttle (THROTTLE_*) refused this call.
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, Self::Throttled(_) | Self::SignUpThrottled(_))
+    }
+
     /// An internal error with a cause for the log.
     pub fn internal(cause: impl Into<String>) -> Self {
         Self::Internal(cause.into())

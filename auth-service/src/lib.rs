@@ -12,6 +12,7 @@ pub mod config;
 mod domain;
 mod error;
 mod grpc;
+pub mod metrics;
 mod rules;
 mod store;
 
@@ -34,10 +35,12 @@ use crate::{
     config::{AuthConfig, ConfigError, SigningMode},
     error::AuthError,
     grpc::AuthApi,
+    metrics::AuthMetrics,
     rules::Rules,
 };
 use clock::SharedClock;
 use grpc_edge::{
+    metrics::Admin,
     server::{AbortOnDrop, BindError, GrpcServer, ServeError, ServerTls},
     tls::PemFile,
 };
@@ -79,6 +82,9 @@ pub struct Application {
     clock: SharedClock,
     rules: Rules,
     tls: Option<ServerTls>,
+    /// The metrics registry and its admin listener (AUTH_METRICS_LISTEN_ADDR).
+    admin: Admin,
+    metrics: AuthMetrics,
 }
 
 impl Application {
@@ -103,14 +109,17 @@ impl Application {
             .clone()
             .map(|path| PemFile::new("TLS_CLIENT_CA_FILE", path));
         let tls = ServerTls::load(&config.server.tls, client_ca).map_err(ConfigError::from)?;
-        let db = service_db::open(
+        let admin = Admin::bind("AUTH_METRICS_LISTEN_ADDR", config.metrics_listen_addr).await?;
+        let mut db = service_db::open(
             "AUTH_DATABASE_URL",
             &config.database_url,
             &config.pool,
             |db| migrations::prepare::<AuthMigrator>(db, config.pool.migrate_on_start, "auth"),
         )
         .await?;
-        let rules = Rules::build(&config, db.clone(), Arc::clone(&clock)).await?;
+        admin.watch_database(&mut db);
+        let metrics = AuthMetrics::new(admin.metrics());
+        let rules = Rules::build(&config, db.clone(), Arc::clone(&clock), &metrics).await?;
         match config.tokens.jwt.signing_algorithm {
             SigningMode::EdDsa => tracing::info!(
                 "signing access tokens with Ed25519 keys kept in the auth database (generated on first start)"
@@ -126,7 +135,14 @@ impl Application {
             clock,
             rules,
             tls,
+            admin,
+            metrics,
         })
+    }
+
+    /// Where metrics are served (AUTH_METRICS_LISTEN_ADDR), if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.admin.local_addr()
     }
 
     /// The address the server listens on.
@@ -154,6 +170,8 @@ impl Application {
             clock,
             rules,
             tls,
+            admin,
+            metrics,
         } = self;
         let addr = listener.local_addr().unwrap_or(config.listen_addr);
         let transport = ServerTls::mode(tls.as_ref());
@@ -164,10 +182,14 @@ impl Application {
         let _sweeper = AbortOnDrop(rules::spawn_sweeper(Arc::clone(&rules.retention)));
         // Account deletions to the task-service, stopped when `run` returns.
         let _deliveries = AbortOnDrop(rules.deliveries.spawn_worker());
-        let api = AuthServiceServer::new(AuthApi::new(rules, proxies, clock))
+        let server_metrics = admin.enabled().cloned();
+        // The admin listener stops when `run` returns.
+        let _admin = admin.spawn(std::future::pending());
+        let api = AuthServiceServer::new(AuthApi::new(rules, proxies, clock, metrics))
             .max_decoding_message_size(config.server.max_request_bytes)
             .max_encoding_message_size(grpc_edge::server::MAX_RESPONSE_BYTES);
         GrpcServer::new(SERVICE_NAMES)?
+            .with_metrics(server_metrics.as_ref())
             .add_service(api)
             .add_json_get(
                 "/.well-known/jwks.json",

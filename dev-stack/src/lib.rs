@@ -116,6 +116,16 @@ impl Stack {
     }
 
     /// Where the task-service's internal listener is, if it has one.
+    /// Where the auth-service serves its metrics (AUTH_METRICS_LISTEN_ADDR), if it does.
+    pub fn auth_metrics_addr(&self) -> Option<SocketAddr> {
+        self.auth.metrics_addr()
+    }
+
+    /// Where the task-service serves its metrics (TASK_METRICS_LISTEN_ADDR), if it does.
+    pub fn task_metrics_addr(&self) -> Option<SocketAddr> {
+        self.task.metrics_addr()
+    }
+
     pub fn task_internal_addr(&self) -> Option<SocketAddr> {
         self.task.internal_addr()
     }

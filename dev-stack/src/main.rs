@@ -84,7 +84,7 @@ async fn run() -> ExitCode {
     let auth = AuthConfig::parse_from(["auth-service"]);
     let task = TaskConfig::parse_from(["task-service"]);
     let format = auth.server.log_format;
-    grpc_edge::telemetry::init(format);
+    let telemetry = grpc_edge::telemetry::init("todo-stack", format);
     let databases = [
         service_db::redact_url(&auth.database_url),
         service_db::redact_url(&task.database_url),
@@ -112,5 +112,6 @@ async fn run() -> ExitCode {
         stack.run(shutdown).await
     }
     .await;
+    telemetry.shutdown().await;
     grpc_edge::telemetry::exit_code("todo-stack", format, result)
 }

@@ -154,6 +154,7 @@ pub async fn start(
                 config.jwt.verifier(),
                 Arc::new(VerifiedTokens::new(cache)),
                 clock.clone(),
+                &Default::default(),
             )),
         };
         let args = config.server.clone();

@@ -25,6 +25,17 @@ pub struct TaskConfig {
     )]
     pub listen_addr: SocketAddr,
 
+    /// Where Prometheus scrapes this service's metrics (`GET /metrics`), e.g.
+    /// 127.0.0.1:9465: an admin port of its own, never the gRPC port, so neither grpc-web nor
+    /// a balancer exposes it by accident. Unset: no metrics are kept per call and none served.
+    #[arg(
+        long,
+        env = "TASK_METRICS_LISTEN_ADDR",
+        value_name = "TASK_METRICS_LISTEN_ADDR",
+        value_parser = |v: &str| grpc_edge::settings::listen_addr(v, 9465)
+    )]
+    pub metrics_listen_addr: Option<SocketAddr>,
+
     /// Database URL: `sqlite://path/file.db` (created if missing) or `postgres://…`.
     #[arg(
         long,

@@ -14,6 +14,7 @@ pub mod config;
 mod domain;
 mod error;
 mod grpc;
+pub mod metrics;
 mod rules;
 mod store;
 
@@ -34,10 +35,12 @@ use crate::{
         internal::InternalApi,
         unread::UnreadBudget,
     },
+    metrics::TaskMetrics,
     rules::{Feed, PageTokens, Purges, Tasks, Watches},
 };
 use access_token::ExposeSecret;
 use clock::SharedClock;
+use grpc_edge::metrics::Admin;
 use grpc_edge::server::{AbortOnDrop, BindError, GrpcServer, ServeError, ServerTls};
 use grpc_edge::tls::PemFile;
 use migrations::TaskMigrator;
@@ -108,6 +111,9 @@ pub struct Application {
     tls: Option<ServerTls>,
     /// The internal listener (INTERNAL_LISTEN_ADDR) and its TLS, when there is one.
     internal: Option<(TcpListener, Option<ServerTls>)>,
+    /// The metrics registry and its admin listener (TASK_METRICS_LISTEN_ADDR).
+    admin: Admin,
+    metrics: TaskMetrics,
 }
 
 impl Application {
@@ -138,10 +144,13 @@ impl Application {
             .map_err(ConfigError::from)?
             .connect_timeout(std::time::Duration::from_secs(2))
             .connect_lazy();
+        let admin = Admin::bind("TASK_METRICS_LISTEN_ADDR", config.metrics_listen_addr).await?;
+        let metrics = TaskMetrics::new(admin.metrics());
         let keys = match config.jwt.hs256_secret().map_err(ConfigError::from)? {
             Some(secret) => FetchedKeys::shared_secret(secret),
             None => FetchedKeys::remote(auth_channel.clone(), config.key_refresh_min_interval()),
-        };
+        }
+        .counting(&metrics);
         let page_tokens = match &config.page_token_secret {
             Some(secret) => {
                 PageTokens::new(secret.expose_secret().as_bytes()).map_err(|e| e.to_string())
@@ -150,13 +159,14 @@ impl Application {
         }
         .map_err(|e| StartError::Setup(format!("page-token key: {e}")))?;
 
-        let db = service_db::open(
+        let mut db = service_db::open(
             "TASK_DATABASE_URL",
             &config.database_url,
             &config.pool,
             |db| migrations::prepare::<TaskMigrator>(db, config.pool.migrate_on_start, "task"),
         )
         .await?;
+        admin.watch_database(&mut db);
         let listener = listeners.public;
         let internal = match listeners.internal {
             None => None,
@@ -180,7 +190,14 @@ impl Application {
             page_tokens,
             tls,
             internal,
+            admin,
+            metrics,
         })
+    }
+
+    /// Where metrics are served (TASK_METRICS_LISTEN_ADDR), if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.admin.local_addr()
     }
 
     /// The address of the internal listener, if there is one.
@@ -218,6 +235,8 @@ impl Application {
             page_tokens,
             tls,
             internal,
+            admin,
+            metrics,
         } = self;
         let addr = listener.local_addr().unwrap_or(config.listen_addr);
         let transport = ServerTls::mode(tls.as_ref());
@@ -259,13 +278,23 @@ impl Application {
         }
         let _change_sweeper = AbortOnDrop(watches.spawn_sweeper());
         let _change_listener = watches.spawn_listener().map(AbortOnDrop);
-        let unread = UnreadBudget::new(config.max_unread_bytes, config.max_unread_bytes_per_user);
-        let api = TaskServiceServer::new(TaskApi::new(tasks, watches, page_tokens, unread))
-            .max_decoding_message_size(config.server.max_request_bytes)
-            .max_encoding_message_size(grpc_edge::server::MAX_RESPONSE_BYTES);
+        let unread = UnreadBudget::new(config.max_unread_bytes, config.max_unread_bytes_per_user)
+            .counting(&metrics);
+        let server_metrics = admin.enabled().cloned();
+        // The admin listener stops when `run` returns.
+        let _admin = admin.spawn(std::future::pending());
+        let api = TaskServiceServer::new(TaskApi::new(
+            tasks,
+            watches,
+            page_tokens,
+            unread,
+            metrics.clone(),
+        ))
+        .max_decoding_message_size(config.server.max_request_bytes)
+        .max_encoding_message_size(grpc_edge::server::MAX_RESPONSE_BYTES);
         let verified = Arc::new(VerifiedTokens::new(config.verified_token_cache_size));
         let verifier = config.jwt.verifier();
-        let server = GrpcServer::new(SERVICE_NAMES)?;
+        let server = GrpcServer::new(SERVICE_NAMES)?.with_metrics(server_metrics.as_ref());
         // Strict mode adds the Introspect layer; otherwise there is none to pass through.
         let server = if config.strict_sessions {
             let strict = Guarded::new(api, SessionCheck::new(auth_channel));
@@ -275,6 +304,7 @@ impl Application {
                 verifier,
                 verified,
                 clock.clone(),
+                &metrics,
             ))
         } else {
             server.add_service(authenticated(
@@ -283,6 +313,7 @@ impl Application {
                 verifier,
                 verified,
                 clock.clone(),
+                &metrics,
             ))
         };
 
@@ -303,6 +334,7 @@ impl Application {
                 tracing::info!(addr = ?internal_addr, transport = ServerTls::mode(internal_tls.as_ref()), "internal listener (TaskAdmin, native gRPC only)");
                 let server = GrpcServer::new(INTERNAL_SERVICE_NAMES)?
                     .internal()
+                    .with_metrics(server_metrics.as_ref())
                     .add_service(
                         TaskAdminServer::new(api)
                             .max_decoding_message_size(config.server.max_request_bytes),

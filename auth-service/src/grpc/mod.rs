@@ -8,16 +8,19 @@ mod requests;
 
 pub use jwks::jwks_json;
 
+use crate::metrics::AuthMetrics;
 use crate::{
     domain::{Credentials, Device, NewAccount, PasswordChange, ProfileChange},
     error::AuthError,
     rules::Rules,
 };
 use clock::SharedClock;
+use grpc_edge::metrics::Labels;
 use grpc_edge::{
     bearer::bearer_token,
     client_address::{ClientKey, TrustedProxies},
 };
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use replies::{introspection_pb, session_pb, signed_in_pb, signing_key_pb, tokens_pb, user_pb};
 use requests::{
     Introspection, Presented, deletion_password, session_to_revoke, sign_out_refresh_token,
@@ -37,16 +40,44 @@ pub struct AuthApi {
     proxies: TrustedProxies,
     /// For `expires_in` of issued tokens: seconds from now.
     clock: SharedClock,
+    metrics: AuthMetrics,
 }
 
 impl AuthApi {
     /// Serves RPCs with `rules`, believing forwarding headers from `proxies` only.
-    pub fn new(rules: Rules, proxies: TrustedProxies, clock: SharedClock) -> Self {
+    pub fn new(
+        rules: Rules,
+        proxies: TrustedProxies,
+        clock: SharedClock,
+        metrics: AuthMetrics,
+    ) -> Self {
         Self {
             rules,
             proxies,
             clock,
+            metrics,
         }
+    }
+
+    /// Counts `result` in `family` by outcome, and in `auth_throttled_total` as `operation`
+    /// when the throttle refused it.
+    fn counted<T>(
+        &self,
+        family: &Family<Labels, Counter>,
+        operation: &'static str,
+        result: Result<T, AuthError>,
+    ) -> Result<T, AuthError> {
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(error) => {
+                if error.is_throttled() {
+                    self.metrics.throttled_in(operation);
+                }
+                error.outcome()
+            }
+        };
+        AuthMetrics::count(family, outcome);
+        result
     }
 
     /// Who sent `request`, for throttling and fair hashing: the TCP peer, or what a trusted
@@ -75,7 +106,8 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::SignUpResponse>, Status> {
         let (client, device) = (self.client(&request), self.device(&request));
         let account = NewAccount::try_from(request.into_inner())?;
-        let signed_in = held(self.rules.accounts.sign_up(account, client, device).await).await?;
+        let signed_up = self.rules.accounts.sign_up(account, client, device).await;
+        let signed_in = held(self.counted(&self.metrics.sign_ups, "sign_up", signed_up)).await?;
         tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));
         let (user, tokens) = signed_in_pb(signed_in, self.clock.now());
         Ok(Response::new(pb::SignUpResponse { user, tokens }))
@@ -88,13 +120,12 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::SignInResponse>, Status> {
         let (client, device) = (self.client(&request), self.device(&request));
         let credentials = Credentials::try_from(request.into_inner())?;
-        let signed_in = held(
-            self.rules
-                .accounts
-                .sign_in(credentials, client, device)
-                .await,
-        )
-        .await?;
+        let signed_in = self
+            .rules
+            .accounts
+            .sign_in(credentials, client, device)
+            .await;
+        let signed_in = held(self.counted(&self.metrics.sign_ins, "sign_in", signed_in)).await?;
         tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));
         let (user, tokens) = signed_in_pb(signed_in, self.clock.now());
         Ok(Response::new(pb::SignInResponse { user, tokens }))
@@ -107,7 +138,8 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::RefreshResponse>, Status> {
         let device = self.device(&request);
         let token = Presented::try_from(request.into_inner())?;
-        let pair = self.rules.sessions.refresh(token.expose(), &device).await?;
+        let pair = self.rules.sessions.refresh(token.expose(), &device).await;
+        let pair = self.counted(&self.metrics.refreshes, "refresh", pair)?;
         Ok(Response::new(pb::RefreshResponse {
             tokens: Some(tokens_pb(pair, self.clock.now())),
         }))
@@ -120,13 +152,15 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::SignOutResponse>, Status> {
         let bearer = bearer_token(request.metadata()).map(str::to_owned);
         let refresh_token = sign_out_refresh_token(request.into_inner());
-        self.rules
+        let signed_out = self
+            .rules
             .sessions
             .sign_out(
                 refresh_token.as_ref().map(Presented::expose),
                 bearer.as_deref(),
             )
-            .await?;
+            .await;
+        self.counted(&self.metrics.sign_outs, "sign_out", signed_out)?;
         Ok(Response::new(pb::SignOutResponse {}))
     }
 
@@ -182,13 +216,17 @@ impl AuthService for AuthApi {
         let client = self.client(&request);
         let bearer = bearer_token(request.metadata()).map(str::to_owned);
         let change = PasswordChange::try_from(request.into_inner())?;
-        let signed_out = held(
-            self.rules
-                .accounts
-                .change_password(bearer.as_deref(), change, client)
-                .await,
-        )
-        .await?;
+        let changed = self
+            .rules
+            .accounts
+            .change_password(bearer.as_deref(), change, client)
+            .await;
+        if let Err(error) = &changed
+            && error.is_throttled()
+        {
+            self.metrics.throttled_in("change_password");
+        }
+        let signed_out = held(changed).await?;
         tracing::Span::current().record("signed_out", signed_out);
         Ok(Response::new(pb::ChangePasswordResponse {
             signed_out_sessions: i64::try_from(signed_out).unwrap_or(i64::MAX),

@@ -18,6 +18,7 @@ use crate::{
 };
 use chrono::TimeDelta;
 use clock::SharedClock;
+use grpc_edge::telemetry::{Traced, traced};
 use sea_orm::DatabaseConnection;
 use std::{sync::Arc, time::Duration};
 use todo_api::todo::task::internal::v1::{PurgeUserRequest, task_admin_client::TaskAdminClient};
@@ -42,7 +43,7 @@ pub struct Deliveries {
     keys: Arc<KeyRing>,
     issuer: TokenIssuer,
     /// The task-service's internal API; `None` when TASK_INTERNAL_URL is not set.
-    task_admin: Option<TaskAdminClient<Channel>>,
+    task_admin: Option<TaskAdminClient<Traced<Channel>>>,
     /// How long an access token lasts, leeway included: the task-service keeps a deleted
     /// account's tombstone at least that long after the deletion.
     token_lifetime: TimeDelta,
@@ -76,7 +77,7 @@ impl Deliveries {
             clock,
             keys,
             issuer,
-            task_admin: task_admin.map(TaskAdminClient::new),
+            task_admin: task_admin.map(|channel| TaskAdminClient::new(traced(channel))),
             token_lifetime,
             retry_max,
             wake: Notify::new(),
@@ -126,7 +127,7 @@ impl Deliveries {
     /// Asks the task-service to purge one deleted account.
     async fn deliver(
         &self,
-        mut task_admin: TaskAdminClient<Channel>,
+        mut task_admin: TaskAdminClient<Traced<Channel>>,
         deletion: &PendingDeletion,
     ) -> Result<(), String> {
         let now = self.clock.now();
@@ -195,7 +196,7 @@ mod tests {
             "sqlite::memory:",
         );
         let keys = Arc::new(
-            KeyRing::load(db.clone(), &args.tokens, clock.now())
+            KeyRing::load(db.clone(), &args.tokens, clock.now(), &Default::default())
                 .await
                 .unwrap(),
         );

@@ -3,6 +3,7 @@
 //! current one reaches its `retire_at`; a retired key keeps verifying until `expire_at`, when
 //! the last token it signed has expired. HS256 mode: one shared secret, never published.
 
+use crate::metrics::AuthMetrics;
 use crate::{
     config::{SigningMode, TokenArgs},
     domain::PublicKey,
@@ -13,7 +14,9 @@ use access_token::{SHARED_SECRET_KID, VerificationKeys};
 use chrono::{DateTime, TimeDelta, Utc};
 use clock::SharedClock;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
+use grpc_edge::metrics::Labels;
 use jsonwebtoken::{Algorithm, EncodingKey};
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use sea_orm::DatabaseConnection;
 use std::{collections::HashMap, sync::Arc};
 use tokio::sync::{Mutex, RwLock};
@@ -53,6 +56,8 @@ pub struct KeyRing {
     current: RwLock<Arc<SigningKeys>>,
     /// Held by the one caller reloading or rotating at a time.
     rotating: Mutex<Reloads>,
+    /// `auth_signing_keys_total` by event (`created`: the first key; `rotated`).
+    events: Family<Labels, Counter>,
 }
 
 /// When the key ring last reloaded, and why.
@@ -78,6 +83,7 @@ impl KeyRing {
         db: DatabaseConnection,
         args: &TokenArgs,
         now: DateTime<Utc>,
+        metrics: &AuthMetrics,
     ) -> Result<Self, AuthError> {
         let secret = args
             .jwt
@@ -100,6 +106,7 @@ impl KeyRing {
             verify_overlap: args.access_ttl() + args.leeway(),
             current: RwLock::new(Arc::new(initial)),
             rotating: Mutex::new(Reloads::default()),
+            events: metrics.signing_keys.clone(),
         };
         ring.current(now).await?;
         Ok(ring)
@@ -122,6 +129,12 @@ impl KeyRing {
             return Ok(keys);
         }
         self.create_key(now).await?;
+        let event = if keys.signing_kid.is_empty() {
+            "created"
+        } else {
+            "rotated"
+        };
+        AuthMetrics::count_event(&self.events, event);
         self.reload_locked(&mut reloads, now).await
     }
 

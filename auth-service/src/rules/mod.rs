@@ -27,7 +27,7 @@ pub use keys::{KeyRing, PublicKeys};
 pub use retention::{Retention, spawn_sweeper};
 pub use sessions::{SessionTimes, Sessions};
 
-use crate::{config::AuthConfig, error::AuthError};
+use crate::{config::AuthConfig, error::AuthError, metrics::AuthMetrics};
 use chrono::TimeDelta;
 use clock::SharedClock;
 use password::PasswordHasher;
@@ -55,14 +55,15 @@ pub struct Rules {
 
 impl Rules {
     /// Loads (or creates) the signing keys, computes the dummy password hash and wires every
-    /// use case to `db` and `clock`.
+    /// use case to `db` and `clock`, counting into `metrics`.
     pub async fn build(
         config: &AuthConfig,
         db: DatabaseConnection,
         clock: SharedClock,
+        metrics: &AuthMetrics,
     ) -> Result<Self, AuthError> {
         let t = &config.tokens;
-        let keys = Arc::new(KeyRing::load(db.clone(), t, clock.now()).await?);
+        let keys = Arc::new(KeyRing::load(db.clone(), t, clock.now(), metrics).await?);
         let sessions = Arc::new(Sessions::new(
             db.clone(),
             Arc::clone(&clock),
@@ -75,6 +76,7 @@ impl Rules {
                 min_interval: t.refresh_min_interval(),
                 max_per_user: t.max_sessions_per_user.max(1).into(),
             },
+            metrics.refresh_reuse.clone(),
         ));
         let task_admin = match &config.deletions.task_internal_url {
             None => None,
@@ -105,7 +107,7 @@ impl Rules {
         let accounts = Arc::new(Accounts::new(
             db.clone(),
             Arc::clone(&clock),
-            PasswordHasher::new(&config.passwords)?,
+            PasswordHasher::new(&config.passwords)?.observed(metrics),
             throttle.clone(),
             Arc::clone(&sessions),
             Arc::clone(&deliveries),

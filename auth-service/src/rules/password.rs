@@ -11,6 +11,7 @@ mod queue;
 
 pub use queue::{Claimant, Class, QueueLimits};
 
+use crate::metrics::AuthMetrics;
 use crate::{config::PasswordArgs, domain::Password, error::AuthError};
 use argon2::{
     Algorithm, Argon2, Block, Params, PasswordHash, Version,
@@ -42,6 +43,15 @@ pub struct PasswordHasher {
     workspaces: Arc<Workspaces>,
     /// Verified against when the account does not exist, so both cases cost the same.
     dummy_hash: Arc<str>,
+    /// The wait histogram and the queue's refusals, once [`PasswordHasher::observed`].
+    observed: Option<Observed>,
+}
+
+/// What the hasher records: how long turns waited, and who the queue refused.
+#[derive(Clone)]
+struct Observed {
+    wait: prometheus_client::metrics::histogram::Histogram,
+    metrics: grpc_edge::metrics::Metrics,
 }
 
 /// The working memory of the hash permits.
@@ -82,7 +92,31 @@ impl PasswordHasher {
             ),
             workspaces: Arc::new(workspaces),
             dummy_hash: dummy_hash.into(),
+            observed: None,
         })
+    }
+
+    /// This hasher, recording its waits in `metrics` (`auth_hash_queue_wait_seconds`), its
+    /// permits and queue as fair-share gauges, and the queue's refusals.
+    pub fn observed(mut self, metrics: &AuthMetrics) -> Self {
+        let registry = metrics.registry();
+        let permits = self.permits.clone();
+        registry.fair_share(
+            vec![("resource", "hash_permits")],
+            self.permits.permits() as u64,
+            move || Some(permits.in_use() as u64),
+        );
+        let queue = self.permits.clone();
+        registry.fair_share(
+            vec![("resource", "hash_queue")],
+            self.permits.max_waiting() as u64,
+            move || Some(queue.waiting() as u64),
+        );
+        self.observed = Some(Observed {
+            wait: metrics.hash_wait.clone(),
+            metrics: registry.clone(),
+        });
+        self
     }
 
     /// A PHC string for `password`, with a new random salt.
@@ -136,11 +170,17 @@ impl PasswordHasher {
     /// among clients); `Busy` when its line is full or the wait too long. Nothing is computed
     /// until the turn is used.
     pub async fn turn(&self, claimant: Claimant) -> Result<Turn, AuthError> {
-        let permit = self
-            .permits
-            .acquire(claimant)
-            .await
-            .map_err(|busy| AuthError::Busy(busy.retry_after))?;
+        let started = std::time::Instant::now();
+        let permit = self.permits.acquire(claimant).await;
+        if let Some(observed) = &self.observed {
+            match &permit {
+                Ok(_) => observed.wait.observe(started.elapsed().as_secs_f64()),
+                Err(busy) => observed
+                    .metrics
+                    .refused(&vec![("resource", "hash_queue"), ("reason", busy.reason)]),
+            }
+        }
+        let permit = permit.map_err(|busy| AuthError::Busy(busy.retry_after))?;
         Ok(Turn {
             hasher: self.clone(),
             permit,

@@ -32,6 +32,7 @@ use crate::{
 use access_token::{AccessClaims, TokenVerifier, token_kid};
 use chrono::{DateTime, TimeDelta, Utc};
 use clock::SharedClock;
+use prometheus_client::metrics::counter::Counter;
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -44,6 +45,8 @@ pub struct Sessions {
     issuer: TokenIssuer,
     verifier: TokenVerifier,
     times: SessionTimes,
+    /// `auth_refresh_token_reuse_total`.
+    reuse: Counter,
 }
 
 /// How long sessions and their refresh tokens last, and how often they may be exchanged.
@@ -68,6 +71,7 @@ impl Sessions {
         issuer: TokenIssuer,
         verifier: TokenVerifier,
         times: SessionTimes,
+        reuse: Counter,
     ) -> Self {
         Self {
             db,
@@ -76,6 +80,7 @@ impl Sessions {
             issuer,
             verifier,
             times,
+            reuse,
         }
     }
 
@@ -236,6 +241,7 @@ impl Sessions {
         now: DateTime<Utc>,
     ) -> Result<TokenPair, AuthError> {
         self.revoke(session.id, now).await?;
+        self.reuse.inc();
         tracing::warn!(
             target: "audit", event = "refresh_token_reused", user_id = %user.id, session_id = %session.id,
             "spent refresh token presented after the grace window: session revoked"

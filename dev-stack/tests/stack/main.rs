@@ -10,6 +10,7 @@ mod deletion;
 mod launcher;
 mod least_privilege;
 mod messages;
+mod observability;
 mod replicas;
 mod startup_race;
 mod tls;

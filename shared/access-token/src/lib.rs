@@ -121,6 +121,20 @@ pub enum VerifyError {
     NotYetValid,
 }
 
+impl VerifyError {
+    /// The kind of failure, as a metric label (a fixed set).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::UnknownKey(_) => "unknown_key",
+            Self::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
+            Self::Invalid(_) => "invalid",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+        }
+    }
+}
+
 /// A public (or, in HS256 mode, shared) key that verifies tokens carrying its `kid`.
 #[derive(Clone)]
 pub struct VerificationKey {

@@ -9,6 +9,7 @@
 
 pub mod bearer;
 pub mod client_address;
+pub mod metrics;
 pub mod server;
 pub mod settings;
 pub mod status;

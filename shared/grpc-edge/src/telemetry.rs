@@ -1,65 +1,429 @@
-//! Logging set-up and the per-RPC span: method, gRPC status code and latency for every call.
-//! Tokens, passwords and secrets are never fields of any span or event.
+//! Logging and tracing set-up, and the one per-RPC layer: a span (an OpenTelemetry server
+//! span when tracing is on), the RPC metrics ([`crate::metrics`]), and one completion event
+//! with the gRPC status code and latency. Tokens, passwords and secrets are never fields of
+//! any span or event, and never label values.
+//!
+//! Tracing is on when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`)
+//! is set: spans are exported over OTLP/gRPC in batches, W3C `traceparent`/`tracestate` are
+//! taken from incoming requests (native gRPC and grpc-web alike) and sent on the calls one
+//! service makes to the other ([`traced`]). When it is off nothing is exported and no
+//! OpenTelemetry layer runs; an incoming `traceparent` still puts its trace id in the log
+//! lines, so they join the caller's trace.
 
+use crate::metrics::{Labels, Metrics};
 use crate::settings::LogFormat;
+use opentelemetry::{
+    propagation::{Injector, TextMapPropagator},
+    trace::{TraceContextExt, TracerProvider as _},
+};
+use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use prometheus_client::metrics::{gauge::Gauge, histogram::Histogram};
 use std::{
+    collections::HashMap,
     future::Future,
     io::IsTerminal,
     pin::Pin,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::Instant,
 };
 use tower::{Layer, Service};
 use tracing::{Instrument, field::Empty};
-use tracing_subscriber::{EnvFilter, fmt};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{
+    EnvFilter, Layer as _, fmt, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
 /// Default filter when `RUST_LOG` is unset.
 const DEFAULT_FILTER: &str = "info,sqlx=warn,sea_orm=warn,h2=warn,hyper=warn,tower=warn";
 
-/// Installs the global subscriber. Safe to call more than once (later calls do nothing), so
-/// a launcher running both services in one process can call it from each.
-pub fn init(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    // Colour only for a person at a terminal: never in a file or a pipe, nor with NO_COLOR.
-    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let builder = fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(colour);
-    // An error here only means a subscriber is already installed.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
-    };
+/// Whether spans are exported (an OpenTelemetry layer is installed).
+static TRACING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported over OTLP in this process.
+pub fn tracing_enabled() -> bool {
+    TRACING.load(Ordering::Relaxed)
 }
 
-/// Tower layer giving every request an `rpc` span and one completion event with its gRPC
-/// status code and latency.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RpcTraceLayer;
+/// What [`init`] set up; [`Telemetry::shutdown`] exports the spans still buffered.
+#[must_use = "call shutdown() before the process exits, or the last spans are lost"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
 
-impl<S> Layer<S> for RpcTraceLayer {
-    type Service = RpcTrace<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RpcTrace { inner }
+impl Telemetry {
+    /// Exports what is buffered and stops the exporter (off the async threads: the exporter
+    /// runs its calls on this runtime).
+    pub async fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+            if let Ok(Err(error)) = flushed {
+                eprintln!("exporting the last spans failed: {error}");
+            }
+        }
     }
 }
 
-/// The service made by [`RpcTraceLayer`].
+/// Whether the environment asks for OTLP export.
+fn otlp_configured() -> bool {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()))
+}
+
+/// Installs the global subscriber: log lines in `format` and, when `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// is set, an OpenTelemetry layer exporting spans as `service` (or `OTEL_SERVICE_NAME`). Safe
+/// to call more than once (later calls do nothing), so a launcher running both services in
+/// one process can call it from each. Call it inside the Tokio runtime: the exporter uses it.
+pub fn init(service: &'static str, format: LogFormat) -> Telemetry {
+    let filter =
+        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    // Colour only for a person at a terminal: never in a file or a pipe, nor with NO_COLOR.
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let logs = fmt::layer().with_target(false).with_ansi(colour);
+    let logs = match format {
+        LogFormat::Text => logs.with_filter(filter()).boxed(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_filter(filter())
+            .boxed(),
+    };
+    let mut layers = vec![logs];
+    let mut provider = None;
+    let mut export_error = None;
+    if otlp_configured() {
+        match exporter() {
+            Ok(exporter) => {
+                let name = std::env::var("OTEL_SERVICE_NAME")
+                    .ok()
+                    .filter(|n| !n.trim().is_empty())
+                    .unwrap_or_else(|| service.to_owned());
+                let built = SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(
+                        opentelemetry_sdk::Resource::builder()
+                            .with_service_name(name)
+                            .build(),
+                    )
+                    .build();
+                let tracer = built.tracer("todo-grpc");
+                layers.push(
+                    tracing_opentelemetry::layer()
+                        .with_tracer(tracer)
+                        .with_filter(filter())
+                        .boxed(),
+                );
+                provider = Some(built);
+            }
+            Err(error) => export_error = Some(error),
+        }
+    }
+    // An error here only means a subscriber is already installed: the first one stays.
+    if tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .is_err()
+    {
+        return Telemetry { provider: None };
+    }
+    if let Some(error) = export_error {
+        tracing::error!(%error, "OTEL_EXPORTER_OTLP_ENDPOINT is set but the OTLP exporter could not be built: no spans are exported");
+    }
+    if provider.is_some() {
+        TRACING.store(true, Ordering::Relaxed);
+        tracing::info!("tracing: exporting spans over OTLP/gRPC (OTEL_EXPORTER_OTLP_ENDPOINT)");
+    }
+    Telemetry { provider }
+}
+
+/// The OTLP/gRPC span exporter (endpoint, headers and timeout from the `OTEL_EXPORTER_OTLP_*`
+/// variables), run on the current Tokio runtime.
+fn exporter() -> Result<OnRuntime, String> {
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| "telemetry::init must run inside the Tokio runtime".to_owned())?;
+    // tonic's channel is made here, inside the runtime.
+    let _entered = handle.enter();
+    use opentelemetry_otlp::WithExportConfig as _;
+    let inner = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_protocol(opentelemetry_otlp::Protocol::Grpc)
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(OnRuntime {
+        inner: Arc::new(inner),
+        handle: handle.clone(),
+    })
+}
+
+/// The OTLP exporter, its calls run on the service's Tokio runtime: the SDK's batch
+/// processor calls from a thread of its own, where tonic has no reactor to connect with.
+#[derive(Debug)]
+struct OnRuntime {
+    inner: Arc<opentelemetry_otlp::SpanExporter>,
+    handle: tokio::runtime::Handle,
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for OnRuntime {
+    fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> impl Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
+        let inner = Arc::clone(&self.inner);
+        let exported = self.handle.spawn(async move { inner.export(batch).await });
+        async move {
+            exported.await.unwrap_or_else(|error| {
+                Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+                    error.to_string(),
+                ))
+            })
+        }
+    }
+
+    fn shutdown_with_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        // Called once, while the provider is built and this is the only handle.
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.set_resource(resource);
+        }
+    }
+}
+
+/// The incoming request's trace context (W3C `traceparent` / `tracestate`).
+fn extract(headers: &http::HeaderMap) -> opentelemetry::Context {
+    TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers))
+}
+
+/// Puts the current span's trace context (W3C `traceparent`) on an outgoing call's metadata:
+/// the interceptor of [`traced`] clients.
+pub fn inject_trace_context(
+    mut request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
+    if tracing_enabled() {
+        let context = tracing::Span::current().context();
+        TraceContextPropagator::new()
+            .inject_context(&context, &mut MetadataInjector(request.metadata_mut()));
+    }
+    Ok(request)
+}
+
+/// A channel whose calls carry the caller's trace context.
+pub type Traced<C> = tonic::service::interceptor::InterceptedService<
+    C,
+    fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
+>;
+
+/// `channel`, with [`inject_trace_context`] on every call.
+pub fn traced<C>(channel: C) -> Traced<C> {
+    tonic::service::interceptor::InterceptedService::new(channel, inject_trace_context)
+}
+
+/// [`Injector`] over gRPC metadata (the propagator writes ASCII keys and values).
+struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            tonic::metadata::MetadataValue::try_from(value.as_str()),
+        ) {
+            self.0.insert(key, value);
+        }
+    }
+}
+
+/// A served method's names, interned for the life of the process.
+#[derive(Debug)]
+struct Method {
+    /// `/package.Service/Method`.
+    path: &'static str,
+    /// `package.Service/Method`: the span's name.
+    name: &'static str,
+    service: &'static str,
+    method: &'static str,
+    metrics: Option<MethodMetrics>,
+}
+
+/// One method's RPC metrics handles, taken once.
+#[derive(Debug)]
+struct MethodMetrics {
+    active: Gauge,
+    /// By gRPC code (0..=16), made on first use.
+    duration: [OnceLock<Histogram>; 17],
+    family: crate::metrics::HistogramFamily,
+}
+
+impl MethodMetrics {
+    fn duration(
+        &self,
+        code: tonic::Code,
+        service: &'static str,
+        method: &'static str,
+    ) -> &Histogram {
+        let index = usize::try_from(code as i32).unwrap_or(2).min(16);
+        self.duration[index].get_or_init(|| {
+            self.family.get_or_create_owned(&vec![
+                ("rpc_service", service),
+                ("rpc_method", method),
+                ("rpc_response_status_code", code_name(code)),
+            ])
+        })
+    }
+}
+
+/// The gRPC code's name as in the spec (`OK`, `UNAUTHENTICATED`, ...).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Interns `value` for the life of the process: method names come from the compiled
+/// descriptors, a fixed set, so this holds at most a few dozen strings.
+fn intern(value: &str) -> &'static str {
+    static INTERNED: OnceLock<std::sync::Mutex<std::collections::HashSet<&'static str>>> =
+        OnceLock::new();
+    let mut interned = INTERNED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(found) = interned.get(value) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(value.to_owned().into_boxed_str());
+    interned.insert(leaked);
+    leaked
+}
+
+/// Tower layer giving every request an `rpc` span (the OpenTelemetry server span), the RPC
+/// metrics, and one completion event with its gRPC status code and latency. Only the served
+/// methods are named; any other path is `other` in spans, logs and labels.
 #[derive(Debug, Clone)]
-pub struct RpcTrace<S> {
+pub(crate) struct RpcLayer {
+    methods: Arc<HashMap<&'static str, Method>>,
+    other: Arc<Method>,
+}
+
+impl RpcLayer {
+    /// The layer for a server serving `methods` (service, method names), recording into
+    /// `metrics` when there are any.
+    pub(crate) fn new(methods: &[(String, String)], metrics: Option<&Metrics>) -> Self {
+        let make = |service: &'static str, method: &'static str, path, name| Method {
+            path,
+            name,
+            service,
+            method,
+            metrics: metrics.map(|m| {
+                let rpc = m.rpc();
+                let labels: Labels = vec![("rpc_service", service), ("rpc_method", method)];
+                MethodMetrics {
+                    active: rpc.active.get_or_create_owned(&labels),
+                    duration: std::array::from_fn(|_| OnceLock::new()),
+                    family: rpc.duration.clone(),
+                }
+            }),
+        };
+        let methods = methods
+            .iter()
+            .map(|(service, method)| {
+                let path = intern(&format!("/{service}/{method}"));
+                let entry = make(intern(service), intern(method), path, &path[1..]);
+                (path, entry)
+            })
+            .collect();
+        Self {
+            methods: Arc::new(methods),
+            other: Arc::new(make("other", "other", "other", "other")),
+        }
+    }
+}
+
+impl<S> Layer<S> for RpcLayer {
+    type Service = Rpc<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Rpc {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`RpcLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct Rpc<S> {
     inner: S,
+    layer: RpcLayer,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S, B, ResBody> Service<http::Request<B>> for RpcTrace<S>
+/// Ends an RPC's metrics when dropped: with its code, or CANCELLED when the caller went away
+/// before the response.
+struct Finish {
+    method: Arc<HashMap<&'static str, Method>>,
+    other: Arc<Method>,
+    path: Option<&'static str>,
+    started: Instant,
+    code: Option<tonic::Code>,
+}
+
+impl Finish {
+    fn method(&self) -> &Method {
+        self.path
+            .and_then(|p| self.method.get(p))
+            .unwrap_or(&self.other)
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        let method = self.method();
+        if let Some(metrics) = &method.metrics {
+            metrics.active.dec();
+            let code = self.code.unwrap_or(tonic::Code::Cancelled);
+            metrics
+                .duration(code, method.service, method.method)
+                .observe(self.started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+impl<S, B, ResBody> Service<http::Request<B>> for Rpc<S>
 where
     S: Service<http::Request<B>, Response = http::Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -78,17 +442,52 @@ where
         // The ready service handles this call; a fresh clone takes its place for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let known = self.layer.methods.get(request.uri().path());
+        let method = known.unwrap_or(&self.layer.other);
         let span = tracing::info_span!(
             "rpc",
-            method = method_name(request.uri().path()),
+            method = method.path,
             code = Empty,
             latency_ms = Empty,
+            trace_id = Empty,
+            otel.name = Empty,
+            otel.kind = Empty,
+            otel.status_code = Empty,
         );
+        let exporting = tracing_enabled();
+        if exporting || request.headers().contains_key("traceparent") {
+            let parent = extract(request.headers());
+            let remote = parent.span().span_context().trace_id();
+            let trace_id = if exporting {
+                span.record("otel.name", method.name);
+                span.record("otel.kind", "server");
+                // Fails only when the span is disabled by the filter: nothing to export then.
+                let _ = span.set_parent(parent);
+                span.set_attribute("rpc.system", "grpc");
+                span.set_attribute("rpc.service", method.service);
+                span.set_attribute("rpc.method", method.method);
+                span.context().span().span_context().trace_id()
+            } else {
+                remote
+            };
+            if trace_id != opentelemetry::trace::TraceId::INVALID {
+                span.record("trace_id", tracing::field::display(trace_id));
+            }
+        }
+        if let Some(metrics) = &method.metrics {
+            metrics.active.inc();
+        }
+        let mut finish = Finish {
+            method: Arc::clone(&self.layer.methods),
+            other: Arc::clone(&self.layer.other),
+            path: known.map(|m| m.path),
+            started: Instant::now(),
+            code: None,
+        };
         Box::pin(
             async move {
-                let started = Instant::now();
                 let result = inner.call(request).await;
-                let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let latency_ms = finish.started.elapsed().as_secs_f64() * 1000.0;
                 let span = tracing::Span::current();
                 span.record("latency_ms", latency_ms);
                 match &result {
@@ -101,33 +500,31 @@ where
                             .and_then(|v| v.to_str().ok())
                             .and_then(|v| v.parse::<i32>().ok())
                             .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+                        finish.code = Some(code);
                         span.record("code", tracing::field::debug(code));
+                        if exporting {
+                            span.set_attribute("rpc.grpc.status_code", i64::from(code as i32));
+                        }
                         if is_server_fault(code) {
+                            if exporting {
+                                span.record("otel.status_code", "ERROR");
+                            }
                             tracing::warn!("rpc failed");
                         } else {
                             tracing::info!("rpc finished");
                         }
                     }
-                    Err(_) => tracing::error!("rpc transport error"),
+                    Err(_) => {
+                        finish.code = Some(tonic::Code::Unknown);
+                        tracing::error!("rpc transport error");
+                    }
                 }
+                drop(finish);
                 result
             }
             .instrument(span),
         )
     }
-}
-
-/// The path as logged: a gRPC method name (`/package.Service/Method`, at most 128 characters
-/// of `[A-Za-z0-9_.]`), or `other`: a client chooses the path, and must not choose what (or
-/// how much) goes into the log.
-fn method_name(path: &str) -> &str {
-    let looks_like_method = path.len() <= 128
-        && path.starts_with('/')
-        && path.bytes().filter(|b| *b == b'/').count() == 2
-        && path
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_'));
-    if looks_like_method { path } else { "other" }
 }
 
 fn is_server_fault(code: tonic::Code) -> bool {
@@ -169,25 +566,48 @@ pub async fn serve_main<E: std::fmt::Display>(
     serve: impl Future<Output = Result<(), E>>,
 ) -> std::process::ExitCode {
     crate::tls::install_crypto_provider();
-    init(format);
-    exit_code(service, format, serve.await)
+    let telemetry = init(service, format);
+    let result = serve.await;
+    telemetry.shutdown().await;
+    exit_code(service, format, result)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn only_method_names_are_logged_as_they_came() {
+    fn only_served_methods_are_named() {
+        let layer = RpcLayer::new(
+            &[(
+                "todo.task.v1.TaskService".to_owned(),
+                "ListTasks".to_owned(),
+            )],
+            None,
+        );
+        let known = layer.methods.get("/todo.task.v1.TaskService/ListTasks");
         assert_eq!(
-            super::method_name("/todo.task.v1.TaskService/ListTasks"),
-            "/todo.task.v1.TaskService/ListTasks"
+            known.map(|m| m.name),
+            Some("todo.task.v1.TaskService/ListTasks")
         );
         for path in [
             "/",
             "/a/b/c",
             "/x\u{1b}[31m/y",
-            &format!("/a/{}", "b".repeat(200)),
+            "/todo.task.v1.TaskService/Other",
         ] {
-            assert_eq!(super::method_name(path), "other", "{path:?}");
+            assert!(layer.methods.get(path).is_none(), "{path:?}");
         }
+        assert_eq!(layer.other.path, "other");
+    }
+
+    #[test]
+    fn code_names_are_the_specs() {
+        assert_eq!(code_name(tonic::Code::Ok), "OK");
+        assert_eq!(
+            code_name(tonic::Code::ResourceExhausted),
+            "RESOURCE_EXHAUSTED"
+        );
+        assert_eq!(code_name(tonic::Code::Unauthenticated), "UNAUTHENTICATED");
     }
 }

@@ -13,9 +13,11 @@ use std::{
 };
 
 /// The layers of both services, top first: the tonic service, the use cases, all SQL, then
-/// the values, the error type and the configuration everything may use. A new top-level
-/// module must be placed here.
-pub const SERVICE_LAYERS: &[&str] = &["grpc", "rules", "store", "domain", "error", "config"];
+/// the values, the error type, the configuration and the metrics everything may use. A new
+/// top-level module must be placed here.
+pub const SERVICE_LAYERS: &[&str] = &[
+    "grpc", "rules", "store", "domain", "error", "config", "metrics",
+];
 
 /// Panics, listing every offending import, unless the service crate at `manifest_dir` keeps
 /// [`SERVICE_LAYERS`].

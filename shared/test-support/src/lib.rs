@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod layers;
+pub mod otlp;
 pub mod tls;
 
 use sea_orm::{ConnectionTrait, Database, DbErr};

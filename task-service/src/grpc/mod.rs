@@ -9,6 +9,7 @@ mod replies;
 mod requests;
 pub mod unread;
 
+use crate::metrics::TaskMetrics;
 use crate::{
     domain::{MAX_PAGE_BYTES, MAX_TASK_REPLY_BYTES, NewTask, TaskId},
     error::TaskError,
@@ -33,6 +34,7 @@ pub struct TaskApi {
     watches: Watches,
     page_tokens: PageTokens,
     unread: Arc<UnreadBudget>,
+    metrics: TaskMetrics,
 }
 
 impl TaskApi {
@@ -43,12 +45,14 @@ impl TaskApi {
         watches: Watches,
         page_tokens: PageTokens,
         unread: UnreadBudget,
+        metrics: TaskMetrics,
     ) -> Self {
         Self {
             tasks,
             watches,
             page_tokens,
             unread: Arc::new(unread),
+            metrics,
         }
     }
 
@@ -133,7 +137,15 @@ impl TaskService for TaskApi {
         let stream = self
             .watches
             .open(caller.owner(), from, caller.expires_at())
-            .await?;
+            .await
+            .inspect_err(|error| {
+                if matches!(error, TaskError::TooManyWatches(_)) {
+                    self.metrics.registry().refused(&vec![
+                        ("resource", "watch_streams_per_user"),
+                        ("reason", "WATCH_STREAMS_PER_USER"),
+                    ]);
+                }
+            })?;
         // Each message is made in a task of its own and charged to the unread-replies budget
         // until the stream is asked for the next one (tonic asks as soon as it has encoded this
         // one, which HTTP/2 may still hold: within the connection's bound on unwritten data).
@@ -167,6 +179,7 @@ impl TaskService for TaskApi {
         let (caller, reply) = self.caller_with_reply(&request).await?;
         let new = NewTask::try_from(request.into_inner())?;
         let task = self.tasks.create(caller.owner(), new).await?;
+        self.metrics.task_written("created");
         record(&task.id);
         Ok(reply.reply(task_pb(task)))
     }
@@ -198,6 +211,7 @@ impl TaskService for TaskApi {
         let position = page.position;
         let (tasks, continue_after) = within_bytes(page, MAX_PAGE_BYTES);
         Span::current().record("count", tasks.len());
+        self.metrics.page_sizes.observe(tasks.len() as f64);
         let next_page_token = continue_after
             .map(|last| {
                 self.page_tokens
@@ -224,6 +238,7 @@ impl TaskService for TaskApi {
             .tasks
             .update(caller.owner(), id, update.changes, update.etag)
             .await?;
+        self.metrics.task_written("updated");
         Ok(reply.reply(task_pb(task)))
     }
 
@@ -237,6 +252,7 @@ impl TaskService for TaskApi {
         self.tasks
             .delete(caller.owner(), record(deletion.id), deletion.etag)
             .await?;
+        self.metrics.task_written("deleted");
         Ok(Response::new(()))
     }
 
@@ -247,6 +263,8 @@ impl TaskService for TaskApi {
     ) -> Result<Response<pb::Task>, Status> {
         let (caller, reply) = self.caller_with_reply(&request).await?;
         let id = record(TaskId::try_from(request.get_ref())?);
-        Ok(reply.reply(task_pb(self.tasks.toggle(caller.owner(), id).await?)))
+        let task = self.tasks.toggle(caller.owner(), id).await?;
+        self.metrics.task_written("updated");
+        Ok(reply.reply(task_pb(task)))
     }
 }

@@ -14,6 +14,7 @@
 
 use super::auth::Caller;
 use crate::error::{Exhausted, TaskError};
+use crate::metrics::TaskMetrics;
 use grpc_edge::server::{ConnectionHandle, HeldUntilSent};
 use prost::Message;
 use std::{
@@ -41,6 +42,8 @@ pub struct UnreadBudget {
     /// Notified whenever a charge is given back.
     released: Arc<Notify>,
     next_id: AtomicU64,
+    /// Where refusals are counted, once [`UnreadBudget::counting`].
+    metrics: Option<grpc_edge::metrics::Metrics>,
 }
 
 /// What one user holds: KiB in all, and the connections their charged replies are on.
@@ -80,7 +83,37 @@ impl UnreadBudget {
             users: Arc::default(),
             released: Arc::new(Notify::new()),
             next_id: AtomicU64::new(0),
+            metrics: None,
         }
+    }
+
+    /// This budget, its use a fair-share gauge in `metrics` and its refusals counted.
+    pub fn counting(mut self, metrics: &TaskMetrics) -> Self {
+        let registry = metrics.registry();
+        let total = Arc::clone(&self.total);
+        let total_kib = self.total_kib;
+        registry.fair_share(
+            vec![("resource", "unread_bytes")],
+            u64::from(total_kib) * 1024,
+            move || {
+                let free = u32::try_from(total.available_permits()).unwrap_or(u32::MAX);
+                Some(u64::from(total_kib.saturating_sub(free)) * 1024)
+            },
+        );
+        self.metrics = Some(registry.clone());
+        self
+    }
+
+    /// `exhausted` as the caller's error, counted.
+    fn refused(&self, exhausted: Exhausted) -> TaskError {
+        if let Some(metrics) = &self.metrics {
+            let reason = match exhausted {
+                Exhausted::User(_) => "MAX_UNREAD_BYTES_PER_USER",
+                Exhausted::Service(_) => "MAX_UNREAD_BYTES",
+            };
+            metrics.refused(&vec![("resource", "unread_bytes"), ("reason", reason)]);
+        }
+        TaskError::Unread(exhausted)
     }
 
     fn users(&self) -> MutexGuard<'_, HashMap<Uuid, Holder>> {
@@ -98,7 +131,7 @@ impl UnreadBudget {
         let charge = self
             .charge(to, kib_of(message.encoded_len()))
             .await
-            .map_err(TaskError::Unread)?;
+            .map_err(|e| self.refused(e))?;
         Ok(HeldUntilSent::new(charge).attach(Response::new(message)))
     }
 
@@ -108,16 +141,12 @@ impl UnreadBudget {
         let users = self.users();
         let used = users.get(&to.user).map_or(0, |holder| holder.kib);
         if used >= self.per_user_kib {
-            return Err(TaskError::Unread(Exhausted::User(
-                u64::from(self.per_user_kib) * 1024,
-            )));
+            return Err(self.refused(Exhausted::User(u64::from(self.per_user_kib) * 1024)));
         }
         if self.total.available_permits() == 0
             && holders_above(&users, to.user, used).next().is_none()
         {
-            return Err(TaskError::Unread(Exhausted::Service(
-                u64::from(self.total_kib) * 1024,
-            )));
+            return Err(self.refused(Exhausted::Service(u64::from(self.total_kib) * 1024)));
         }
         Ok(())
     }
@@ -128,7 +157,7 @@ impl UnreadBudget {
         self.charge(to, kib_of(bytes))
             .await
             .map(Reserved)
-            .map_err(TaskError::Unread)
+            .map_err(|e| self.refused(e))
     }
 
     async fn charge(&self, to: &Recipient, kib: u32) -> Result<Charge, Exhausted> {

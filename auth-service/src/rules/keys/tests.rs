@@ -7,7 +7,7 @@ use crate::config::AuthConfig;
 async fn ring(now: DateTime<Utc>) -> (KeyRing, DatabaseConnection) {
     let config = AuthConfig::for_database("127.0.0.1:0".parse().unwrap(), "sqlite::memory:");
     let db = crate::store::test_database().await;
-    let ring = KeyRing::load(db.clone(), &config.tokens, now)
+    let ring = KeyRing::load(db.clone(), &config.tokens, now, &Default::default())
         .await
         .unwrap();
     (ring, db)

@@ -48,6 +48,9 @@ pub struct QueueLimits {
 pub struct Busy {
     /// When a retry may succeed: the longest wait, the time the queue ahead may take to drain.
     pub retry_after: Duration,
+    /// The setting that refused: HASH_QUEUE_PER_CLIENT, HASH_QUEUE_MAX or
+    /// HASH_QUEUE_MAX_WAIT_MS.
+    pub reason: &'static str,
 }
 
 /// How many permits in a row the known line gets while the other line waits.
@@ -150,8 +153,9 @@ impl FairPermits {
     /// to it) to the next waiter.
     pub async fn acquire(&self, client: Claimant) -> Result<FairPermit, Busy> {
         let limits = self.shared.limits;
-        let busy = Busy {
+        let busy = |reason| Busy {
             retry_after: limits.max_wait,
+            reason,
         };
         let (id, granted) = {
             let mut state = self.shared.lock();
@@ -164,8 +168,11 @@ impl FairPermits {
                 Class::Known => state.known_waiting,
                 Class::Other => state.waiting - state.known_waiting,
             };
-            if in_class >= limits.total || queued >= limits.per_client {
-                return Err(busy);
+            if queued >= limits.per_client {
+                return Err(busy("HASH_QUEUE_PER_CLIENT"));
+            }
+            if in_class >= limits.total {
+                return Err(busy("HASH_QUEUE_MAX"));
             }
             state.enqueue(client)
         };
@@ -181,7 +188,7 @@ impl FairPermits {
         if place.settle() {
             Ok(self.permit())
         } else {
-            Err(busy)
+            Err(busy("HASH_QUEUE_MAX_WAIT_MS"))
         }
     }
 
@@ -190,6 +197,21 @@ impl FairPermits {
         let state = self.shared.lock();
         // Permits handed to waiters that have not noticed yet count as held.
         self.shared.permits.saturating_sub(state.free)
+    }
+
+    /// How many permits there are (MAX_CONCURRENT_HASHES).
+    pub fn permits(&self) -> usize {
+        self.shared.permits
+    }
+
+    /// How many claimants wait for a permit now.
+    pub fn waiting(&self) -> usize {
+        self.shared.lock().waiting
+    }
+
+    /// The most that may wait in each line (HASH_QUEUE_MAX).
+    pub fn max_waiting(&self) -> usize {
+        self.shared.limits.total
     }
 
     fn permit(&self) -> FairPermit {

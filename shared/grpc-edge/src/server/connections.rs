@@ -66,6 +66,16 @@ pub(crate) enum StreamKind {
     Watch = 1,
 }
 
+impl StreamKind {
+    /// The kind's name as a fair-share resource in metrics.
+    fn resource(self) -> &'static str {
+        match self {
+            Self::Anonymous => "streams",
+            Self::Watch => "watch_streams",
+        }
+    }
+}
+
 /// The streaming RPCs the servers serve, and their kind (every other RPC of ours is unary).
 const STREAMING_PATHS: &[(&str, StreamKind)] = &[
     ("/todo.task.v1.TaskService/WatchTasks", StreamKind::Watch),
@@ -140,6 +150,8 @@ pub(crate) struct Connections {
     proxies: TrustedProxies,
     domain: &'static str,
     epoch: Instant,
+    /// Where refusals are counted, and this listener's name there.
+    metrics: Option<(crate::metrics::Metrics, &'static str)>,
 }
 
 /// The admitted connections, by peer and (except trusted proxies') by client.
@@ -364,8 +376,9 @@ impl Connections {
         args: &ConnectionArgs,
         proxies: TrustedProxies,
         domain: &'static str,
+        metrics: Option<(&crate::metrics::Metrics, &'static str)>,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        let connections = Arc::new(Self {
             table: Mutex::new(Table::default()),
             max_connections: args.max_connections.max(1),
             connections_per_client: args.max_connections_per_client.max(1),
@@ -396,7 +409,48 @@ impl Connections {
             proxies,
             domain,
             epoch: Instant::now(),
-        })
+            metrics: metrics.map(|(m, listener)| (m.clone(), listener)),
+        });
+        if let Some((metrics, listener)) = metrics {
+            connections.report_use(metrics, listener);
+        }
+        connections
+    }
+
+    /// Registers this listener's connections and streams in use as fair-share gauges, read at
+    /// each scrape for as long as the listener lives.
+    fn report_use(self: &Arc<Self>, metrics: &crate::metrics::Metrics, listener: &'static str) {
+        let weak = Arc::downgrade(self);
+        metrics.fair_share(
+            vec![("resource", "connections"), ("listener", listener)],
+            self.max_connections as u64,
+            move || weak.upgrade().map(|c| c.table().total as u64),
+        );
+        for kind in [StreamKind::Anonymous, StreamKind::Watch] {
+            let limits = &self.streams[kind as usize];
+            let weak = Arc::downgrade(self);
+            metrics.fair_share(
+                vec![("resource", kind.resource()), ("listener", listener)],
+                limits.max as u64,
+                move || {
+                    weak.upgrade().map(|c| {
+                        let limits = &c.streams[kind as usize];
+                        limits.max.saturating_sub(limits.slots.available_permits()) as u64
+                    })
+                },
+            );
+        }
+    }
+
+    /// Counts a refusal of `resource` by the setting `reason`.
+    fn refused(&self, resource: &'static str, reason: &'static str) {
+        if let Some((metrics, listener)) = &self.metrics {
+            metrics.refused(&vec![
+                ("resource", resource),
+                ("listener", listener),
+                ("reason", reason),
+            ]);
+        }
     }
 
     fn now_ms(&self) -> u64 {
@@ -426,12 +480,18 @@ impl Connections {
             table.by_client.get(&client).map_or(0, Vec::len)
         };
         if !proxy && held >= self.connections_per_client {
+            self.refused("connections", "MAX_CONNECTIONS_PER_CLIENT");
             return Err(Refused::ClientShare);
         }
         if table.total >= self.max_connections {
-            let victim = table.eviction_for(held, now_ms).ok_or(Refused::Full)?;
+            let Some(victim) = table.eviction_for(held, now_ms) else {
+                self.refused("connections", "MAX_CONNECTIONS");
+                return Err(Refused::Full);
+            };
             table.remove(&victim);
             victim.evict();
+            // Not a refusal of the newcomer: an idle connection made way for it.
+            self.refused("connections", "evicted_for_newcomer");
         }
         let counters = Arc::new(Counters::new(peer, client, proxy, now_ms));
         table.insert(&counters);

@@ -30,6 +30,9 @@ pub(super) fn cors_layer(origins: &[String]) -> Result<CorsLayer, ServeError> {
                 "x-grpc-web",
                 "x-user-agent",
                 "grpc-timeout",
+                // W3C trace context: a browser's trace continues into the services.
+                "traceparent",
+                "tracestate",
             ]
             .map(HeaderName::from_static),
         )

@@ -13,13 +13,15 @@ const RECHECK_WHILE_NOT_SERVING: Duration = Duration::from_millis(250);
 
 /// Keeps `services` (and the server as a whole) SERVING while the database answers a ping and
 /// `ready` holds, NOT_SERVING otherwise, checking every `every` (more often while not
-/// serving). Runs until its handle is aborted.
+/// serving), and keeps `serving` in step (the `health_serving` gauge). Runs until its handle
+/// is aborted.
 pub fn watch_health(
     db: DatabaseConnection,
     reporter: HealthReporter,
     services: &'static [&'static str],
     every: Duration,
     ready: Option<ReadyCheck>,
+    serving: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last = None;
@@ -34,6 +36,10 @@ pub fn watch_health(
                     ServingStatus::NotServing
                 }
             };
+            serving.store(
+                status == ServingStatus::Serving,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             if last != Some(status) {
                 for service in services.iter().copied().chain([""]) {
                     reporter.set_service_status(service, status).await;

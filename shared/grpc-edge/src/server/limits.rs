@@ -27,16 +27,34 @@ use tower::{Layer, Service};
 const FRAME_HEADER: usize = 5;
 
 /// Refuses gRPC requests whose first message is larger than `max_bytes`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct RequestSizeLayer {
     max_bytes: usize,
     domain: &'static str,
+    /// Counts refusals (`fair_share_refusals_total`), when the service keeps metrics.
+    refusals: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 impl RequestSizeLayer {
-    /// `domain` is the `ErrorInfo` domain of the answer (the API's package).
-    pub(crate) fn new(max_bytes: usize, domain: &'static str) -> Self {
-        Self { max_bytes, domain }
+    /// `domain` is the `ErrorInfo` domain of the answer (the API's package); refusals are
+    /// counted in `metrics` for the named listener.
+    pub(crate) fn new(
+        max_bytes: usize,
+        domain: &'static str,
+        metrics: Option<(&crate::metrics::Metrics, &'static str)>,
+    ) -> Self {
+        let refusals = metrics.map(|(metrics, listener)| {
+            metrics.refusals(&vec![
+                ("resource", "request_bytes"),
+                ("listener", listener),
+                ("reason", "MAX_REQUEST_BYTES"),
+            ])
+        });
+        Self {
+            max_bytes,
+            domain,
+            refusals,
+        }
     }
 }
 
@@ -46,7 +64,7 @@ impl<S> Layer<S> for RequestSizeLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RequestSize {
             inner,
-            limit: *self,
+            limit: self.clone(),
         }
     }
 }
@@ -83,7 +101,7 @@ where
         // The ready service handles this call; a fresh clone takes its place for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let limit = self.limit;
+        let limit = self.limit.clone();
         let is_grpc = request
             .headers()
             .get(http::header::CONTENT_TYPE)
@@ -97,7 +115,7 @@ where
                 chunks: VecDeque::new(),
                 end: None,
                 inner: None,
-                messages: is_grpc.then(|| Messages::new(limit)),
+                messages: is_grpc.then(|| Messages::new(limit.clone())),
             };
             if is_grpc {
                 let mut header = [0u8; FRAME_HEADER];
@@ -127,7 +145,7 @@ where
                 if let Some(size) =
                     declared_length(&header[..have]).filter(|size| *size > limit.max_bytes)
                 {
-                    return Ok(too_large(size, limit).into_http::<ResBody>());
+                    return Ok(too_large(size, &limit).into_http::<ResBody>());
                 }
             }
             read.inner = Some(body);
@@ -142,7 +160,7 @@ where
 }
 
 /// Follows the gRPC message headers in a request stream, wherever data frames split them.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Messages {
     limit: RequestSizeLayer,
     /// Bytes of the current message's body still to come (0: a header is next).
@@ -178,7 +196,7 @@ impl Messages {
                 self.header_have = 0;
                 let size = declared_length(&self.header).unwrap_or(usize::MAX);
                 if size > self.limit.max_bytes {
-                    return Err(too_large(size, self.limit));
+                    return Err(too_large(size, &self.limit));
                 }
                 self.body_left = size;
             }
@@ -194,7 +212,10 @@ fn declared_length(head: &[u8]) -> Option<usize> {
     usize::try_from(header.get_u32()).ok()
 }
 
-fn too_large(size: usize, limit: RequestSizeLayer) -> tonic::Status {
+fn too_large(size: usize, limit: &RequestSizeLayer) -> tonic::Status {
+    if let Some(refusals) = &limit.refusals {
+        refusals.inc();
+    }
     resource_exhausted(
         ErrorReason::RequestTooLarge,
         limit.domain,
@@ -327,7 +348,7 @@ mod tests {
             ]),
             end: None::<End<std::convert::Infallible>>,
             inner: Some(rest),
-            messages: Some(Messages::new(RequestSizeLayer::new(8, "test"))),
+            messages: Some(Messages::new(RequestSizeLayer::new(8, "test", None))),
         };
         let collected = body.collect().await.unwrap();
         assert!(collected.trailers().is_some());
@@ -343,7 +364,7 @@ mod tests {
 
     #[test]
     fn every_message_header_is_checked_wherever_the_frames_split_it() {
-        let mut messages = Messages::new(RequestSizeLayer::new(8, "todo.test.v1"));
+        let mut messages = Messages::new(RequestSizeLayer::new(8, "todo.test.v1", None));
         // A 3-byte message, then a header split over two frames declaring 8 bytes (allowed).
         messages.follow(b"\0\0\0\0\x03abc\0\0").unwrap();
         messages.follow(b"\0\0\x08").unwrap();

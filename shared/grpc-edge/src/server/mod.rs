@@ -22,7 +22,7 @@ pub use signal::shutdown_signal;
 pub use tasks::AbortOnDrop;
 pub use tls::ServerTls;
 
-use crate::{settings::ServerArgs, telemetry::RpcTraceLayer};
+use crate::{metrics::Metrics, settings::ServerArgs, telemetry::RpcLayer};
 use axum::{response::IntoResponse, routing::get};
 use connections::{ConnectionLayer, Connections};
 use cors::cors_layer;
@@ -94,6 +94,10 @@ pub struct GrpcServer {
     /// A public port (gRPC, grpc-web over HTTP/1.1, CORS) or an internal one (native gRPC
     /// over HTTP/2 only).
     public: bool,
+    /// The served services' methods (service, method), named in spans and metrics.
+    methods: Vec<(String, String)>,
+    /// The service instance's metrics registry, if it keeps one.
+    metrics: Option<Metrics>,
 }
 
 impl GrpcServer {
@@ -103,7 +107,9 @@ impl GrpcServer {
     pub fn new(service_names: &'static [&'static str]) -> Result<Self, ServeError> {
         let reporter = HealthReporter::new();
         let health = HealthServer::new(HealthService::from_health_reporter(reporter.clone()));
-        let reflection = Reflection::new(catalog(service_names)?);
+        let catalog = catalog(service_names)?;
+        let methods = catalog.listed_methods();
+        let reflection = Reflection::new(catalog);
         Ok(Self {
             routes: Routes::default(),
             health,
@@ -115,7 +121,22 @@ impl GrpcServer {
             plain_paths: Vec::new(),
             tls: None,
             public: true,
+            methods,
+            metrics: None,
         })
+    }
+
+    /// Records this server's RPCs, limits and health in `metrics` (the service instance's
+    /// registry, shared by its listeners; the listener is a label).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Option<&Metrics>) -> Self {
+        self.metrics = metrics.cloned();
+        self
+    }
+
+    /// The listener's name in metric labels.
+    fn listener_name(&self) -> &'static str {
+        if self.public { "public" } else { "internal" }
     }
 
     /// Makes this an internal port, for the other services of the pair and never a browser:
@@ -243,6 +264,22 @@ impl GrpcServer {
         args: &ServerArgs,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
+        let listener_name = self.listener_name();
+        let metered = self.metrics.as_ref().map(|m| (m, listener_name));
+        let serving = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(metrics) = &self.metrics {
+            let serving = Arc::downgrade(&serving);
+            metrics.gauge_fn(
+                "health_serving",
+                "1 while the listener reports SERVING on grpc.health.v1 (database answers, keys loaded), else 0",
+                vec![("listener", listener_name)],
+                move || {
+                    serving
+                        .upgrade()
+                        .map(|s| i64::from(s.load(std::sync::atomic::Ordering::Relaxed)))
+                },
+            );
+        }
         let cors = cors_layer(if self.public {
             &args.cors_allowed_origins
         } else {
@@ -256,8 +293,10 @@ impl GrpcServer {
                 self.service_names,
                 HEALTH_CHECK_EVERY,
                 self.ready.clone(),
+                Arc::clone(&serving),
             ))),
             None => {
+                serving.store(true, std::sync::atomic::Ordering::Relaxed);
                 // Without a database to watch, the server is healthy as soon as it serves.
                 for name in self.service_names.iter().copied().chain([""]) {
                     self.reporter
@@ -268,7 +307,8 @@ impl GrpcServer {
             }
         };
         let domain = error_domain(self.service_names);
-        let connections = Connections::new(&args.connections, args.proxies.trusted(), domain);
+        let connections =
+            Connections::new(&args.connections, args.proxies.trusted(), domain, metered);
         let incoming = connections::incoming(listener, Arc::clone(&connections));
         let (stop, stopped) = oneshot::channel::<()>();
         let limits = &args.connections;
@@ -292,8 +332,12 @@ impl GrpcServer {
             .layer(ConnectionLayer::new(connections))
             .layer(cors)
             .layer(GrpcWebOrHttpLayer::new(self.plain_paths, self.public))
-            .layer(RpcTraceLayer)
-            .layer(RequestSizeLayer::new(args.max_request_bytes, domain))
+            .layer(RpcLayer::new(&self.methods, self.metrics.as_ref()))
+            .layer(RequestSizeLayer::new(
+                args.max_request_bytes,
+                domain,
+                metered,
+            ))
             .add_routes(
                 self.routes
                     // The same message limits as the APIs': health and reflection need no
@@ -327,7 +371,7 @@ impl GrpcServer {
         let mut server = match self.tls {
             None => tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop_signal)),
             Some(tls) => tokio::spawn(
-                router.serve_with_incoming_shutdown(tls.incoming(incoming), stop_signal),
+                router.serve_with_incoming_shutdown(tls.incoming(incoming, metered), stop_signal),
             ),
         };
 
@@ -337,6 +381,7 @@ impl GrpcServer {
         }
         tracing::info!("shutting down: reporting NOT_SERVING and draining in-flight RPCs");
         drop(health_watcher);
+        serving.store(false, std::sync::atomic::Ordering::Relaxed);
         for name in self.service_names.iter().copied().chain([""]) {
             self.reporter
                 .set_service_status(name, ServingStatus::NotServing)

@@ -46,6 +46,8 @@ pub(crate) struct Catalog {
     symbols: HashMap<String, String>,
     /// Extended message → (field number, file defining the extension).
     extensions: HashMap<String, Vec<(i32, String)>>,
+    /// Every service defined → its methods' names.
+    methods: HashMap<String, Vec<String>>,
 }
 
 impl Catalog {
@@ -79,6 +81,20 @@ impl Catalog {
         Ok(catalog)
     }
 
+    /// The listed services' methods, as (service, method) names.
+    pub(crate) fn listed_methods(&self) -> Vec<(String, String)> {
+        self.services
+            .iter()
+            .flat_map(|service| {
+                self.methods
+                    .get(service)
+                    .into_iter()
+                    .flatten()
+                    .map(move |method| (service.clone(), method.clone()))
+            })
+            .collect()
+    }
+
     fn index(&mut self, file: &FileDescriptorProto) {
         let name = file.name();
         let package = file.package();
@@ -101,6 +117,9 @@ impl Catalog {
             for method in &service.method {
                 add(qualify(&service_name, method.name()));
             }
+            self.methods
+                .entry(service_name.clone())
+                .or_insert_with(|| service.method.iter().map(|m| m.name().to_owned()).collect());
             add(service_name);
         }
         let mut extensions = Vec::new();

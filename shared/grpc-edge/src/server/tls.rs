@@ -25,6 +25,9 @@ use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::StreamExt as _;
 use tonic::transport::server::Connected;
 
+/// Why a handshake failed when it took too long.
+const TIMED_OUT: &str = "timed out";
+
 /// Longest a client may take to finish its TLS handshake (a few round trips).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -115,6 +118,7 @@ impl ServerTls {
     pub(crate) fn incoming<IO>(
         self,
         tcp: impl Stream<Item = std::io::Result<IO>> + Send + 'static,
+        metrics: Option<(&crate::metrics::Metrics, &'static str)>,
     ) -> impl Stream<Item = std::io::Result<TlsStream<IO>>> + Send + 'static
     where
         IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
@@ -123,11 +127,33 @@ impl ServerTls {
         let reloader = self
             .reload_every
             .map(|every| AbortOnDrop(tokio::spawn(reload_every(Arc::clone(&self.cert), every))));
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let failures = metrics.map(|(metrics, listener)| {
+            let weak = Arc::downgrade(&pending);
+            // Pending handshakes are admitted connections: MAX_CONNECTIONS bounds them.
+            metrics.in_use(
+                vec![("resource", "tls_handshakes"), ("listener", listener)],
+                move || {
+                    weak.upgrade()
+                        .map(|p| p.load(std::sync::atomic::Ordering::Relaxed) as u64)
+                },
+            );
+            let refused = |reason| {
+                metrics.refusals(&vec![
+                    ("resource", "tls_handshakes"),
+                    ("listener", listener),
+                    ("reason", reason),
+                ])
+            };
+            [refused("timed_out"), refused("failed")]
+        });
         let state = Accepting {
             tcp: Box::pin(tcp),
             acceptor: self.acceptor,
             pending: JoinSet::new(),
             _reloader: reloader,
+            pending_count: pending,
+            failures,
         };
         futures_util::stream::unfold(state, |mut state| async move {
             let item = state.next().await?;
@@ -145,6 +171,10 @@ struct Accepting<IO> {
     acceptor: TlsAcceptor,
     pending: JoinSet<Handshake<IO>>,
     _reloader: Option<AbortOnDrop<()>>,
+    /// `pending`'s length, for the `tls_handshakes` gauge.
+    pending_count: Arc<std::sync::atomic::AtomicUsize>,
+    /// Handshakes that timed out, and that failed otherwise (`fair_share_refusals_total`).
+    failures: Option<[prometheus_client::metrics::counter::Counter; 2]>,
 }
 
 impl<IO> Accepting<IO>
@@ -162,16 +192,23 @@ where
                         Err(error) => return Some(Err(error)),
                         Ok(tcp) => {
                             self.pending.spawn(handshake(self.acceptor.clone(), tcp));
+                            self.pending_count.store(self.pending.len(), std::sync::atomic::Ordering::Relaxed);
                         }
                     }
                 }
-                Some(done) = self.pending.join_next(), if !self.pending.is_empty() => match done {
-                    Ok(Ok(tls)) => return Some(Ok(tls)),
-                    Ok(Err((peer, error))) => {
-                        tracing::debug!(%peer, %error, "TLS handshake failed");
+                Some(done) = self.pending.join_next(), if !self.pending.is_empty() => {
+                    self.pending_count.store(self.pending.len(), std::sync::atomic::Ordering::Relaxed);
+                    match done {
+                        Ok(Ok(tls)) => return Some(Ok(tls)),
+                        Ok(Err((peer, error))) => {
+                            if let Some([timed_out, failed]) = &self.failures {
+                                if error == TIMED_OUT { timed_out.inc(); } else { failed.inc(); }
+                            }
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                        }
+                        Err(error) => tracing::warn!(%error, "TLS handshake task failed"),
                     }
-                    Err(error) => tracing::warn!(%error, "TLS handshake task failed"),
-                },
+                }
             }
         }
     }
@@ -186,7 +223,7 @@ where
     let error = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => return Ok(tls),
         Ok(Err(error)) => error.to_string(),
-        Err(_) => "timed out".to_owned(),
+        Err(_) => TIMED_OUT.to_owned(),
     };
     Err((format!("{peer:?}"), error))
 }

@@ -10,6 +10,7 @@ use futures_util::{
     future::{Either, MapOk},
 };
 use grpc_edge::bearer::bearer_token_in_headers;
+use grpc_edge::telemetry::{Traced, traced};
 use std::{
     convert::Infallible,
     future::Future,
@@ -176,14 +177,14 @@ impl Guard for KeyRefresh {
 /// not there at all.)
 #[derive(Clone)]
 pub struct SessionCheck {
-    client: AuthServiceClient<Channel>,
+    client: AuthServiceClient<Traced<Channel>>,
 }
 
 impl SessionCheck {
     /// Introspects every token, using `channel` to the auth-service.
     pub fn new(channel: Channel) -> Self {
         Self {
-            client: AuthServiceClient::new(channel),
+            client: AuthServiceClient::new(traced(channel)),
         }
     }
 }

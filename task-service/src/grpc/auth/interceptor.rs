@@ -2,7 +2,7 @@
 //! network) and verifies the token locally.
 
 use super::{Caller, FetchedKeys, VerifiedToken, VerifiedTokens};
-use crate::error::TaskError;
+use crate::{error::TaskError, metrics::TaskMetrics};
 use access_token::{TokenVerifier, VerifyError};
 use clock::SharedClock;
 use grpc_edge::bearer::bearer_token;
@@ -22,6 +22,7 @@ pub struct Authenticate {
     verifier: Arc<TokenVerifier>,
     verified: Arc<VerifiedTokens>,
     clock: SharedClock,
+    metrics: TaskMetrics,
 }
 
 impl Authenticate {
@@ -38,15 +39,33 @@ impl Authenticate {
             verifier: Arc::new(verifier),
             verified,
             clock,
+            metrics: TaskMetrics::default(),
         }
     }
 
-    fn caller(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Caller, TaskError> {
-        let token = bearer_token(metadata)
-            .ok_or_else(|| TaskError::Unauthenticated("no bearer token".into()))?;
+    /// This interceptor, counting its answers in `metrics` (`task_authentications_total`).
+    pub fn counting(mut self, metrics: &TaskMetrics) -> Self {
+        self.metrics = metrics.clone();
+        self
+    }
+
+    /// The caller, and how it was found (`verified`, `cached`); or the refusal and its reason.
+    fn caller(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<(Caller, &'static str), (TaskError, &'static str)> {
+        let token = bearer_token(metadata).ok_or_else(|| {
+            (
+                TaskError::Unauthenticated("no bearer token".into()),
+                "missing",
+            )
+        })?;
         if !self.keys.is_loaded() {
-            return Err(TaskError::AuthUnavailable(
-                "the auth-service's signing keys have not been fetched yet".into(),
+            return Err((
+                TaskError::AuthUnavailable(
+                    "the auth-service's signing keys have not been fetched yet".into(),
+                ),
+                "keys_not_loaded",
             ));
         }
         let keys = self.keys.current();
@@ -54,37 +73,46 @@ impl Authenticate {
         if let Some(VerifiedToken { caller, nbf, exp }) = self.verified.get(token, &keys) {
             self.verifier
                 .check_time(nbf, exp, now)
-                .map_err(|error| TaskError::Unauthenticated(error.to_string()))?;
-            return Ok(caller);
+                .map_err(|error| (TaskError::Unauthenticated(error.to_string()), error.kind()))?;
+            return Ok((caller, "cached"));
         }
         let claims = self
             .verifier
             .verify(token, &keys, now)
             .map_err(|error| match error {
                 // Possibly a new key the auth-service could not be asked about.
-                VerifyError::UnknownKey(_) if self.keys.last_fetch_failed() => {
+                VerifyError::UnknownKey(_) if self.keys.last_fetch_failed() => (
                     TaskError::AuthUnavailable(format!(
                         "{error}, and the auth-service is unreachable"
-                    ))
-                }
-                error => TaskError::Unauthenticated(error.to_string()),
+                    )),
+                    "auth_unavailable",
+                ),
+                error => (TaskError::Unauthenticated(error.to_string()), error.kind()),
             })?;
         let (nbf, exp) = (claims.nbf, claims.exp);
-        let caller = Caller::from_claims(claims)?;
+        let caller = Caller::from_claims(claims).map_err(|error| (error, "bad_subject"))?;
         let verified = VerifiedToken {
             caller: caller.clone(),
             nbf,
             exp,
         };
         self.verified.insert(token, &keys, verified);
-        Ok(caller)
+        Ok((caller, "verified"))
     }
 }
 
 impl Interceptor for Authenticate {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let caller = self.caller(request.metadata())?;
-        request.extensions_mut().insert(caller);
-        Ok(request)
+        match self.caller(request.metadata()) {
+            Ok((caller, how)) => {
+                self.metrics.authenticated(how, "");
+                request.extensions_mut().insert(caller);
+                Ok(request)
+            }
+            Err((error, reason)) => {
+                self.metrics.authenticated("refused", reason);
+                Err(error.into())
+            }
+        }
     }
 }

@@ -5,7 +5,9 @@
 //! again when a token names an unknown `kid` (one fetch at a time, and at most one such
 //! fetch per `min_interval`). HS256 mode: the shared secret, nothing to fetch.
 
+use crate::metrics::TaskMetrics;
 use access_token::VerificationKeys;
+use grpc_edge::telemetry::{Traced, traced};
 use std::{
     sync::{
         Arc, PoisonError, RwLock,
@@ -33,10 +35,12 @@ pub struct FetchedKeys {
     keys: RwLock<Arc<VerificationKeys>>,
     loaded: AtomicBool,
     remote: Option<Remote>,
+    /// Where fetches are counted (`task_key_fetches_total`).
+    metrics: TaskMetrics,
 }
 
 struct Remote {
-    client: AuthServiceClient<Channel>,
+    client: AuthServiceClient<Traced<Channel>>,
     /// One fetch at a time, so an older answer never replaces a newer one.
     fetching: Mutex<()>,
     /// When the last unknown-`kid` fetch started; held until it ends (single flight).
@@ -59,7 +63,14 @@ impl FetchedKeys {
             keys: RwLock::new(Arc::new(keys)),
             loaded: AtomicBool::new(true),
             remote: None,
+            metrics: TaskMetrics::default(),
         }
+    }
+
+    /// These keys, counting their fetches in `metrics`.
+    pub fn counting(mut self, metrics: &TaskMetrics) -> Self {
+        self.metrics = metrics.clone();
+        self
     }
 
     /// EdDSA mode: keys come from the auth-service behind `channel`; none until the first
@@ -69,13 +80,14 @@ impl FetchedKeys {
             keys: RwLock::new(Arc::new(VerificationKeys::new())),
             loaded: AtomicBool::new(false),
             remote: Some(Remote {
-                client: AuthServiceClient::new(channel),
+                client: AuthServiceClient::new(traced(channel)),
                 fetching: Mutex::new(()),
                 last_unknown_kid_fetch: Arc::new(Mutex::new(None)),
                 min_interval,
                 fetches: AtomicU64::new(0),
                 last_fetch_failed: AtomicBool::new(false),
             }),
+            metrics: TaskMetrics::default(),
         }
     }
 
@@ -110,6 +122,8 @@ impl FetchedKeys {
         let _one_at_a_time = remote.fetching.lock().await;
         remote.fetches.fetch_add(1, Ordering::Relaxed);
         let result = self.fetch_and_store(remote).await;
+        self.metrics
+            .key_fetch(if result.is_ok() { "ok" } else { "failed" });
         remote
             .last_fetch_failed
             .store(result.is_err(), Ordering::Release);

@@ -23,6 +23,7 @@ pub use interceptor::Authenticate;
 pub use keys::FetchedKeys;
 pub use verified::{VerifiedToken, VerifiedTokens};
 
+use crate::metrics::TaskMetrics;
 use access_token::TokenVerifier;
 use clock::SharedClock;
 use std::sync::Arc;
@@ -40,8 +41,9 @@ pub fn authenticated<S>(
     verifier: TokenVerifier,
     verified: Arc<VerifiedTokens>,
     clock: SharedClock,
+    metrics: &TaskMetrics,
 ) -> Authenticated<S> {
     let refresh = KeyRefresh::new(Arc::clone(&keys), Arc::clone(&verified));
-    let interceptor = Authenticate::new(keys, verifier, verified, clock);
+    let interceptor = Authenticate::new(keys, verifier, verified, clock).counting(metrics);
     Guarded::new(InterceptedService::new(inner, interceptor), refresh)
 }

@@ -115,7 +115,10 @@ async fn a_client_over_its_per_client_bound_is_refused_at_once_while_others_stil
     let refused = poll_once(pin!(permits.acquire(client(1))));
     assert!(matches!(
         refused,
-        Poll::Ready(Err(Busy { retry_after: LONG }))
+        Poll::Ready(Err(Busy {
+            retry_after: LONG,
+            ..
+        }))
     ));
     tasks.push(spawn_waiter(&permits, client(2), "B0", &log));
     until_waiting(&permits, 3).await;

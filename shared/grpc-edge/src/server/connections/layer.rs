@@ -108,13 +108,13 @@ impl InFlight {
         let limits = &c.streams[kind as usize];
         let [total, per_client, per_connection] = limits.settings;
         let Ok(permit) = Arc::clone(&limits.slots).try_acquire_owned() else {
-            return Err(too_many_streams(c, total, limits.max));
+            return Err(too_many_streams(c, kind, total, limits.max));
         };
         {
             let mut streams = limits.clients();
             let count = streams.entry(client).or_insert(0);
             if *count >= limits.per_client {
-                return Err(too_many_streams(c, per_client, limits.per_client));
+                return Err(too_many_streams(c, kind, per_client, limits.per_client));
             }
             *count += 1;
             self.client_stream = Some((kind, client));
@@ -127,14 +127,25 @@ impl InFlight {
                 >= limits.per_connection
         {
             counters.streams[kind as usize].fetch_sub(1, Ordering::AcqRel);
-            return Err(too_many_streams(c, per_connection, limits.per_connection));
+            return Err(too_many_streams(
+                c,
+                kind,
+                per_connection,
+                limits.per_connection,
+            ));
         }
         self.stream = Some((kind, permit));
         Ok(())
     }
 }
 
-fn too_many_streams(connections: &Connections, setting: &str, limit: usize) -> tonic::Status {
+fn too_many_streams(
+    connections: &Connections,
+    kind: StreamKind,
+    setting: &'static str,
+    limit: usize,
+) -> tonic::Status {
+    connections.refused(kind.resource(), setting);
     super::super::limits::resource_exhausted(
         todo_api::ErrorReason::TooManyStreams,
         connections.domain,

@@ -15,7 +15,7 @@ struct Defaults {
 pub(super) fn connections(configure: impl FnOnce(&mut ConnectionArgs)) -> Arc<Connections> {
     let mut args = crate::settings::defaults::<Defaults>("test").unwrap().args;
     configure(&mut args);
-    Connections::new(&args, TrustedProxies::default(), "todo.test.v1")
+    Connections::new(&args, TrustedProxies::default(), "todo.test.v1", None)
 }
 
 fn register(connections: &Arc<Connections>, peer: SocketAddr) -> Arc<Counters> {
