@@ -69,6 +69,11 @@ pub struct Args {
     #[arg(long, default_value_t = 10_000)]
     pub connections: usize,
 
+    /// Export every span over OTLP/gRPC to a receiver in this process (as
+    /// OTEL_EXPORTER_OTLP_ENDPOINT does for the services), to measure what tracing costs.
+    #[arg(long)]
+    pub trace: bool,
+
     /// Print the results as JSON on stdout (the table then goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -85,6 +90,9 @@ pub enum Scenario {
     Empty,
     /// Trivial calls with and without access-token verification.
     AuthOverhead,
+    /// The same authenticated trivial call with the metrics registry off and on (add
+    /// `--trace` for spans exported over OTLP).
+    TelemetryOverhead,
     /// ListTasks (page_size 20) for users with 1,000 tasks each, walking the pages.
     List,
     /// ListTasks (page_size 100) for 200 users with 100 tasks each (the dashboard's call).

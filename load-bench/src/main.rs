@@ -44,12 +44,16 @@ fn main() -> ExitCode {
     }
     // Warnings and errors only (RUST_LOG overrides): the services' per-RPC info lines would
     // otherwise be a large part of what is measured, and would bury the results.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    // With --trace the services' telemetry (logs at RUST_LOG, spans to a receiver) is
+    // installed instead, once their runtime is up (stack.rs).
+    if !args.trace {
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .init();
+    }
     // The load generator's runtime; the services get their own (`stack.rs`), so each side's
     // CPU time can be measured.
     let runtime = tokio::runtime::Builder::new_multi_thread()

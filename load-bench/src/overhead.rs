@@ -13,8 +13,9 @@
 
 use crate::stack::{Stack, channels, wait_until_serving};
 use clock::{SharedClock, SystemClock};
-use grpc_edge::{server::AbortOnDrop, server::GrpcServer};
+use grpc_edge::{metrics::Metrics, server::AbortOnDrop, server::GrpcServer};
 use std::{net::SocketAddr, sync::Arc};
+use task_service::metrics::TaskMetrics;
 use task_service::{
     config::TaskConfig,
     internals::{Caller, FetchedKeys, VerifiedTokens, authenticated},
@@ -34,6 +35,9 @@ pub enum Authentication {
     None,
     /// The task-service's interceptor, its verified-token cache holding this many tokens.
     Interceptor { cache: usize },
+    /// The same, with a metrics registry recording the server's RPCs and the interceptor's
+    /// outcomes, as with TASK_METRICS_LISTEN_ADDR set.
+    Metered { cache: usize },
 }
 
 /// Trivial servers running until dropped (their tasks, and the key refresher's, are aborted).
@@ -156,6 +160,19 @@ pub async fn start(
                 clock.clone(),
                 &Default::default(),
             )),
+            Authentication::Metered { cache } => {
+                let metrics = Metrics::new();
+                server
+                    .with_metrics(Some(&metrics))
+                    .add_service(authenticated(
+                        TaskServiceServer::new(Trivial),
+                        Arc::clone(&keys),
+                        config.jwt.verifier(),
+                        Arc::new(VerifiedTokens::new(cache)),
+                        clock.clone(),
+                        &TaskMetrics::new(&metrics),
+                    ))
+            }
         };
         let args = config.server.clone();
         // Served until aborted: no drain is needed for a benchmark fixture.

@@ -30,6 +30,7 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let result = match args.scenario {
         Scenario::Empty => plan::run(args, &stack, &EMPTY).await,
         Scenario::AuthOverhead => plan::run(args, &stack, &AUTH_OVERHEAD).await,
+        Scenario::TelemetryOverhead => plan::run(args, &stack, &TELEMETRY_OVERHEAD).await,
         Scenario::List => plan::run(args, &stack, &LIST).await,
         Scenario::List100 => plan::run(args, &stack, &LIST100).await,
         Scenario::ListDeep => deep::run(&stack).await,
@@ -129,6 +130,47 @@ fn auth_overhead_figures(args: &Args, p: &[PhaseResult]) -> Vec<Derived> {
     let cpus = p.iter().flat_map(|p| cpu(&p.name, p));
     ratios.into_iter().chain(cpus).collect()
 }
+
+/// `telemetry-overhead`: what the metrics cost an authenticated trivial call (issue 25: at
+/// most 3% of its CPU), and with `--trace` what exporting its spans costs.
+const TELEMETRY_OVERHEAD: Plan = Plan {
+    users: Users::PerWorker,
+    servers: &[
+        Authentication::Interceptor { cache: 10_000 },
+        Authentication::Metered { cache: 10_000 },
+    ],
+    phases: &[
+        (
+            "trivial GetTask, interceptor, metrics off",
+            Call::Trivial(0),
+        ),
+        ("trivial GetTask, interceptor, metrics on", Call::Trivial(1)),
+    ],
+    figures: |_, p| {
+        let ratios = [
+            Derived::at_most(
+                "the services' CPU per call, metrics on / off",
+                p[1].services_cpu_us_per_call() / p[0].services_cpu_us_per_call(),
+                "ratio",
+                1.03,
+            ),
+            Derived::info(
+                "throughput, metrics on / off",
+                p[1].total.rps / p[0].total.rps,
+                "ratio",
+            ),
+        ];
+        let cpus = p.iter().flat_map(|p| cpu(&p.name, p));
+        ratios.into_iter().chain(cpus).collect()
+    },
+    note: Some(
+        "Two trivial servers built like the task-service (GrpcServer, KeyRefresh and the \
+         Authenticate interceptor with its verified-token cache); the second records into a \
+         metrics registry as with TASK_METRICS_LISTEN_ADDR set: the RPC layer's histogram and \
+         in-flight gauge, and the interceptor's outcome counter. With --trace, every span of \
+         both is exported over OTLP/gRPC to a receiver on the load generator's runtime.",
+    ),
+};
 
 /// `list100`: the dashboard's call, a full page of 100 tasks, against the floor
 /// (issue 14's targets: SQLite ≥ 7,800/s, PostgreSQL ≥ 8,000/s, p99 ≤ 15 ms).

@@ -81,6 +81,11 @@ pub struct Stack {
     stop: watch::Sender<bool>,
     running: JoinHandle<Result<(), StackError>>,
     databases: Databases,
+    /// With `--trace`: the services' span export, and the receiver it exports to.
+    tracing: Option<(
+        grpc_edge::telemetry::Telemetry,
+        test_support::otlp::Received,
+    )>,
     runtime: ServiceRuntime,
 }
 
@@ -123,6 +128,29 @@ impl Stack {
         let databases = Databases::create(args.database_url.as_deref()).await?;
         let (stop, stopped) = watch::channel(false);
         let runtime = ServiceRuntime::new()?;
+        // Installed on the services' runtime, where the exporter then runs (its CPU is
+        // theirs); the receiver runs on the load generator's.
+        let tracing = if args.trace {
+            let (addr, received) = test_support::otlp::receiver().await?;
+            let url = format!("http://{addr}");
+            let telemetry = runtime
+                .handle
+                .spawn(async move {
+                    grpc_edge::telemetry::init_exporting_to(
+                        "load-bench",
+                        grpc_edge::settings::LogFormat::Text,
+                        &url,
+                    )
+                })
+                .await?;
+            anyhow::ensure!(
+                grpc_edge::telemetry::tracing_enabled(),
+                "--trace: the span exporter could not be installed"
+            );
+            Some((telemetry, received))
+        } else {
+            None
+        };
         let starting = start_services(args.signing, options, settings(&databases), stopped);
         let started = runtime
             .handle
@@ -142,6 +170,7 @@ impl Stack {
                 stop,
                 running: started.running,
                 databases,
+                tracing,
                 runtime,
             }),
             Err(error) => {
@@ -199,6 +228,13 @@ impl Stack {
 
     /// Stops both services (task-service first) and drops the databases.
     pub async fn stop(self) -> anyhow::Result<()> {
+        if let Some((telemetry, received)) = self.tracing {
+            telemetry.shutdown().await;
+            crate::harness::progress(&format!(
+                "--trace: {} spans received over OTLP",
+                received.spans().len()
+            ));
+        }
         let _ = self.stop.send(true);
         let running = self.running.await;
         let cleanup = self.databases.drop_all().await;

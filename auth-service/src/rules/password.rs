@@ -171,7 +171,11 @@ impl PasswordHasher {
     /// until the turn is used.
     pub async fn turn(&self, claimant: Claimant) -> Result<Turn, AuthError> {
         let started = std::time::Instant::now();
-        let permit = self.permits.acquire(claimant).await;
+        let permit = self
+            .permits
+            .acquire(claimant)
+            .instrument(tracing::info_span!("hash_queue"))
+            .await;
         if let Some(observed) = &self.observed {
             match &permit {
                 Ok(_) => observed.wait.observe(started.elapsed().as_secs_f64()),
@@ -240,7 +244,8 @@ impl Turn {
     ) -> Result<T, AuthError> {
         let workspaces = Arc::clone(&self.hasher.workspaces);
         let permit = self.permit;
-        let span = tracing::Span::current();
+        // The hashing work, a span of its own (a child of the RPC's) in logs and traces.
+        let span = tracing::info_span!("argon2id");
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let mut memory = workspaces.take();

@@ -321,6 +321,18 @@ async fn the_scrapes_pass_promtool_check_metrics() {
         .unwrap();
 }
 
+/// A child process, killed if the test ends before it stopped (a failed assertion).
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// The `todo-stack` binary exporting spans to `otlp`, its log lines in `log`; its addresses.
 fn launch_traced(
     dir: &std::path::Path,
@@ -381,7 +393,8 @@ async fn one_request_is_followed_by_its_trace_id_from_the_task_service_into_the_
         .join(format!("traced-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let env = crate::client::database_env().await;
-    let (mut child, log, auth_addr, task_addr) = launch_traced(&dir, otlp, &env);
+    let (child, log, auth_addr, task_addr) = launch_traced(&dir, otlp, &env);
+    let mut child = KillOnDrop(Some(child));
 
     let token = crate::client::sign_up(auth_addr, "traced@example.com")
         .await
@@ -438,6 +451,19 @@ async fn one_request_is_followed_by_its_trace_id_from_the_task_service_into_the_
         "the task-service's Introspect call continues the trace: {names:?}"
     );
     assert!(spans.iter().all(|s| s.service == "todo-stack"), "{spans:?}");
+    // The database work of the request has spans of its own in the trace (kind and system,
+    // never the statement).
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "SELECT" && s.attribute("db.system.name").is_some()),
+        "a statement's span in the trace: {names:?}"
+    );
+    // The sign-up's hashing, in its own trace.
+    assert!(
+        received.spans().iter().any(|s| s.name == "argon2id"),
+        "the sign-up's argon2id span"
+    );
     // Log lines carry the trace id, so logs and traces join.
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(
@@ -446,11 +472,15 @@ async fn one_request_is_followed_by_its_trace_id_from_the_task_service_into_the_
         "no log line with trace id {trace_id}:\n{logs}"
     );
 
+    // Ctrl-C, with this test's connections closed and its runtime free to close them.
+    drop(tasks);
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::unistd::Pid::from_raw(i32::try_from(child.0.as_ref().unwrap().id()).unwrap()),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    assert!(child.wait().unwrap().success());
+    let mut stopping = child.0.take().unwrap();
+    let exited = tokio::task::spawn_blocking(move || stopping.wait()).await;
+    assert!(exited.unwrap().unwrap().success());
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -325,12 +325,15 @@ impl Admin {
         self.listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// Records `db`'s pool and statements (call before `db` is cloned: clones made earlier
-    /// do not report statements), when metrics are on.
+    /// Records `db`'s pool and statements when metrics are on, and gives each statement a
+    /// span when tracing is on (call before `db` is cloned: clones made earlier report
+    /// nothing).
     pub fn watch_database(&self, db: &mut sea_orm::DatabaseConnection) {
-        if let Some(metrics) = self.enabled() {
-            database(metrics, db);
+        let metrics = self.enabled();
+        if metrics.is_none() && !crate::telemetry::tracing_enabled() {
+            return;
         }
+        database(metrics, db);
     }
 
     /// Serves `GET /metrics` until `shutdown` completes, when there is a listener.
@@ -350,40 +353,54 @@ impl Admin {
 }
 
 /// The pool gauges (OpenTelemetry `db.client.connection.*`) and a histogram of statements by
-/// kind, with a counter of failed ones.
-fn database(metrics: &Metrics, db: &mut sea_orm::DatabaseConnection) {
-    let statements = metrics.histograms(
-        "db_client_operation_duration_seconds",
-        "Duration of database statements, by kind (SELECT, INSERT, UPDATE, DELETE, other)",
-        QUICK_SECONDS,
-    );
-    let failures = metrics.counters(
-        "db_client_operation_errors",
-        "Database statements that failed, by kind",
-    );
-    let kinds: [(&'static str, Histogram, Counter); 5] =
-        ["SELECT", "INSERT", "UPDATE", "DELETE", "other"].map(|kind| {
+/// kind, with a counter of failed ones, when there are `metrics`; a span per statement when
+/// tracing is on.
+fn database(metrics: Option<&Metrics>, db: &mut sea_orm::DatabaseConnection) {
+    const KINDS: [&str; 5] = ["SELECT", "INSERT", "UPDATE", "DELETE", "other"];
+    let system = match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => "postgresql",
+        sea_orm::DatabaseBackend::Sqlite => "sqlite",
+        _ => "other_sql",
+    };
+    let recorded = metrics.map(|metrics| {
+        let statements = metrics.histograms(
+            "db_client_operation_duration_seconds",
+            "Duration of database statements, by kind (SELECT, INSERT, UPDATE, DELETE, other)",
+            QUICK_SECONDS,
+        );
+        let failures = metrics.counters(
+            "db_client_operation_errors",
+            "Database statements that failed, by kind",
+        );
+        KINDS.map(|kind| {
             let labels = vec![("db_operation_name", kind)];
             (
-                kind,
                 statements.get_or_create_owned(&labels),
                 failures.get_or_create_owned(&labels),
             )
-        });
+        })
+    });
     db.set_metric_callback(move |info| {
         let sql = info.statement.sql.trim_start();
-        let kind = kinds
+        let index = KINDS[..4]
             .iter()
-            .find(|(kind, _, _)| {
+            .position(|kind| {
                 sql.get(..kind.len())
                     .is_some_and(|head| head.eq_ignore_ascii_case(kind))
             })
-            .unwrap_or(&kinds[4]);
-        kind.1.observe(info.elapsed.as_secs_f64());
-        if info.failed {
-            kind.2.inc();
+            .unwrap_or(4);
+        if let Some(recorded) = &recorded {
+            let (duration, failures) = &recorded[index];
+            duration.observe(info.elapsed.as_secs_f64());
+            if info.failed {
+                failures.inc();
+            }
         }
+        crate::telemetry::statement_span(info.elapsed, KINDS[index], system, info.failed);
     });
+    let Some(metrics) = metrics else {
+        return;
+    };
     let pool = db.clone();
     let read = move |idle: bool| -> Option<i64> {
         let (size, idle_now) = match pool.get_database_backend() {

@@ -26,6 +26,8 @@
 //! | sessions (and ListSessions), refresh tokens | `MAX_SESSIONS_PER_USER`, `REFRESH_MIN_INTERVAL_MS`; user agents 256 characters | auth-service config, `domain` | auth-service `rules::sessions`, `domain::Device` |
 //! | tasks | `TASK_QUOTA` | task-service config | task-service `rules::tasks` |
 //! | log lines | one per RPC, method names only | — | `telemetry` |
+//! | metric series, scrapes | fixed label sets (unknown methods are `other`); 8 scrapes at once, 10 s each | `*_METRICS_LISTEN_ADDR` (services' config) | `metrics` |
+//! | exported spans | the OpenTelemetry SDK's batch queue (2,048; dropped past it) | `OTEL_*` | `telemetry` |
 
 use clap::{Args, ValueEnum};
 use std::time::Duration;

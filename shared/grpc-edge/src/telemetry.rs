@@ -40,6 +40,9 @@ use tracing_subscriber::{
 /// Default filter when `RUST_LOG` is unset.
 const DEFAULT_FILTER: &str = "info,sqlx=warn,sea_orm=warn,h2=warn,hyper=warn,tower=warn";
 
+/// The instrumentation scope of every span the services make.
+const TRACER: &str = "todo-grpc";
+
 /// Whether spans are exported (an OpenTelemetry layer is installed).
 static TRACING: AtomicBool = AtomicBool::new(false);
 
@@ -82,6 +85,16 @@ fn otlp_configured() -> bool {
 /// to call more than once (later calls do nothing), so a launcher running both services in
 /// one process can call it from each. Call it inside the Tokio runtime: the exporter uses it.
 pub fn init(service: &'static str, format: LogFormat) -> Telemetry {
+    install(service, format, None)
+}
+
+/// [`init`], exporting spans to `endpoint` (e.g. `http://127.0.0.1:4317`) whatever the
+/// environment says: for benchmarks that start their own receiver.
+pub fn init_exporting_to(service: &'static str, format: LogFormat, endpoint: &str) -> Telemetry {
+    install(service, format, Some(endpoint.to_owned()))
+}
+
+fn install(service: &'static str, format: LogFormat, endpoint: Option<String>) -> Telemetry {
     let filter =
         || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     // Colour only for a person at a terminal: never in a file or a pipe, nor with NO_COLOR.
@@ -99,8 +112,8 @@ pub fn init(service: &'static str, format: LogFormat) -> Telemetry {
     let mut layers = vec![logs];
     let mut provider = None;
     let mut export_error = None;
-    if otlp_configured() {
-        match exporter() {
+    if endpoint.is_some() || otlp_configured() {
+        match exporter(endpoint) {
             Ok(exporter) => {
                 let name = std::env::var("OTEL_SERVICE_NAME")
                     .ok()
@@ -114,11 +127,13 @@ pub fn init(service: &'static str, format: LogFormat) -> Telemetry {
                             .build(),
                     )
                     .build();
-                let tracer = built.tracer("todo-grpc");
+                let tracer = built.tracer(TRACER);
+                // Spans at info and above whatever RUST_LOG says: quieter logs must not
+                // empty the traces.
                 layers.push(
                     tracing_opentelemetry::layer()
                         .with_tracer(tracer)
-                        .with_filter(filter())
+                        .with_filter(EnvFilter::new(DEFAULT_FILTER))
                         .boxed(),
                 );
                 provider = Some(built);
@@ -137,7 +152,10 @@ pub fn init(service: &'static str, format: LogFormat) -> Telemetry {
     if let Some(error) = export_error {
         tracing::error!(%error, "OTEL_EXPORTER_OTLP_ENDPOINT is set but the OTLP exporter could not be built: no spans are exported");
     }
-    if provider.is_some() {
+    if let Some(provider) = &provider {
+        // The statements' spans (made after the fact, with their own start time) come from
+        // the same provider.
+        opentelemetry::global::set_tracer_provider(provider.clone());
         TRACING.store(true, Ordering::Relaxed);
         tracing::info!("tracing: exporting spans over OTLP/gRPC (OTEL_EXPORTER_OTLP_ENDPOINT)");
     }
@@ -146,17 +164,19 @@ pub fn init(service: &'static str, format: LogFormat) -> Telemetry {
 
 /// The OTLP/gRPC span exporter (endpoint, headers and timeout from the `OTEL_EXPORTER_OTLP_*`
 /// variables), run on the current Tokio runtime.
-fn exporter() -> Result<OnRuntime, String> {
+fn exporter(endpoint: Option<String>) -> Result<OnRuntime, String> {
     let handle = tokio::runtime::Handle::try_current()
         .map_err(|_| "telemetry::init must run inside the Tokio runtime".to_owned())?;
     // tonic's channel is made here, inside the runtime.
     let _entered = handle.enter();
     use opentelemetry_otlp::WithExportConfig as _;
-    let inner = opentelemetry_otlp::SpanExporter::builder()
+    let mut builder = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
-        .with_protocol(opentelemetry_otlp::Protocol::Grpc)
-        .build()
-        .map_err(|e| e.to_string())?;
+        .with_protocol(opentelemetry_otlp::Protocol::Grpc);
+    if let Some(endpoint) = endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    let inner = builder.build().map_err(|e| e.to_string())?;
     Ok(OnRuntime {
         inner: Arc::new(inner),
         handle: handle.clone(),
@@ -204,6 +224,41 @@ impl opentelemetry_sdk::trace::SpanExporter for OnRuntime {
             inner.set_resource(resource);
         }
     }
+}
+
+/// Exports a span for one database statement that took `elapsed` and just ended, a child of
+/// the current span (the handler's): its kind (`SELECT`, ...) and the database system, never
+/// the statement's text or values. Does nothing when tracing is off.
+pub fn statement_span(
+    elapsed: std::time::Duration,
+    operation: &'static str,
+    system: &'static str,
+    failed: bool,
+) {
+    use opentelemetry::{
+        KeyValue,
+        trace::{Span as _, SpanKind, Status, Tracer as _},
+    };
+    if !tracing_enabled() {
+        return;
+    }
+    let tracer = opentelemetry::global::tracer(TRACER);
+    let parent = tracing::Span::current().context();
+    let end = std::time::SystemTime::now();
+    let start = end.checked_sub(elapsed).unwrap_or(end);
+    let mut span = tracer
+        .span_builder(operation)
+        .with_kind(SpanKind::Client)
+        .with_start_time(start)
+        .with_attributes([
+            KeyValue::new("db.operation.name", operation),
+            KeyValue::new("db.system.name", system),
+        ])
+        .start_with_context(&tracer, &parent);
+    if failed {
+        span.set_status(Status::error("statement failed"));
+    }
+    span.end_with_timestamp(end);
 }
 
 /// The incoming request's trace context (W3C `traceparent` / `tracestate`).
