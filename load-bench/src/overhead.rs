@@ -158,7 +158,7 @@ pub async fn start(
                 config.jwt.verifier(),
                 Arc::new(VerifiedTokens::new(cache)),
                 clock.clone(),
-                &Default::default(),
+                &TaskMetrics::off(),
             )),
             Authentication::Metered { cache } => {
                 let metrics = Metrics::new();

@@ -145,7 +145,9 @@ impl Application {
             .connect_timeout(std::time::Duration::from_secs(2))
             .connect_lazy();
         let admin = Admin::bind("TASK_METRICS_LISTEN_ADDR", config.metrics_listen_addr).await?;
-        let metrics = TaskMetrics::new(admin.metrics());
+        let metrics = admin
+            .enabled()
+            .map_or_else(TaskMetrics::off, TaskMetrics::new);
         let keys = match config.jwt.hs256_secret().map_err(ConfigError::from)? {
             Some(secret) => FetchedKeys::shared_secret(secret),
             None => FetchedKeys::remote(auth_channel.clone(), config.key_refresh_min_interval()),

@@ -1,85 +1,123 @@
 //! The task-service's own metrics (README, "Operating it"), counted into the instance's
-//! registry ([`grpc_edge::metrics::Metrics`]). Every label value is from a fixed list.
+//! registry ([`grpc_edge::metrics::Metrics`]) when metrics are on (TASK_METRICS_LISTEN_ADDR);
+//! off, every method here does nothing. Every label value is from a fixed list.
 
 use grpc_edge::metrics::{Labels, Metrics};
 use prometheus_client::metrics::{counter::Counter, family::Family, histogram::Histogram};
+use std::sync::Arc;
 
 /// Buckets of page sizes (tasks per ListTasks answer).
 const PAGE_SIZES: &[f64] = &[0.0, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
 
-/// Counters and histograms of the task-service's use cases.
-#[derive(Clone, Debug)]
+/// Counters and histograms of the task-service's use cases; cheap to clone.
+#[derive(Clone, Debug, Default)]
 pub struct TaskMetrics {
-    /// The interceptor's answers: `verified`, `cached`, or `refused` with a reason.
-    pub authentication: Family<Labels, Counter>,
-    /// Fetches of the auth-service's signing keys, by outcome.
-    pub key_fetches: Family<Labels, Counter>,
-    /// Tasks created, updated and deleted.
-    pub tasks_written: Family<Labels, Counter>,
-    /// Tasks per ListTasks page.
-    pub page_sizes: Histogram,
-    metrics: Metrics,
+    on: Option<Arc<On>>,
 }
 
-impl Default for TaskMetrics {
-    /// In a registry of their own, served nowhere (tests and benchmarks).
-    fn default() -> Self {
-        Self::new(&Metrics::new())
-    }
+/// The handles, taken once: the hot paths (every authenticated call, every write) count
+/// without a lookup.
+#[derive(Debug)]
+struct On {
+    registry: Metrics,
+    authentications: Family<Labels, Counter>,
+    verified: Counter,
+    cached: Counter,
+    key_fetches: [Counter; 2],
+    /// Created, updated, deleted.
+    written: [Counter; 3],
+    page_sizes: Histogram,
+}
+
+/// What a write did, for `task_tasks_written_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum Written {
+    Created = 0,
+    Updated = 1,
+    Deleted = 2,
 }
 
 impl TaskMetrics {
+    /// Metrics off: nothing is counted.
+    pub fn off() -> Self {
+        Self::default()
+    }
+
     /// Registers the task-service's metrics in `metrics`.
     pub fn new(metrics: &Metrics) -> Self {
+        let authentications = metrics.counters(
+            "task_authentications",
+            "Bearer tokens checked by the interceptor, by outcome (verified, cached, refused) and the refusal's reason",
+        );
+        let outcome = |outcome| authentications.get_or_create_owned(&vec![("outcome", outcome)]);
+        let fetches = metrics.counters(
+            "task_key_fetches",
+            "Fetches of the auth-service's signing keys (GetSigningKeys), by outcome",
+        );
+        let fetch = |outcome| fetches.get_or_create_owned(&vec![("outcome", outcome)]);
+        let written = metrics.counters(
+            "task_tasks_written",
+            "Tasks created, updated and deleted, by operation",
+        );
+        let write = |operation| written.get_or_create_owned(&vec![("operation", operation)]);
+        let page_sizes = Histogram::new(PAGE_SIZES.iter().copied());
+        metrics.register(
+            "task_list_page_size",
+            "Tasks per ListTasks answer",
+            page_sizes.clone(),
+        );
         Self {
-            authentication: metrics.counters(
-                "task_authentications",
-                "Bearer tokens checked by the interceptor, by outcome (verified, cached, refused) and reason",
-            ),
-            key_fetches: metrics.counters(
-                "task_key_fetches",
-                "Fetches of the auth-service's signing keys (GetSigningKeys), by outcome",
-            ),
-            tasks_written: metrics.counters(
-                "task_tasks_written",
-                "Tasks created, updated and deleted, by operation",
-            ),
-            page_sizes: {
-                let histogram = Histogram::new(PAGE_SIZES.iter().copied());
-                metrics.register(
-                    "task_list_page_size",
-                    "Tasks per ListTasks answer",
-                    histogram.clone(),
-                );
-                histogram
-            },
-            metrics: metrics.clone(),
+            on: Some(Arc::new(On {
+                registry: metrics.clone(),
+                verified: outcome("verified"),
+                cached: outcome("cached"),
+                authentications,
+                key_fetches: [fetch("ok"), fetch("failed")],
+                written: [write("created"), write("updated"), write("deleted")],
+                page_sizes,
+            })),
         }
     }
 
-    /// The registry these are in (for gauges read at scrape time and refusals).
-    pub fn registry(&self) -> &Metrics {
-        &self.metrics
+    /// The registry, when metrics are on (for gauges read at scrape time and refusals).
+    pub fn registry(&self) -> Option<&Metrics> {
+        self.on.as_ref().map(|on| &on.registry)
     }
 
-    /// Counts one interceptor answer: `outcome` with `reason` (empty for a success).
-    pub fn authenticated(&self, outcome: &'static str, reason: &'static str) {
-        self.authentication
-            .get_or_create(&vec![("outcome", outcome), ("reason", reason)])
-            .inc();
+    /// Counts a token the interceptor accepted: verified now, or found already verified.
+    pub fn accepted(&self, cached: bool) {
+        if let Some(on) = &self.on {
+            if cached { &on.cached } else { &on.verified }.inc();
+        }
     }
 
-    /// Counts one key fetch with `outcome`.
-    pub fn key_fetch(&self, outcome: &'static str) {
-        self.key_fetches
-            .get_or_create(&vec![("outcome", outcome)])
-            .inc();
+    /// Counts a token the interceptor refused, and why (a fixed set of reasons).
+    pub fn refused(&self, reason: &'static str) {
+        if let Some(on) = &self.on {
+            on.authentications
+                .get_or_create(&vec![("outcome", "refused"), ("reason", reason)])
+                .inc();
+        }
     }
 
-    /// Counts one task written by `operation` (created, updated, deleted).
-    pub fn task_written(&self, operation: &'static str) {
-        self.tasks_written
-            .get_or_create(&vec![("operation", operation)])
-            .inc();
+    /// Counts one key fetch.
+    pub fn key_fetch(&self, ok: bool) {
+        if let Some(on) = &self.on {
+            on.key_fetches[usize::from(!ok)].inc();
+        }
+    }
+
+    /// Counts one task written.
+    pub fn written(&self, what: Written) {
+        if let Some(on) = &self.on {
+            on.written[what as usize].inc();
+        }
+    }
+
+    /// Records the size of one ListTasks page.
+    pub fn page(&self, tasks: usize) {
+        if let Some(on) = &self.on {
+            on.page_sizes.observe(tasks as f64);
+        }
     }
 }

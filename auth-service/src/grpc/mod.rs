@@ -105,8 +105,10 @@ impl AuthService for AuthApi {
         request: Request<pb::SignUpRequest>,
     ) -> Result<Response<pb::SignUpResponse>, Status> {
         let (client, device) = (self.client(&request), self.device(&request));
-        let account = NewAccount::try_from(request.into_inner())?;
-        let signed_up = self.rules.accounts.sign_up(account, client, device).await;
+        let signed_up = match NewAccount::try_from(request.into_inner()) {
+            Ok(account) => self.rules.accounts.sign_up(account, client, device).await,
+            Err(error) => Err(error),
+        };
         let signed_in = held(self.counted(&self.metrics.sign_ups, "sign_up", signed_up)).await?;
         tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));
         let (user, tokens) = signed_in_pb(signed_in, self.clock.now());
@@ -119,12 +121,15 @@ impl AuthService for AuthApi {
         request: Request<pb::SignInRequest>,
     ) -> Result<Response<pb::SignInResponse>, Status> {
         let (client, device) = (self.client(&request), self.device(&request));
-        let credentials = Credentials::try_from(request.into_inner())?;
-        let signed_in = self
-            .rules
-            .accounts
-            .sign_in(credentials, client, device)
-            .await;
+        let signed_in = match Credentials::try_from(request.into_inner()) {
+            Ok(credentials) => {
+                self.rules
+                    .accounts
+                    .sign_in(credentials, client, device)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
         let signed_in = held(self.counted(&self.metrics.sign_ins, "sign_in", signed_in)).await?;
         tracing::Span::current().record("user_id", tracing::field::display(signed_in.user.id));
         let (user, tokens) = signed_in_pb(signed_in, self.clock.now());
@@ -137,8 +142,10 @@ impl AuthService for AuthApi {
         request: Request<pb::RefreshRequest>,
     ) -> Result<Response<pb::RefreshResponse>, Status> {
         let device = self.device(&request);
-        let token = Presented::try_from(request.into_inner())?;
-        let pair = self.rules.sessions.refresh(token.expose(), &device).await;
+        let pair = match Presented::try_from(request.into_inner()) {
+            Ok(token) => self.rules.sessions.refresh(token.expose(), &device).await,
+            Err(error) => Err(error),
+        };
         let pair = self.counted(&self.metrics.refreshes, "refresh", pair)?;
         Ok(Response::new(pb::RefreshResponse {
             tokens: Some(tokens_pb(pair, self.clock.now())),

@@ -107,9 +107,11 @@ impl PasswordHasher {
             move || Some(permits.in_use() as u64),
         );
         let queue = self.permits.clone();
+        // HASH_QUEUE_MAX bounds each of the two lines (sign-ins from known addresses, and
+        // everything else); the gauge counts both.
         registry.fair_share(
             vec![("resource", "hash_queue")],
-            self.permits.max_waiting() as u64,
+            2 * self.permits.max_waiting() as u64,
             move || Some(queue.waiting() as u64),
         );
         self.observed = Some(Observed {

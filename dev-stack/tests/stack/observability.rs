@@ -117,6 +117,20 @@ async fn metrics_count_exactly_the_calls_made_and_name_no_user() {
         .await
         .unwrap_err();
     assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+    // One message over MAX_REQUEST_BYTES: refused before any handler, counted by its setting.
+    let too_large = CreateTaskRequest {
+        title: "x".repeat(80 * 1024),
+        ..Default::default()
+    };
+    let refused = tasks
+        .create_task(with_bearer(too_large, &token))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
     // A method nobody serves, with a path chosen to be found in a label if it leaked.
     let mut grpc = tonic::client::Grpc::new(channel(task_addr).await);
     grpc.ready().await.unwrap();
@@ -153,7 +167,7 @@ async fn metrics_count_exactly_the_calls_made_and_name_no_user() {
         ),
         (
             &auth_scrape,
-            r#"rpc_server_call_duration_seconds_count{rpc_service="todo.auth.v1.AuthService",rpc_method="SignIn",rpc_response_status_code="UNAUTHENTICATED"}"#,
+            r#"rpc_server_call_duration_seconds_count{rpc_service="todo.auth.v1.AuthService",rpc_method="SignIn",rpc_response_status_code="UNAUTHENTICATED",listener="public"}"#,
             3.0,
         ),
         (
@@ -168,32 +182,40 @@ async fn metrics_count_exactly_the_calls_made_and_name_no_user() {
         ),
         (
             &task_scrape,
-            r#"rpc_server_call_duration_seconds_count{rpc_service="todo.task.v1.TaskService",rpc_method="CreateTask",rpc_response_status_code="OK"}"#,
+            r#"rpc_server_call_duration_seconds_count{rpc_service="todo.task.v1.TaskService",rpc_method="CreateTask",rpc_response_status_code="OK",listener="public"}"#,
             2.0,
         ),
         (
             &task_scrape,
-            r#"rpc_server_call_duration_seconds_count{rpc_service="todo.task.v1.TaskService",rpc_method="ListTasks",rpc_response_status_code="OK"}"#,
+            r#"rpc_server_call_duration_seconds_count{rpc_service="todo.task.v1.TaskService",rpc_method="ListTasks",rpc_response_status_code="OK",listener="public"}"#,
             1.0,
         ),
         (
             &task_scrape,
-            r#"rpc_server_call_duration_seconds_count{rpc_service="other",rpc_method="other",rpc_response_status_code="UNIMPLEMENTED"}"#,
+            r#"rpc_server_call_duration_seconds_count{rpc_service="other",rpc_method="other",rpc_response_status_code="UNIMPLEMENTED",listener="public"}"#,
             1.0,
         ),
         (&task_scrape, r#"task_list_page_size_count"#, 1.0),
+        (
+            &task_scrape,
+            r#"fair_share_refusals_total{resource="request_bytes",listener="public",reason="MAX_REQUEST_BYTES"}"#,
+            1.0,
+        ),
     ];
     for (scrape, series, expected) in counts {
         assert_eq!(sample(scrape, series), expected, "{series} in\n{scrape}");
     }
+    // Every call has ended: nothing in flight, and the gauge is there to say so.
+    let in_flight = r#"rpc_server_active_calls{rpc_service="todo.task.v1.TaskService",rpc_method="CreateTask",listener="public"} 0"#;
+    assert!(task_scrape.lines().any(|l| l == in_flight), "{task_scrape}");
     // Verified once, then from the verified-token cache (each counted once per call).
     let verified = sample(
         &task_scrape,
-        r#"task_authentications_total{outcome="verified",reason=""}"#,
+        r#"task_authentications_total{outcome="verified"}"#,
     );
     let cached = sample(
         &task_scrape,
-        r#"task_authentications_total{outcome="cached",reason=""}"#,
+        r#"task_authentications_total{outcome="cached"}"#,
     );
     assert!(verified >= 1.0, "{task_scrape}");
     assert_eq!(
@@ -221,7 +243,8 @@ async fn metrics_count_exactly_the_calls_made_and_name_no_user() {
         for secret in [
             email,
             user_id.as_str(),
-            &token[..24],
+            // The signature: the header part is the same for every token.
+            &token[token.len() - 24..],
             "attacker",
             "LabelValue",
         ] {
@@ -231,16 +254,16 @@ async fn metrics_count_exactly_the_calls_made_and_name_no_user() {
     // The metrics are only on the admin port: not over HTTP/1.1 on the public ports (grpc-web
     // is served there), and the admin port speaks no gRPC.
     for public in [auth_addr, task_addr] {
-        let (_, body) = http_get(public, "/metrics").await.unwrap();
+        let (status, body) = http_get(public, "/metrics").await.unwrap();
+        assert!(status.contains("404"), "{status}");
         assert!(!body.contains("rpc_server_call_duration_seconds"), "{body}");
     }
     let mut on_admin = TaskServiceClient::new(channel(task_metrics).await);
-    assert!(
-        on_admin
-            .list_tasks(ListTasksRequest::default())
-            .await
-            .is_err()
-    );
+    let refused = on_admin
+        .list_tasks(ListTasksRequest::default())
+        .await
+        .unwrap_err();
+    assert_ne!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
     let (status, _) = http_get(task_metrics, "/anything-else").await.unwrap();
     assert!(status.contains("404"), "{status}");
 
@@ -451,14 +474,39 @@ async fn one_request_is_followed_by_its_trace_id_from_the_task_service_into_the_
         "the task-service's Introspect call continues the trace: {names:?}"
     );
     assert!(spans.iter().all(|s| s.service == "todo-stack"), "{spans:?}");
-    // The database work of the request has spans of its own in the trace (kind and system,
-    // never the statement).
-    assert!(
-        spans
-            .iter()
-            .any(|s| s.name == "SELECT" && s.attribute("db.system.name").is_some()),
-        "a statement's span in the trace: {names:?}"
+    // The call into the auth-service hangs under the task-service's server span, and the
+    // task-service's statements too (kind and system, never the statement).
+    let list = spans
+        .iter()
+        .find(|s| s.name == "todo.task.v1.TaskService/ListTasks")
+        .unwrap();
+    let introspect = spans
+        .iter()
+        .find(|s| s.name == "todo.auth.v1.AuthService/Introspect")
+        .unwrap();
+    assert_eq!(
+        list.parent_span_id, "00f067aa0ba902b7",
+        "the caller's span is the parent"
     );
+    assert_ne!(introspect.parent_span_id, "0000000000000000");
+    assert!(
+        spans.iter().any(|s| s.name == "SELECT"
+            && s.parent_span_id == list.span_id
+            && s.attribute("db.system.name").is_some()),
+        "the task-service's statements under ListTasks: {spans:?}"
+    );
+    // No span or event of any trace names the user, their email, or their address.
+    let user = crate::client::user_id_of(&token);
+    assert_eq!(user.len(), 36, "a user id from the token: {user:?}");
+    for span in received.spans() {
+        let text = format!("{} {:?} {:?}", span.name, span.attributes, span.events);
+        for personal in ["traced@example.com", user.as_str(), "127.0.0.1"] {
+            assert!(
+                !text.contains(personal),
+                "{personal} in an exported span: {span:?}"
+            );
+        }
+    }
     // The sign-up's hashing, in its own trace.
     assert!(
         received.spans().iter().any(|s| s.name == "argon2id"),

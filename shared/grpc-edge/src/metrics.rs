@@ -8,9 +8,10 @@
 //!   by service, method and gRPC code, and `rpc_server_active_calls` by service and method.
 //!   Method labels are the served methods' names or `other`: a client never chooses a label.
 //! - per fair-share limit, `fair_share_in_use` and `fair_share_limit` (read at scrape time)
-//!   and `fair_share_refusals_total` by resource and reason (the setting that refused).
+//!   and `fair_share_refusals_total` by resource and reason (the setting that refused);
+//!   `fair_share_evictions_total` counts idle connections closed to make way for a newcomer.
 //! - the database pool (`db_client_connections_*`), query latency
-//!   (`db_client_operation_duration_seconds` by statement kind) and health (`service_up`).
+//!   (`db_client_operation_duration_seconds` by statement kind) and health (`health_serving`).
 //!
 //! Labels are always from a fixed set: never a user id, email, token, task id or path.
 
@@ -70,6 +71,7 @@ struct Inner {
     registry: Mutex<Registry>,
     gauges: Arc<ScrapedGauges>,
     refusals: Family<Labels, Counter>,
+    evictions: Family<Labels, Counter>,
     rpc: RpcMetrics,
 }
 
@@ -98,6 +100,12 @@ impl Metrics {
             "Requests, connections and streams refused by a fair-share limit, by resource and by the setting that refused",
             refusals.clone(),
         );
+        let evictions = Family::<Labels, Counter>::default();
+        registry.register(
+            "fair_share_evictions",
+            "Idle connections closed to make way for a newcomer when the server was full (MAX_CONNECTIONS), by listener",
+            evictions.clone(),
+        );
         let rpc = RpcMetrics {
             duration: histogram_family(RPC_SECONDS),
             active: Family::default(),
@@ -117,6 +125,7 @@ impl Metrics {
                 registry: Mutex::new(registry),
                 gauges,
                 refusals,
+                evictions,
                 rpc,
             }),
         }
@@ -215,6 +224,11 @@ impl Metrics {
         self.inner.refusals.get_or_create(labels).inc();
     }
 
+    /// The eviction counter of `labels` (resource, listener), to keep.
+    pub fn evictions(&self, labels: &Labels) -> Counter {
+        self.inner.evictions.get_or_create_owned(labels)
+    }
+
     /// The refusal counter of `labels`, to keep and increment without a lookup.
     pub fn refusals(&self, labels: &Labels) -> Counter {
         self.inner.refusals.get_or_create_owned(labels)
@@ -265,18 +279,23 @@ impl ScrapedGauges {
 
 impl Collector for ScrapedGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let by_name = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
-        for (name, help, series) in by_name.iter() {
-            let values: Vec<(&Labels, i64)> = series
-                .iter()
-                .filter_map(|(labels, read)| read().map(|v| (labels, v)))
-                .collect();
+        let mut by_name = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
+        for (name, help, series) in by_name.iter_mut() {
+            let mut values = Vec::with_capacity(series.len());
+            // What is gone (a stopped listener, a closed pool) is left out, and forgotten.
+            series.retain(|(labels, read)| match read() {
+                Some(value) => {
+                    values.push((labels.clone(), value));
+                    true
+                }
+                None => false,
+            });
             if values.is_empty() {
                 continue;
             }
             let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (labels, value) in values {
-                ConstGauge::new(value).encode(metric.encode_family(labels)?)?;
+            for (labels, value) in &values {
+                ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
             }
         }
         Ok(())
@@ -406,10 +425,16 @@ fn database(metrics: Option<&Metrics>, db: &mut sea_orm::DatabaseConnection) {
         let (size, idle_now) = match pool.get_database_backend() {
             sea_orm::DatabaseBackend::Sqlite => {
                 let p = pool.get_sqlite_connection_pool();
+                if p.is_closed() {
+                    return None;
+                }
                 (p.size(), p.num_idle())
             }
             sea_orm::DatabaseBackend::Postgres => {
                 let p = pool.get_postgres_connection_pool();
+                if p.is_closed() {
+                    return None;
+                }
                 (p.size(), p.num_idle())
             }
             _ => return None,
@@ -457,13 +482,16 @@ fn database(metrics: Option<&Metrics>, db: &mut sea_orm::DatabaseConnection) {
 /// Most scrapes served at once: an admin port, but still bounded.
 const MAX_SCRAPES: usize = 8;
 
+/// Longest a scrape's request head may take to arrive.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Longest one scrape connection may stay open.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `GET /metrics` (Prometheus text format) on `listener` until `shutdown` completes.
 /// Nothing else is served: any other path is 404, any other method 405. At most
-/// [`MAX_SCRAPES`] connections at once (more are closed at once), each for at most
-/// [`SCRAPE_TIMEOUT`].
+/// [`MAX_SCRAPES`] connections at once (more are closed at once), one request each, its head
+/// within [`HEADER_TIMEOUT`], the whole within [`SCRAPE_TIMEOUT`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Metrics,
@@ -524,7 +552,12 @@ pub async fn serve(
                     Ok::<_, std::convert::Infallible>(response)
                 }
             });
+            // One scrape per connection, its request head within a few seconds: a slot is
+            // held briefly, never by an idle connection.
             let connection = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             let _ = tokio::time::timeout(SCRAPE_TIMEOUT, connection).await;
         });

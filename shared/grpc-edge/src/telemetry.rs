@@ -13,6 +13,7 @@
 use crate::metrics::{Labels, Metrics};
 use crate::settings::LogFormat;
 use opentelemetry::{
+    context::FutureExt as _,
     propagation::{Injector, TextMapPropagator},
     trace::{TraceContextExt, TracerProvider as _},
 };
@@ -40,6 +41,14 @@ use tracing_subscriber::{
 /// Default filter when `RUST_LOG` is unset.
 const DEFAULT_FILTER: &str = "info,sqlx=warn,sea_orm=warn,h2=warn,hyper=warn,tower=warn";
 
+/// The spans exported (each with fields that name no person): the RPC's server span, the
+/// wait for a hashing turn and the hashing itself. Statements get spans of their own
+/// ([`statement_span`]).
+const EXPORTED_SPANS: &[&str] = &["rpc", "hash_queue", "argon2id"];
+
+/// Longest the last spans may take to leave at shutdown (above the OTLP export timeout, 10 s).
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(12);
+
 /// The instrumentation scope of every span the services make.
 const TRACER: &str = "todo-grpc";
 
@@ -62,7 +71,9 @@ impl Telemetry {
     /// runs its calls on this runtime).
     pub async fn shutdown(self) {
         if let Some(provider) = self.provider {
-            let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+            let flushed =
+                tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(FLUSH_TIMEOUT))
+                    .await;
             if let Ok(Err(error)) = flushed {
                 eprintln!("exporting the last spans failed: {error}");
             }
@@ -95,6 +106,15 @@ pub fn init_exporting_to(service: &'static str, format: LogFormat, endpoint: &st
 }
 
 fn install(service: &'static str, format: LogFormat, endpoint: Option<String>) -> Telemetry {
+    // Once per process: a second call (a launcher's second service) builds nothing.
+    if tracing::dispatcher::has_been_set() {
+        if endpoint.is_some() {
+            tracing::warn!(
+                "a subscriber is already installed: spans are not exported to the endpoint asked for"
+            );
+        }
+        return Telemetry { provider: None };
+    }
     let filter =
         || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     // Colour only for a person at a terminal: never in a file or a pipe, nor with NO_COLOR.
@@ -121,6 +141,9 @@ fn install(service: &'static str, format: LogFormat, endpoint: Option<String>) -
                     .unwrap_or_else(|| service.to_owned());
                 let built = SdkTracerProvider::builder()
                     .with_batch_exporter(exporter)
+                    // Every call is traced, whatever the caller's `traceparent` flags say: a
+                    // client must not be able to keep its calls out of the traces.
+                    .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
                     .with_resource(
                         opentelemetry_sdk::Resource::builder()
                             .with_service_name(name)
@@ -128,12 +151,15 @@ fn install(service: &'static str, format: LogFormat, endpoint: Option<String>) -
                     )
                     .build();
                 let tracer = built.tracer(TRACER);
-                // Spans at info and above whatever RUST_LOG says: quieter logs must not
-                // empty the traces.
+                // Only the spans made for export, whatever RUST_LOG says (quieter logs must
+                // not empty the traces), and no events: handlers' spans and audit events
+                // carry user ids and addresses, which never leave the service in a trace.
                 layers.push(
                     tracing_opentelemetry::layer()
                         .with_tracer(tracer)
-                        .with_filter(EnvFilter::new(DEFAULT_FILTER))
+                        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                            meta.is_span() && EXPORTED_SPANS.contains(&meta.name())
+                        }))
                         .boxed(),
                 );
                 provider = Some(built);
@@ -242,8 +268,14 @@ pub fn statement_span(
     if !tracing_enabled() {
         return;
     }
+    // The RPC's context, attached to its whole future by the RPC layer (the handlers' own
+    // spans are not exported, so the current tracing span may not know it).
+    let parent = opentelemetry::Context::current();
+    // Background work (sweeps, deliveries) would make a one-span trace per statement.
+    if !parent.has_active_span() {
+        return;
+    }
     let tracer = opentelemetry::global::tracer(TRACER);
-    let parent = tracing::Span::current().context();
     let end = std::time::SystemTime::now();
     let start = end.checked_sub(elapsed).unwrap_or(end);
     let mut span = tracer
@@ -272,7 +304,7 @@ pub fn inject_trace_context(
     mut request: tonic::Request<()>,
 ) -> Result<tonic::Request<()>, tonic::Status> {
     if tracing_enabled() {
-        let context = tracing::Span::current().context();
+        let context = opentelemetry::Context::current();
         TraceContextPropagator::new()
             .inject_context(&context, &mut MetadataInjector(request.metadata_mut()));
     }
@@ -323,6 +355,7 @@ struct MethodMetrics {
     /// By gRPC code (0..=16), made on first use.
     duration: [OnceLock<Histogram>; 17],
     family: crate::metrics::HistogramFamily,
+    listener: &'static str,
 }
 
 impl MethodMetrics {
@@ -338,6 +371,7 @@ impl MethodMetrics {
                 ("rpc_service", service),
                 ("rpc_method", method),
                 ("rpc_response_status_code", code_name(code)),
+                ("listener", self.listener),
             ])
         })
     }
@@ -389,28 +423,39 @@ fn intern(value: &str) -> &'static str {
 /// methods are named; any other path is `other` in spans, logs and labels.
 #[derive(Debug, Clone)]
 pub(crate) struct RpcLayer {
-    methods: Arc<HashMap<&'static str, Method>>,
+    methods: Arc<HashMap<&'static str, Arc<Method>>>,
     other: Arc<Method>,
 }
 
 impl RpcLayer {
-    /// The layer for a server serving `methods` (service, method names), recording into
-    /// `metrics` when there are any.
-    pub(crate) fn new(methods: &[(String, String)], metrics: Option<&Metrics>) -> Self {
-        let make = |service: &'static str, method: &'static str, path, name| Method {
-            path,
-            name,
-            service,
-            method,
-            metrics: metrics.map(|m| {
-                let rpc = m.rpc();
-                let labels: Labels = vec![("rpc_service", service), ("rpc_method", method)];
-                MethodMetrics {
-                    active: rpc.active.get_or_create_owned(&labels),
-                    duration: std::array::from_fn(|_| OnceLock::new()),
-                    family: rpc.duration.clone(),
-                }
-            }),
+    /// The layer for a server serving `methods` (service, method names) on the listener named
+    /// `listener`, recording into `metrics` when there are any.
+    pub(crate) fn new(
+        methods: &[(String, String)],
+        metrics: Option<&Metrics>,
+        listener: &'static str,
+    ) -> Self {
+        let make = |service: &'static str, method: &'static str, path, name| {
+            Arc::new(Method {
+                path,
+                name,
+                service,
+                method,
+                metrics: metrics.map(|m| {
+                    let rpc = m.rpc();
+                    let labels: Labels = vec![
+                        ("rpc_service", service),
+                        ("rpc_method", method),
+                        ("listener", listener),
+                    ];
+                    MethodMetrics {
+                        active: rpc.active.get_or_create_owned(&labels),
+                        duration: std::array::from_fn(|_| OnceLock::new()),
+                        family: rpc.duration.clone(),
+                        listener,
+                    }
+                }),
+            })
         };
         let methods = methods
             .iter()
@@ -422,7 +467,7 @@ impl RpcLayer {
             .collect();
         Self {
             methods: Arc::new(methods),
-            other: Arc::new(make("other", "other", "other", "other")),
+            other: make("other", "other", "other", "other"),
         }
     }
 }
@@ -448,31 +493,20 @@ pub(crate) struct Rpc<S> {
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Ends an RPC's metrics when dropped: with its code, or CANCELLED when the caller went away
-/// before the response.
+/// before the response. Made only when the method has metrics.
 struct Finish {
-    method: Arc<HashMap<&'static str, Method>>,
-    other: Arc<Method>,
-    path: Option<&'static str>,
+    method: Arc<Method>,
     started: Instant,
     code: Option<tonic::Code>,
 }
 
-impl Finish {
-    fn method(&self) -> &Method {
-        self.path
-            .and_then(|p| self.method.get(p))
-            .unwrap_or(&self.other)
-    }
-}
-
 impl Drop for Finish {
     fn drop(&mut self) {
-        let method = self.method();
-        if let Some(metrics) = &method.metrics {
+        if let Some(metrics) = &self.method.metrics {
             metrics.active.dec();
             let code = self.code.unwrap_or(tonic::Code::Cancelled);
             metrics
-                .duration(code, method.service, method.method)
+                .duration(code, self.method.service, self.method.method)
                 .observe(self.started.elapsed().as_secs_f64());
         }
     }
@@ -497,8 +531,11 @@ where
         // The ready service handles this call; a fresh clone takes its place for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let known = self.layer.methods.get(request.uri().path());
-        let method = known.unwrap_or(&self.layer.other);
+        let method = self
+            .layer
+            .methods
+            .get(request.uri().path())
+            .unwrap_or(&self.layer.other);
         let span = tracing::info_span!(
             "rpc",
             method = method.path,
@@ -510,6 +547,7 @@ where
             otel.status_code = Empty,
         );
         let exporting = tracing_enabled();
+        let mut attached = None;
         if exporting || request.headers().contains_key("traceparent") {
             let parent = extract(request.headers());
             let remote = parent.span().span_context().trace_id();
@@ -521,7 +559,10 @@ where
                 span.set_attribute("rpc.system", "grpc");
                 span.set_attribute("rpc.service", method.service);
                 span.set_attribute("rpc.method", method.method);
-                span.context().span().span_context().trace_id()
+                let context = span.context();
+                let trace_id = context.span().span_context().trace_id();
+                attached = Some(context);
+                trace_id
             } else {
                 remote
             };
@@ -529,56 +570,62 @@ where
                 span.record("trace_id", tracing::field::display(trace_id));
             }
         }
-        if let Some(metrics) = &method.metrics {
+        let started = Instant::now();
+        let mut finish = method.metrics.as_ref().map(|metrics| {
             metrics.active.inc();
-        }
-        let mut finish = Finish {
-            method: Arc::clone(&self.layer.methods),
-            other: Arc::clone(&self.layer.other),
-            path: known.map(|m| m.path),
-            started: Instant::now(),
-            code: None,
-        };
-        Box::pin(
-            async move {
-                let result = inner.call(request).await;
-                let latency_ms = finish.started.elapsed().as_secs_f64() * 1000.0;
-                let span = tracing::Span::current();
-                span.record("latency_ms", latency_ms);
-                match &result {
-                    Ok(response) => {
-                        // Errors are sent trailers-only (grpc-status in the headers); a
-                        // successful unary response carries grpc-status 0 in its trailers.
-                        let code = response
-                            .headers()
-                            .get("grpc-status")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse::<i32>().ok())
-                            .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+            Finish {
+                method: Arc::clone(method),
+                started,
+                code: None,
+            }
+        });
+        let call = async move {
+            let result = inner.call(request).await;
+            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let span = tracing::Span::current();
+            span.record("latency_ms", latency_ms);
+            match &result {
+                Ok(response) => {
+                    // Errors are sent trailers-only (grpc-status in the headers); a
+                    // successful unary response carries grpc-status 0 in its trailers.
+                    let code = response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+                    if let Some(finish) = &mut finish {
                         finish.code = Some(code);
-                        span.record("code", tracing::field::debug(code));
-                        if exporting {
-                            span.set_attribute("rpc.grpc.status_code", i64::from(code as i32));
-                        }
-                        if is_server_fault(code) {
-                            if exporting {
-                                span.record("otel.status_code", "ERROR");
-                            }
-                            tracing::warn!("rpc failed");
-                        } else {
-                            tracing::info!("rpc finished");
-                        }
                     }
-                    Err(_) => {
-                        finish.code = Some(tonic::Code::Unknown);
-                        tracing::error!("rpc transport error");
+                    span.record("code", tracing::field::debug(code));
+                    if exporting {
+                        span.set_attribute("rpc.grpc.status_code", i64::from(code as i32));
+                    }
+                    if is_server_fault(code) {
+                        if exporting {
+                            span.record("otel.status_code", "ERROR");
+                        }
+                        tracing::warn!("rpc failed");
+                    } else {
+                        tracing::info!("rpc finished");
                     }
                 }
-                drop(finish);
-                result
+                Err(_) => {
+                    if let Some(finish) = &mut finish {
+                        finish.code = Some(tonic::Code::Unknown);
+                    }
+                    tracing::error!("rpc transport error");
+                }
             }
-            .instrument(span),
-        )
+            drop(finish);
+            result
+        };
+        // Exporting, the RPC's context is the current one while its future runs: its
+        // statements' spans and its calls to the other service hang under it.
+        match attached {
+            Some(context) => Box::pin(call.with_context(context).instrument(span)),
+            None => Box::pin(call.instrument(span)),
+        }
     }
 }
 
@@ -639,6 +686,7 @@ mod tests {
                 "ListTasks".to_owned(),
             )],
             None,
+            "public",
         );
         let known = layer.methods.get("/todo.task.v1.TaskService/ListTasks");
         assert_eq!(

@@ -14,14 +14,17 @@ use std::{
 };
 use tokio::net::TcpListener;
 
-/// One span as received: its trace id (hex), name, the exporting service's name, and its
-/// string and integer attributes.
+/// One span as received: its trace, own and parent ids (hex), name, the exporting service's
+/// name, its attributes, and its events (each as its name and attribute values).
 #[derive(Debug, Clone)]
 pub struct ReceivedSpan {
     pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
     pub name: String,
     pub service: String,
     pub attributes: Vec<(String, String)>,
+    pub events: Vec<String>,
 }
 
 impl ReceivedSpan {
@@ -63,8 +66,23 @@ impl TraceService for Received {
                 .unwrap_or_default();
             for scope in resource_spans.scope_spans {
                 for span in scope.spans {
+                    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect();
                     spans.push(ReceivedSpan {
-                        trace_id: span.trace_id.iter().map(|b| format!("{b:02x}")).collect(),
+                        trace_id: hex(&span.trace_id),
+                        span_id: hex(&span.span_id),
+                        parent_span_id: hex(&span.parent_span_id),
+                        events: span
+                            .events
+                            .iter()
+                            .map(|event| {
+                                let values: Vec<String> = event
+                                    .attributes
+                                    .iter()
+                                    .filter_map(|kv| value(kv.value.as_ref()?))
+                                    .collect();
+                                format!("{} {}", event.name, values.join(" "))
+                            })
+                            .collect(),
                         name: span.name,
                         service: service.clone(),
                         attributes: span

@@ -9,7 +9,7 @@ mod replies;
 mod requests;
 pub mod unread;
 
-use crate::metrics::TaskMetrics;
+use crate::metrics::{TaskMetrics, Written};
 use crate::{
     domain::{MAX_PAGE_BYTES, MAX_TASK_REPLY_BYTES, NewTask, TaskId},
     error::TaskError,
@@ -139,8 +139,10 @@ impl TaskService for TaskApi {
             .open(caller.owner(), from, caller.expires_at())
             .await
             .inspect_err(|error| {
-                if matches!(error, TaskError::TooManyWatches(_)) {
-                    self.metrics.registry().refused(&vec![
+                if let (TaskError::TooManyWatches(_), Some(registry)) =
+                    (error, self.metrics.registry())
+                {
+                    registry.refused(&vec![
                         ("resource", "watch_streams_per_user"),
                         ("reason", "WATCH_STREAMS_PER_USER"),
                     ]);
@@ -179,7 +181,7 @@ impl TaskService for TaskApi {
         let (caller, reply) = self.caller_with_reply(&request).await?;
         let new = NewTask::try_from(request.into_inner())?;
         let task = self.tasks.create(caller.owner(), new).await?;
-        self.metrics.task_written("created");
+        self.metrics.written(Written::Created);
         record(&task.id);
         Ok(reply.reply(task_pb(task)))
     }
@@ -211,7 +213,7 @@ impl TaskService for TaskApi {
         let position = page.position;
         let (tasks, continue_after) = within_bytes(page, MAX_PAGE_BYTES);
         Span::current().record("count", tasks.len());
-        self.metrics.page_sizes.observe(tasks.len() as f64);
+        self.metrics.page(tasks.len());
         let next_page_token = continue_after
             .map(|last| {
                 self.page_tokens
@@ -238,7 +240,7 @@ impl TaskService for TaskApi {
             .tasks
             .update(caller.owner(), id, update.changes, update.etag)
             .await?;
-        self.metrics.task_written("updated");
+        self.metrics.written(Written::Updated);
         Ok(reply.reply(task_pb(task)))
     }
 
@@ -252,7 +254,7 @@ impl TaskService for TaskApi {
         self.tasks
             .delete(caller.owner(), record(deletion.id), deletion.etag)
             .await?;
-        self.metrics.task_written("deleted");
+        self.metrics.written(Written::Deleted);
         Ok(Response::new(()))
     }
 
@@ -264,7 +266,7 @@ impl TaskService for TaskApi {
         let (caller, reply) = self.caller_with_reply(&request).await?;
         let id = record(TaskId::try_from(request.get_ref())?);
         let task = self.tasks.toggle(caller.owner(), id).await?;
-        self.metrics.task_written("updated");
+        self.metrics.written(Written::Updated);
         Ok(reply.reply(task_pb(task)))
     }
 }

@@ -89,7 +89,9 @@ impl UnreadBudget {
 
     /// This budget, its use a fair-share gauge in `metrics` and its refusals counted.
     pub fn counting(mut self, metrics: &TaskMetrics) -> Self {
-        let registry = metrics.registry();
+        let Some(registry) = metrics.registry() else {
+            return self;
+        };
         let total = Arc::clone(&self.total);
         let total_kib = self.total_kib;
         registry.fair_share(

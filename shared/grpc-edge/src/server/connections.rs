@@ -152,6 +152,9 @@ pub(crate) struct Connections {
     epoch: Instant,
     /// Where refusals are counted, and this listener's name there.
     metrics: Option<(crate::metrics::Metrics, &'static str)>,
+    /// Connections refused past MAX_CONNECTIONS_PER_CLIENT, past MAX_CONNECTIONS, and
+    /// evicted for a newcomer: taken once, counted without a lookup under the table's lock.
+    admissions: Option<[prometheus_client::metrics::counter::Counter; 3]>,
 }
 
 /// The admitted connections, by peer and (except trusted proxies') by client.
@@ -410,6 +413,20 @@ impl Connections {
             domain,
             epoch: Instant::now(),
             metrics: metrics.map(|(m, listener)| (m.clone(), listener)),
+            admissions: metrics.map(|(m, listener)| {
+                let refused = |reason| {
+                    m.refusals(&vec![
+                        ("resource", "connections"),
+                        ("listener", listener),
+                        ("reason", reason),
+                    ])
+                };
+                [
+                    refused("MAX_CONNECTIONS_PER_CLIENT"),
+                    refused("MAX_CONNECTIONS"),
+                    m.evictions(&vec![("resource", "connections"), ("listener", listener)]),
+                ]
+            }),
         });
         if let Some((metrics, listener)) = metrics {
             connections.report_use(metrics, listener);
@@ -479,19 +496,23 @@ impl Connections {
         } else {
             table.by_client.get(&client).map_or(0, Vec::len)
         };
+        let count = |which: usize| {
+            if let Some(counters) = &self.admissions {
+                counters[which].inc();
+            }
+        };
         if !proxy && held >= self.connections_per_client {
-            self.refused("connections", "MAX_CONNECTIONS_PER_CLIENT");
+            count(0);
             return Err(Refused::ClientShare);
         }
         if table.total >= self.max_connections {
             let Some(victim) = table.eviction_for(held, now_ms) else {
-                self.refused("connections", "MAX_CONNECTIONS");
+                count(1);
                 return Err(Refused::Full);
             };
             table.remove(&victim);
             victim.evict();
-            // Not a refusal of the newcomer: an idle connection made way for it.
-            self.refused("connections", "evicted_for_newcomer");
+            count(2);
         }
         let counters = Arc::new(Counters::new(peer, client, proxy, now_ms));
         table.insert(&counters);

@@ -332,7 +332,11 @@ impl GrpcServer {
             .layer(ConnectionLayer::new(connections))
             .layer(cors)
             .layer(GrpcWebOrHttpLayer::new(self.plain_paths, self.public))
-            .layer(RpcLayer::new(&self.methods, self.metrics.as_ref()))
+            .layer(RpcLayer::new(
+                &self.methods,
+                self.metrics.as_ref(),
+                listener_name,
+            ))
             .layer(RequestSizeLayer::new(
                 args.max_request_bytes,
                 domain,

@@ -25,9 +25,6 @@ use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::StreamExt as _;
 use tonic::transport::server::Connected;
 
-/// Why a handshake failed when it took too long.
-const TIMED_OUT: &str = "timed out";
-
 /// Longest a client may take to finish its TLS handshake (a few round trips).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -162,8 +159,8 @@ impl ServerTls {
     }
 }
 
-/// A finished handshake, or who failed it and why.
-type Handshake<IO> = Result<TlsStream<IO>, (String, String)>;
+/// A finished handshake, or who failed it, why, and whether it timed out.
+type Handshake<IO> = Result<TlsStream<IO>, (String, String, bool)>;
 
 /// The state of [`ServerTls::incoming`].
 struct Accepting<IO> {
@@ -200,9 +197,9 @@ where
                     self.pending_count.store(self.pending.len(), std::sync::atomic::Ordering::Relaxed);
                     match done {
                         Ok(Ok(tls)) => return Some(Ok(tls)),
-                        Ok(Err((peer, error))) => {
+                        Ok(Err((peer, error, timed_out_now))) => {
                             if let Some([timed_out, failed]) = &self.failures {
-                                if error == TIMED_OUT { timed_out.inc(); } else { failed.inc(); }
+                                if timed_out_now { timed_out.inc(); } else { failed.inc(); }
                             }
                             tracing::debug!(%peer, %error, "TLS handshake failed");
                         }
@@ -220,12 +217,13 @@ where
     IO::ConnectInfo: Debug,
 {
     let peer = tcp.connect_info();
-    let error = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => return Ok(tls),
-        Ok(Err(error)) => error.to_string(),
-        Err(_) => TIMED_OUT.to_owned(),
-    };
-    Err((format!("{peer:?}"), error))
+    let (error, timed_out) =
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => return Ok(tls),
+            Ok(Err(error)) => (error.to_string(), false),
+            Err(_) => ("timed out".to_owned(), true),
+        };
+    Err((format!("{peer:?}"), error, timed_out))
 }
 
 /// Checks the certificate files every `every` (off the runtime: plain file reads) and serves

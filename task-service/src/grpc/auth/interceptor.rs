@@ -39,7 +39,7 @@ impl Authenticate {
             verifier: Arc::new(verifier),
             verified,
             clock,
-            metrics: TaskMetrics::default(),
+            metrics: TaskMetrics::off(),
         }
     }
 
@@ -105,12 +105,12 @@ impl Interceptor for Authenticate {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         match self.caller(request.metadata()) {
             Ok((caller, how)) => {
-                self.metrics.authenticated(how, "");
+                self.metrics.accepted(how == "cached");
                 request.extensions_mut().insert(caller);
                 Ok(request)
             }
             Err((error, reason)) => {
-                self.metrics.authenticated("refused", reason);
+                self.metrics.refused(reason);
                 Err(error.into())
             }
         }

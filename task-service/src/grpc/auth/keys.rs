@@ -63,7 +63,7 @@ impl FetchedKeys {
             keys: RwLock::new(Arc::new(keys)),
             loaded: AtomicBool::new(true),
             remote: None,
-            metrics: TaskMetrics::default(),
+            metrics: TaskMetrics::off(),
         }
     }
 
@@ -87,7 +87,7 @@ impl FetchedKeys {
                 fetches: AtomicU64::new(0),
                 last_fetch_failed: AtomicBool::new(false),
             }),
-            metrics: TaskMetrics::default(),
+            metrics: TaskMetrics::off(),
         }
     }
 
@@ -122,8 +122,7 @@ impl FetchedKeys {
         let _one_at_a_time = remote.fetching.lock().await;
         remote.fetches.fetch_add(1, Ordering::Relaxed);
         let result = self.fetch_and_store(remote).await;
-        self.metrics
-            .key_fetch(if result.is_ok() { "ok" } else { "failed" });
+        self.metrics.key_fetch(result.is_ok());
         remote
             .last_fetch_failed
             .store(result.is_err(), Ordering::Release);
