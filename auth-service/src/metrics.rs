@@ -2,8 +2,8 @@
 //! registry ([`grpc_edge::metrics::Metrics`]). Outcome labels come from a fixed list
 //! (`AuthError::outcome`), never from a request.
 
-use grpc_edge::metrics::{Labels, Metrics, QUICK_SECONDS};
-use prometheus_client::metrics::{counter::Counter, family::Family, histogram::Histogram};
+use grpc_edge::metrics::{DurationHistogram, Labels, Metrics, QUICK_SECONDS};
+use prometheus_client::metrics::{counter::Counter, family::Family};
 
 /// Counters and histograms of the auth-service's use cases.
 #[derive(Clone, Debug)]
@@ -23,7 +23,7 @@ pub struct AuthMetrics {
     /// Signing keys created (first start) and rotated.
     pub signing_keys: Family<Labels, Counter>,
     /// How long a password hash or check waited for a permit.
-    pub hash_wait: Histogram,
+    pub hash_wait: DurationHistogram,
     metrics: Metrics,
 }
 
@@ -54,7 +54,7 @@ impl AuthMetrics {
                 "auth_signing_keys",
                 "Signing keys created or rotated, by event",
             ),
-            hash_wait: metrics.histogram(
+            hash_wait: metrics.durations(
                 "auth_hash_queue_wait_seconds",
                 "How long a password hash or check waited for a hash permit",
                 QUICK_SECONDS,

@@ -2,7 +2,7 @@
 //! registry ([`grpc_edge::metrics::Metrics`]) when metrics are on (TASK_METRICS_LISTEN_ADDR);
 //! off, every method here does nothing. Every label value is from a fixed list.
 
-use grpc_edge::metrics::{Labels, Metrics};
+use grpc_edge::metrics::{Labels, Metrics, ShardedCounter};
 use prometheus_client::metrics::{counter::Counter, family::Family, histogram::Histogram};
 use std::sync::Arc;
 
@@ -20,9 +20,9 @@ pub struct TaskMetrics {
 #[derive(Debug)]
 struct On {
     registry: Metrics,
-    authentications: Family<Labels, Counter>,
-    verified: Counter,
-    cached: Counter,
+    authentications: Family<Labels, ShardedCounter>,
+    verified: ShardedCounter,
+    cached: ShardedCounter,
     key_fetches: [Counter; 2],
     /// Created, updated, deleted.
     written: [Counter; 3],
@@ -45,9 +45,11 @@ impl TaskMetrics {
 
     /// Registers the task-service's metrics in `metrics`.
     pub fn new(metrics: &Metrics) -> Self {
-        let authentications = metrics.counters(
+        let authentications = Family::<Labels, ShardedCounter>::default();
+        metrics.register(
             "task_authentications",
             "Bearer tokens checked by the interceptor, by outcome (verified, cached, refused) and the refusal's reason",
+            authentications.clone(),
         );
         let outcome = |outcome| authentications.get_or_create_owned(&vec![("outcome", outcome)]);
         let fetches = metrics.counters(

@@ -50,7 +50,7 @@ pub struct PasswordHasher {
 /// What the hasher records: how long turns waited, and who the queue refused.
 #[derive(Clone)]
 struct Observed {
-    wait: prometheus_client::metrics::histogram::Histogram,
+    wait: grpc_edge::metrics::DurationHistogram,
     metrics: grpc_edge::metrics::Metrics,
 }
 
@@ -180,7 +180,7 @@ impl PasswordHasher {
             .await;
         if let Some(observed) = &self.observed {
             match &permit {
-                Ok(_) => observed.wait.observe(started.elapsed().as_secs_f64()),
+                Ok(_) => observed.wait.observe(started.elapsed()),
                 Err(busy) => observed
                     .metrics
                     .refused(&vec![("resource", "hash_queue"), ("reason", busy.reason)]),

@@ -206,7 +206,7 @@ async fn metrics_count_exactly_the_calls_made_and_name_no_user() {
         assert_eq!(sample(scrape, series), expected, "{series} in\n{scrape}");
     }
     // Every call has ended: nothing in flight, and the gauge is there to say so.
-    let in_flight = r#"rpc_server_active_calls{rpc_service="todo.task.v1.TaskService",rpc_method="CreateTask",listener="public"} 0"#;
+    let in_flight = r#"rpc_server_active_calls{listener="public"} 0"#;
     assert!(task_scrape.lines().any(|l| l == in_flight), "{task_scrape}");
     // Verified once, then from the verified-token cache (each counted once per call).
     let verified = sample(
@@ -531,4 +531,74 @@ async fn one_request_is_followed_by_its_trace_id_from_the_task_service_into_the_
     let exited = tokio::task::spawn_blocking(move || stopping.wait()).await;
     assert!(exited.unwrap().unwrap().success());
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A TCP connection to `to` from the loopback address `from` (127.0.0.2, ...).
+async fn connect_from(from: [u8; 4], to: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_operator_sees_a_connection_flood_as_it_happens() {
+    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let auth = AuthConfig::for_database(any_port, &fresh_database_url("auth_test").await.unwrap());
+    let mut task = TaskConfig::for_database(
+        any_port,
+        &fresh_database_url("task_test").await.unwrap(),
+        "http://127.0.0.1:9",
+    );
+    task.metrics_listen_addr = Some(any_port);
+    task.server.connections.max_connections_per_client = 3;
+    let stack = Stack::build(auth, task, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let (task_addr, metrics) = (stack.task_addr(), stack.task_metrics_addr().unwrap());
+    let (stop, stopped) = shutdown_on_drop();
+    let running = tokio::spawn(stack.run(stopped));
+
+    // Two flooding addresses open five connections each: three are held, two refused.
+    let mut held = Vec::new();
+    for flooder in [[127, 0, 0, 2], [127, 0, 0, 3]] {
+        for _ in 0..5 {
+            held.push(connect_from(flooder, task_addr).await);
+        }
+    }
+    // An honest client beside them is still served.
+    let mut honest = tonic_health::pb::health_client::HealthClient::new(channel(task_addr).await);
+    honest
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap();
+
+    let refused = r#"fair_share_refusals_total{resource="connections",listener="public",reason="MAX_CONNECTIONS_PER_CLIENT"}"#;
+    let in_use = r#"fair_share_in_use{resource="connections",listener="public"}"#;
+    let mut scrape = String::new();
+    for _ in 0..50 {
+        scrape = http_get(metrics, "/metrics").await.unwrap().1;
+        if sample(&scrape, refused) >= 4.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sample(&scrape, refused), 4.0, "{scrape}");
+    // Three per flooder, and the honest client's.
+    assert!(sample(&scrape, in_use) >= 7.0, "{scrape}");
+    assert_eq!(
+        sample(
+            &scrape,
+            r#"fair_share_limit{resource="connections",listener="public"}"#
+        ),
+        10_000.0
+    );
+
+    drop(held);
+    drop(honest);
+    drop(stop);
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }

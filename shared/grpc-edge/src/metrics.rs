@@ -5,7 +5,8 @@
 //!
 //! What every service gets from this crate (README, "Operating it"):
 //! - per RPC, `rpc_server_call_duration_seconds` (OpenTelemetry's `rpc.server.call.duration`)
-//!   by service, method and gRPC code, and `rpc_server_active_calls` by service and method.
+//!   by service, method and gRPC code, and `rpc_server_active_calls` by listener (read from
+//!   the connection table at scrape time: nothing per call).
 //!   Method labels are the served methods' names or `other`: a client never chooses a label.
 //! - per fair-share limit, `fair_share_in_use` and `fair_share_limit` (read at scrape time)
 //!   and `fair_share_refusals_total` by resource and reason (the setting that refused);
@@ -17,36 +18,176 @@
 
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeMetric, prometheus_text},
+    encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet, prometheus_text},
     metrics::{
-        MetricType,
+        MetricType, TypedMetric,
         counter::Counter,
         family::{Family, MetricConstructor},
         gauge::ConstGauge,
-        gauge::Gauge,
         histogram::Histogram,
     },
     registry::{Metric, Registry},
 };
 use std::{
     fmt,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
 /// A metric's labels: fixed names and values from a fixed set (never anything a client sent).
 pub type Labels = Vec<(&'static str, &'static str)>;
 
-/// A histogram family by [`Labels`], with its buckets.
-pub type HistogramFamily = Family<Labels, Histogram, Buckets>;
+/// A family of duration histograms by [`Labels`], with its buckets.
+pub type HistogramFamily = Family<Labels, DurationHistogram, Buckets>;
 
 /// Makes the histograms of a [`HistogramFamily`] with these buckets.
 #[derive(Clone, Copy, Debug)]
 pub struct Buckets(&'static [f64]);
 
-impl MetricConstructor<Histogram> for Buckets {
-    fn new_metric(&self) -> Histogram {
-        Histogram::new(self.0.iter().copied())
+impl MetricConstructor<DurationHistogram> for Buckets {
+    fn new_metric(&self) -> DurationHistogram {
+        DurationHistogram::new(self.0)
+    }
+}
+
+/// How many copies of a hot metric's atomics there are: each thread adds to its own (picked
+/// round-robin when it first records), so calls on different cores never write the same cache
+/// line; a scrape sums them.
+const SHARDS: usize = 8;
+
+/// The shard of the calling thread.
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|shard| *shard)
+}
+
+/// Cache-line aligned, so shards never share a line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Line<T>(T);
+
+/// Most bounds a [`DurationHistogram`] has: with +Inf and the sum, 16 atomics per shard.
+const MAX_BOUNDS: usize = 14;
+
+/// A histogram of durations, in seconds, on sharded atomics: an observation is two relaxed
+/// adds (its bucket and the sum, in nanoseconds) to the calling thread's shard, never a lock
+/// and never a cache line another core writes (prometheus-client's `Histogram` takes a mutex
+/// per observation).
+#[derive(Clone, Debug)]
+pub struct DurationHistogram {
+    inner: Arc<DurationBuckets>,
+}
+
+#[derive(Debug)]
+struct DurationBuckets {
+    /// Upper bounds in seconds (as exposed) and in nanoseconds (as compared).
+    bounds: &'static [f64],
+    bounds_ns: [u64; MAX_BOUNDS],
+    /// Per shard: a count per bound, then +Inf (at the bounds' length), and the sum in
+    /// nanoseconds (last).
+    shards: [Line<[AtomicU64; MAX_BOUNDS + 2]>; SHARDS],
+}
+
+impl DurationHistogram {
+    /// A histogram with these upper bounds, in seconds, ascending (at most [`MAX_BOUNDS`];
+    /// more are dropped).
+    pub fn new(bounds: &'static [f64]) -> Self {
+        let bounds = &bounds[..bounds.len().min(MAX_BOUNDS)];
+        let mut bounds_ns = [u64::MAX; MAX_BOUNDS];
+        for (ns, bound) in bounds_ns.iter_mut().zip(bounds) {
+            *ns = (bound * 1e9) as u64;
+        }
+        Self {
+            inner: Arc::new(DurationBuckets {
+                bounds,
+                bounds_ns,
+                shards: std::array::from_fn(|_| Line(std::array::from_fn(|_| AtomicU64::new(0)))),
+            }),
+        }
+    }
+
+    /// Records one duration.
+    pub fn observe(&self, duration: Duration) {
+        let ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        let inner = &self.inner;
+        let bucket = inner.bounds_ns[..inner.bounds.len()].partition_point(|bound| *bound < ns);
+        let shard = &inner.shards[shard()].0;
+        shard[bucket].fetch_add(1, Ordering::Relaxed);
+        shard[MAX_BOUNDS + 1].fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+/// A counter on sharded atomics (see [`DurationHistogram`]), for counts made on every call.
+#[derive(Clone, Debug, Default)]
+pub struct ShardedCounter {
+    shards: Arc<[Line<AtomicU64>; SHARDS]>,
+}
+
+impl ShardedCounter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.shards[shard()].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The count so far.
+    pub fn get(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+impl TypedMetric for ShardedCounter {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for ShardedCounter {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), fmt::Error> {
+        encoder.encode_counter::<NoLabelSet, u64, u64>(&self.get(), None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+impl TypedMetric for DurationHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for DurationHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), fmt::Error> {
+        let inner = &self.inner;
+        let total = |index: usize| -> u64 {
+            inner
+                .shards
+                .iter()
+                .map(|shard| shard.0[index].load(Ordering::Relaxed))
+                .sum()
+        };
+        let n = inner.bounds.len();
+        // prometheus-client writes the bound f64::MAX as +Inf.
+        let buckets: Vec<(f64, u64)> = inner
+            .bounds
+            .iter()
+            .copied()
+            .chain([f64::MAX])
+            .zip((0..=n).map(total))
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = total(MAX_BOUNDS + 1) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
     }
 }
 
@@ -79,7 +220,6 @@ struct Inner {
 #[derive(Clone, Debug)]
 pub(crate) struct RpcMetrics {
     pub(crate) duration: HistogramFamily,
-    pub(crate) active: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -108,17 +248,11 @@ impl Metrics {
         );
         let rpc = RpcMetrics {
             duration: histogram_family(RPC_SECONDS),
-            active: Family::default(),
         };
         registry.register(
             "rpc_server_call_duration_seconds",
             "Duration of RPCs until their response headers (a stream's opening), by service, method and gRPC status code (OpenTelemetry rpc.server.call.duration)",
             rpc.duration.clone(),
-        );
-        registry.register(
-            "rpc_server_active_calls",
-            "RPCs being handled now, by service and method",
-            rpc.active.clone(),
         );
         Self {
             inner: Arc::new(Inner {
@@ -168,7 +302,14 @@ impl Metrics {
         histogram
     }
 
-    /// A new histogram family with `buckets`, registered as `name`.
+    /// A new duration histogram with `buckets` (seconds), registered as `name`.
+    pub fn durations(&self, name: &str, help: &str, buckets: &'static [f64]) -> DurationHistogram {
+        let histogram = DurationHistogram::new(buckets);
+        self.register(name, help, histogram.clone());
+        histogram
+    }
+
+    /// A new duration histogram family with `buckets`, registered as `name`.
     pub fn histograms(&self, name: &str, help: &str, buckets: &'static [f64]) -> HistogramFamily {
         let family = histogram_family(buckets);
         self.register(name, help, family.clone());
@@ -410,7 +551,7 @@ fn database(metrics: Option<&Metrics>, db: &mut sea_orm::DatabaseConnection) {
             .unwrap_or(4);
         if let Some(recorded) = &recorded {
             let (duration, failures) = &recorded[index];
-            duration.observe(info.elapsed.as_secs_f64());
+            duration.observe(info.elapsed);
             if info.failed {
                 failures.inc();
             }
@@ -567,6 +708,25 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_duration_falls_in_the_first_bucket_at_or_above_it_and_counts_once() {
+        let metrics = Metrics::new();
+        let histogram = metrics.durations("waits_seconds", "Waits", &[0.001, 0.01]);
+        for ms in [1, 5, 50] {
+            histogram.observe(Duration::from_millis(ms));
+        }
+        let text = metrics.encode();
+        for line in [
+            "waits_seconds_bucket{le=\"0.001\"} 1",
+            "waits_seconds_bucket{le=\"0.01\"} 2",
+            "waits_seconds_bucket{le=\"+Inf\"} 3",
+            "waits_seconds_sum 0.056",
+            "waits_seconds_count 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
 
     #[test]
     fn counters_gauges_and_histograms_are_encoded_once_per_name() {

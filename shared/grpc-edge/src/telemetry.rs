@@ -10,7 +10,8 @@
 //! OpenTelemetry layer runs; an incoming `traceparent` still puts its trace id in the log
 //! lines, so they join the caller's trace.
 
-use crate::metrics::{Labels, Metrics};
+use crate::metrics::DurationHistogram;
+use crate::metrics::Metrics;
 use crate::settings::LogFormat;
 use opentelemetry::{
     context::FutureExt as _,
@@ -18,7 +19,6 @@ use opentelemetry::{
     trace::{TraceContextExt, TracerProvider as _},
 };
 use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider};
-use prometheus_client::metrics::{gauge::Gauge, histogram::Histogram};
 use std::{
     collections::HashMap,
     future::Future,
@@ -351,9 +351,8 @@ struct Method {
 /// One method's RPC metrics handles, taken once.
 #[derive(Debug)]
 struct MethodMetrics {
-    active: Gauge,
     /// By gRPC code (0..=16), made on first use.
-    duration: [OnceLock<Histogram>; 17],
+    duration: [OnceLock<DurationHistogram>; 17],
     family: crate::metrics::HistogramFamily,
     listener: &'static str,
 }
@@ -364,7 +363,7 @@ impl MethodMetrics {
         code: tonic::Code,
         service: &'static str,
         method: &'static str,
-    ) -> &Histogram {
+    ) -> &DurationHistogram {
         let index = usize::try_from(code as i32).unwrap_or(2).min(16);
         self.duration[index].get_or_init(|| {
             self.family.get_or_create_owned(&vec![
@@ -421,10 +420,14 @@ fn intern(value: &str) -> &'static str {
 /// Tower layer giving every request an `rpc` span (the OpenTelemetry server span), the RPC
 /// metrics, and one completion event with its gRPC status code and latency. Only the served
 /// methods are named; any other path is `other` in spans, logs and labels.
-#[derive(Debug, Clone)]
+///
+/// Its table of methods is made once per server and kept for the life of the process (a few
+/// KiB; a server lives as long as its process, tests build a few hundred): the layer is
+/// copied into every call's service without touching a reference count.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct RpcLayer {
-    methods: Arc<HashMap<&'static str, Arc<Method>>>,
-    other: Arc<Method>,
+    methods: &'static HashMap<&'static str, Method>,
+    other: &'static Method,
 }
 
 impl RpcLayer {
@@ -435,27 +438,16 @@ impl RpcLayer {
         metrics: Option<&Metrics>,
         listener: &'static str,
     ) -> Self {
-        let make = |service: &'static str, method: &'static str, path, name| {
-            Arc::new(Method {
-                path,
-                name,
-                service,
-                method,
-                metrics: metrics.map(|m| {
-                    let rpc = m.rpc();
-                    let labels: Labels = vec![
-                        ("rpc_service", service),
-                        ("rpc_method", method),
-                        ("listener", listener),
-                    ];
-                    MethodMetrics {
-                        active: rpc.active.get_or_create_owned(&labels),
-                        duration: std::array::from_fn(|_| OnceLock::new()),
-                        family: rpc.duration.clone(),
-                        listener,
-                    }
-                }),
-            })
+        let make = |service: &'static str, method: &'static str, path, name| Method {
+            path,
+            name,
+            service,
+            method,
+            metrics: metrics.map(|m| MethodMetrics {
+                duration: std::array::from_fn(|_| OnceLock::new()),
+                family: m.rpc().duration.clone(),
+                listener,
+            }),
         };
         let methods = methods
             .iter()
@@ -466,8 +458,8 @@ impl RpcLayer {
             })
             .collect();
         Self {
-            methods: Arc::new(methods),
-            other: make("other", "other", "other", "other"),
+            methods: Box::leak(Box::new(methods)),
+            other: Box::leak(Box::new(make("other", "other", "other", "other"))),
         }
     }
 }
@@ -478,7 +470,7 @@ impl<S> Layer<S> for RpcLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Rpc {
             inner,
-            layer: self.clone(),
+            layer: *self,
         }
     }
 }
@@ -492,10 +484,10 @@ pub(crate) struct Rpc<S> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// Ends an RPC's metrics when dropped: with its code, or CANCELLED when the caller went away
-/// before the response. Made only when the method has metrics.
+/// Records an RPC's duration when dropped: with its code, or CANCELLED when the caller went
+/// away before the response. Made only when the method has metrics.
 struct Finish {
-    method: Arc<Method>,
+    method: &'static Method,
     started: Instant,
     code: Option<tonic::Code>,
 }
@@ -503,11 +495,10 @@ struct Finish {
 impl Drop for Finish {
     fn drop(&mut self) {
         if let Some(metrics) = &self.method.metrics {
-            metrics.active.dec();
             let code = self.code.unwrap_or(tonic::Code::Cancelled);
             metrics
                 .duration(code, self.method.service, self.method.method)
-                .observe(self.started.elapsed().as_secs_f64());
+                .observe(self.started.elapsed());
         }
     }
 }
@@ -531,11 +522,11 @@ where
         // The ready service handles this call; a fresh clone takes its place for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let method = self
+        let method: &'static Method = self
             .layer
             .methods
             .get(request.uri().path())
-            .unwrap_or(&self.layer.other);
+            .unwrap_or(self.layer.other);
         let span = tracing::info_span!(
             "rpc",
             method = method.path,
@@ -571,13 +562,10 @@ where
             }
         }
         let started = Instant::now();
-        let mut finish = method.metrics.as_ref().map(|metrics| {
-            metrics.active.inc();
-            Finish {
-                method: Arc::clone(method),
-                started,
-                code: None,
-            }
+        let mut finish = method.metrics.as_ref().map(|_| Finish {
+            method,
+            started,
+            code: None,
         });
         let call = async move {
             let result = inner.call(request).await;

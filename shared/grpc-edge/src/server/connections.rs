@@ -438,6 +438,24 @@ impl Connections {
     /// each scrape for as long as the listener lives.
     fn report_use(self: &Arc<Self>, metrics: &crate::metrics::Metrics, listener: &'static str) {
         let weak = Arc::downgrade(self);
+        // The RPCs each connection counts anyway: in flight until their response ends.
+        metrics.gauge_fn(
+            "rpc_server_active_calls",
+            "RPCs in flight (until their response ends: open streams included), by listener",
+            vec![("listener", listener)],
+            move || {
+                weak.upgrade().map(|c| {
+                    let in_flight: usize = c
+                        .table()
+                        .by_peer
+                        .values()
+                        .map(|counters| counters.in_flight.load(Ordering::Acquire))
+                        .sum();
+                    i64::try_from(in_flight).unwrap_or(i64::MAX)
+                })
+            },
+        );
+        let weak = Arc::downgrade(self);
         metrics.fair_share(
             vec![("resource", "connections"), ("listener", listener)],
             self.max_connections as u64,

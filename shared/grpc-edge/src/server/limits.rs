@@ -27,12 +27,14 @@ use tower::{Layer, Service};
 const FRAME_HEADER: usize = 5;
 
 /// Refuses gRPC requests whose first message is larger than `max_bytes`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct RequestSizeLayer {
     max_bytes: usize,
     domain: &'static str,
-    /// Counts refusals (`fair_share_refusals_total`), when the service keeps metrics.
-    refusals: Option<prometheus_client::metrics::counter::Counter>,
+    /// Counts refusals (`fair_share_refusals_total`), when the service keeps metrics. Kept
+    /// for the life of the process (one counter per server), so the layer stays `Copy` and
+    /// no call touches a reference count.
+    refusals: Option<&'static prometheus_client::metrics::counter::Counter>,
 }
 
 impl RequestSizeLayer {
@@ -44,11 +46,12 @@ impl RequestSizeLayer {
         metrics: Option<(&crate::metrics::Metrics, &'static str)>,
     ) -> Self {
         let refusals = metrics.map(|(metrics, listener)| {
-            metrics.refusals(&vec![
+            let counter = metrics.refusals(&vec![
                 ("resource", "request_bytes"),
                 ("listener", listener),
                 ("reason", "MAX_REQUEST_BYTES"),
-            ])
+            ]);
+            &*Box::leak(Box::new(counter))
         });
         Self {
             max_bytes,
@@ -64,7 +67,7 @@ impl<S> Layer<S> for RequestSizeLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RequestSize {
             inner,
-            limit: self.clone(),
+            limit: *self,
         }
     }
 }
@@ -101,7 +104,7 @@ where
         // The ready service handles this call; a fresh clone takes its place for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let limit = self.limit.clone();
+        let limit = self.limit;
         let is_grpc = request
             .headers()
             .get(http::header::CONTENT_TYPE)
@@ -115,7 +118,7 @@ where
                 chunks: VecDeque::new(),
                 end: None,
                 inner: None,
-                messages: is_grpc.then(|| Messages::new(limit.clone())),
+                messages: is_grpc.then(|| Messages::new(limit)),
             };
             if is_grpc {
                 let mut header = [0u8; FRAME_HEADER];
@@ -160,7 +163,7 @@ where
 }
 
 /// Follows the gRPC message headers in a request stream, wherever data frames split them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Messages {
     limit: RequestSizeLayer,
     /// Bytes of the current message's body still to come (0: a header is next).
@@ -213,7 +216,7 @@ fn declared_length(head: &[u8]) -> Option<usize> {
 }
 
 fn too_large(size: usize, limit: &RequestSizeLayer) -> tonic::Status {
-    if let Some(refusals) = &limit.refusals {
+    if let Some(refusals) = limit.refusals {
         refusals.inc();
     }
     resource_exhausted(
