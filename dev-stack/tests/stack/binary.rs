@@ -17,6 +17,19 @@ pub struct Launched {
     pub task_addr: SocketAddr,
 }
 
+/// The binary, to run in `dir`, on any free ports, with the default (SQLite) databases
+/// whatever the caller's shell says.
+pub fn command_in(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_todo-stack"));
+    command
+        .current_dir(dir)
+        .env("AUTH_LISTEN_ADDR", "127.0.0.1:0")
+        .env("TASK_LISTEN_ADDR", "127.0.0.1:0")
+        .env_remove("AUTH_DATABASE_URL")
+        .env_remove("TASK_DATABASE_URL");
+    command
+}
+
 /// Starts the binary in a new directory under the temporary one, with `env` on top of the
 /// user's defaults (any database URL of the caller's shell removed), and waits for its banner.
 pub fn launch(env: &[(&str, String)]) -> Launched {
@@ -30,13 +43,8 @@ pub fn launch(env: &[(&str, String)]) -> Launched {
 /// Starts the binary in `dir` (whose `./data` may hold an earlier run's databases), as
 /// [`launch`] does.
 pub fn launch_in(dir: PathBuf, env: &[(&str, String)]) -> Launched {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_todo-stack"));
+    let mut command = command_in(&dir);
     command
-        .current_dir(&dir)
-        .env("AUTH_LISTEN_ADDR", "127.0.0.1:0")
-        .env("TASK_LISTEN_ADDR", "127.0.0.1:0")
-        .env_remove("AUTH_DATABASE_URL")
-        .env_remove("TASK_DATABASE_URL")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

@@ -13,13 +13,8 @@ fn todo_stack() -> Command {
         .join("todo-grpc-tests")
         .join(format!("messages-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_todo-stack"));
+    let mut command = crate::binary::command_in(&dir);
     command
-        .current_dir(dir)
-        .env("AUTH_LISTEN_ADDR", "127.0.0.1:0")
-        .env("TASK_LISTEN_ADDR", "127.0.0.1:0")
-        .env_remove("AUTH_DATABASE_URL")
-        .env_remove("TASK_DATABASE_URL")
         .env_remove("LOG_FORMAT")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1");

@@ -41,6 +41,19 @@ fn sample(scrape: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Stops a stack started with [`shutdown_on_drop`] and checks both services stopped cleanly.
+async fn stopped_cleanly<T>(
+    stop: T,
+    running: tokio::task::JoinHandle<Result<(), todo_stack::StackError>>,
+) {
+    drop(stop);
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
 /// A stack of both services with their metrics on, signing in throttled after
 /// `throttle_after` failures.
 async fn stack_with_metrics(throttle_after: u32) -> Stack {
@@ -267,12 +280,7 @@ async fn metrics_count_exactly_the_calls_made_and_name_no_user() {
     let (status, _) = http_get(task_metrics, "/anything-else").await.unwrap();
     assert!(status.contains("404"), "{status}");
 
-    drop(stop);
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stopped_cleanly(stop, running).await;
 }
 
 #[tokio::test]
@@ -336,12 +344,7 @@ async fn the_scrapes_pass_promtool_check_metrics() {
             String::from_utf8_lossy(&checked.stderr)
         );
     }
-    drop(stop);
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stopped_cleanly(stop, running).await;
 }
 
 /// A child process, killed if the test ends before it stopped (a failed assertion).
@@ -368,13 +371,8 @@ fn launch_traced(
     SocketAddr,
 ) {
     let log = dir.join("stdout.log");
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_todo-stack"));
+    let mut command = crate::binary::command_in(dir);
     command
-        .current_dir(dir)
-        .env("AUTH_LISTEN_ADDR", "127.0.0.1:0")
-        .env("TASK_LISTEN_ADDR", "127.0.0.1:0")
-        .env_remove("AUTH_DATABASE_URL")
-        .env_remove("TASK_DATABASE_URL")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         // Every task-service call asks the auth-service's Introspect: a call between services.
@@ -595,10 +593,5 @@ async fn an_operator_sees_a_connection_flood_as_it_happens() {
 
     drop(held);
     drop(honest);
-    drop(stop);
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stopped_cleanly(stop, running).await;
 }
