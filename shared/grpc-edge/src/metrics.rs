@@ -502,8 +502,9 @@ impl Admin {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Option<crate::server::AbortOnDrop<()>> {
         let listener = self.listener?;
-        let addr = listener.local_addr().ok();
-        tracing::info!(addr = ?addr, "metrics at GET /metrics (Prometheus text format)");
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "metrics at GET /metrics (Prometheus text format)");
+        }
         Some(crate::server::AbortOnDrop(tokio::spawn(serve(
             listener,
             self.metrics,
