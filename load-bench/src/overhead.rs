@@ -152,25 +152,21 @@ pub async fn start(
         let server = GrpcServer::new(task_service::SERVICE_NAMES)?;
         let server = match *kind {
             Authentication::None => server.add_service(TaskServiceServer::new(Trivial)),
-            Authentication::Interceptor { cache } => server.add_service(authenticated(
-                TaskServiceServer::new(Trivial),
-                Arc::clone(&keys),
-                config.jwt.verifier(),
-                Arc::new(VerifiedTokens::new(cache)),
-                clock.clone(),
-                &TaskMetrics::off(),
-            )),
-            Authentication::Metered { cache } => {
-                let metrics = Metrics::new();
+            Authentication::Interceptor { cache } | Authentication::Metered { cache } => {
+                // Metered: a registry recording as with TASK_METRICS_LISTEN_ADDR set.
+                let metrics = matches!(kind, Authentication::Metered { .. }).then(Metrics::new);
+                let counting = metrics
+                    .as_ref()
+                    .map_or_else(TaskMetrics::off, TaskMetrics::new);
                 server
-                    .with_metrics(Some(&metrics))
+                    .with_metrics(metrics.as_ref())
                     .add_service(authenticated(
                         TaskServiceServer::new(Trivial),
                         Arc::clone(&keys),
                         config.jwt.verifier(),
                         Arc::new(VerifiedTokens::new(cache)),
                         clock.clone(),
-                        &TaskMetrics::new(&metrics),
+                        &counting,
                     ))
             }
         };

@@ -49,11 +49,11 @@ impl Authenticate {
         self
     }
 
-    /// The caller, and how it was found (`verified`, `cached`); or the refusal and its reason.
+    /// The caller, and how it was found; or the refusal and its reason (a metric label).
     fn caller(
         &self,
         metadata: &tonic::metadata::MetadataMap,
-    ) -> Result<(Caller, &'static str), (TaskError, &'static str)> {
+    ) -> Result<(Caller, Found), (TaskError, &'static str)> {
         let token = bearer_token(metadata).ok_or_else(|| {
             (
                 TaskError::Unauthenticated("no bearer token".into()),
@@ -74,7 +74,7 @@ impl Authenticate {
             self.verifier
                 .check_time(nbf, exp, now)
                 .map_err(|error| (TaskError::Unauthenticated(error.to_string()), error.kind()))?;
-            return Ok((caller, "cached"));
+            return Ok((caller, Found::Cached));
         }
         let claims = self
             .verifier
@@ -97,15 +97,24 @@ impl Authenticate {
             exp,
         };
         self.verified.insert(token, &keys, verified);
-        Ok((caller, "verified"))
+        Ok((caller, Found::Verified))
     }
+}
+
+/// How an accepted token was found good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// Its signature checked now.
+    Verified,
+    /// Already verified (the verified-token cache); only its times checked.
+    Cached,
 }
 
 impl Interceptor for Authenticate {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         match self.caller(request.metadata()) {
             Ok((caller, how)) => {
-                self.metrics.accepted(how == "cached");
+                self.metrics.accepted(how == Found::Cached);
                 request.extensions_mut().insert(caller);
                 Ok(request)
             }
