@@ -100,6 +100,18 @@ pub struct TaskConfig {
     #[arg(long, env = "MAX_UNREAD_BYTES_PER_USER", default_value_t = 8 * 1024 * 1024)]
     pub max_unread_bytes_per_user: u64,
 
+    /// Most bytes of ListTasks replies kept in memory, all users together, to answer a list
+    /// again while none of its owner's tasks changed (checked on every call: a write anywhere
+    /// makes the next list read the database). The least recently used users' pages go first.
+    /// 0 turns the cache off.
+    #[arg(long, env = "LIST_CACHE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub list_cache_bytes: u64,
+
+    /// The most of LIST_CACHE_BYTES one user's pages may take (their oldest go first); a page
+    /// larger than this is not kept.
+    #[arg(long, env = "LIST_CACHE_BYTES_PER_USER", default_value_t = 2 * 1024 * 1024)]
+    pub list_cache_bytes_per_user: u64,
+
     /// Key that signs ListTasks page tokens (any length; 32+ random bytes recommended).
     /// Replicas behind one load balancer need the same value; when unset, a random key is
     /// made at start-up and page tokens do not survive a restart.
@@ -260,6 +272,12 @@ pub enum ConfigError {
         total: u64,
         largest: usize,
     },
+    /// A ListTasks cache share that cannot work.
+    #[error(
+        "LIST_CACHE_BYTES_PER_USER={per_user} must be at least 1 and at most \
+         LIST_CACHE_BYTES={total} (LIST_CACHE_BYTES=0 turns the cache off)"
+    )]
+    ListCache { per_user: u64, total: u64 },
 }
 
 impl TaskConfig {
@@ -296,6 +314,14 @@ impl TaskConfig {
                 per_user: self.max_unread_bytes_per_user,
                 total: self.max_unread_bytes,
                 largest,
+            });
+        }
+        if self.list_cache_bytes > 0
+            && !(1..=self.list_cache_bytes).contains(&self.list_cache_bytes_per_user)
+        {
+            return Err(ConfigError::ListCache {
+                per_user: self.list_cache_bytes_per_user,
+                total: self.list_cache_bytes,
             });
         }
         Ok(())
@@ -396,6 +422,22 @@ mod tests {
         config.jwt.signing_algorithm = SigningMode::EdDsa;
         config.internal_client_ca_file = None;
         config.internal_listen_addr = Some("127.0.0.1:0".parse().unwrap());
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn a_list_cache_share_above_the_cache_is_refused_by_name_unless_the_cache_is_off() {
+        let mut config = TaskConfig::for_database(
+            "127.0.0.1:0".parse().unwrap(),
+            "sqlite::memory:",
+            "http://127.0.0.1:1",
+        );
+        config.list_cache_bytes = 1024;
+        config.list_cache_bytes_per_user = 2048;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("LIST_CACHE_BYTES_PER_USER=2048"), "{error}");
+        assert!(error.contains("LIST_CACHE_BYTES=1024"), "{error}");
+        config.list_cache_bytes = 0;
         assert!(config.validate().is_ok());
     }
 

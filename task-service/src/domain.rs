@@ -179,7 +179,7 @@ impl TaskQuota {
 }
 
 /// How many tasks one page holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PageSize(pub(crate) u64);
 
 impl PageSize {
@@ -197,7 +197,7 @@ impl PageSize {
 }
 
 /// Which tasks a list shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CompletedFilter {
     /// All tasks.
     Any,
@@ -276,7 +276,19 @@ pub struct Page {
     pub more: bool,
     /// Where the owner's change log stood when the page was read (in the same transaction).
     pub position: Position,
+    /// What the page can be served from the ListTasks cache against, if it can (see
+    /// [`Stamp`]).
+    pub stamp: Option<Stamp>,
 }
+
+/// What a cached ListTasks page is checked against: the page is still true while the owner's
+/// current stamp equals the one it was read at. On PostgreSQL, the owner's change-log head
+/// (read in the page's snapshot, and again, committed, before each hit); on SQLite, where this
+/// process makes every write, the count of this process's finished writes of the owner's
+/// stripe (read before the page's snapshot). Either moves with every write of the owner's
+/// tasks before the write is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp(pub(crate) i64);
 
 /// A place in one owner's change log: the number of changes ever made to their tasks (0
 /// before the first). Positions count up by one per change, in commit order, with no gaps.

@@ -36,7 +36,7 @@ use crate::{
         unread::UnreadBudget,
     },
     metrics::TaskMetrics,
-    rules::{Feed, PageTokens, Purges, Tasks, Watches},
+    rules::{Feed, Freshness, PageCache, PageTokens, Purges, Tasks, Watches},
 };
 use access_token::ExposeSecret;
 use clock::SharedClock;
@@ -44,7 +44,7 @@ use grpc_edge::metrics::Admin;
 use grpc_edge::server::{AbortOnDrop, BindError, GrpcServer, ServeError, ServerTls};
 use grpc_edge::tls::PemFile;
 use migrations::TaskMigrator;
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseBackend, DatabaseConnection};
 use service_db::OpenError;
 use std::{future::Future, net::SocketAddr, sync::Arc};
 use todo_api::todo::task::{
@@ -249,11 +249,18 @@ impl Application {
         // Stopped when `run` returns or is dropped.
         let _refresher = keys.spawn_refresher().map(AbortOnDrop);
         let feed = Arc::new(Feed::default());
+        // The ListTasks cache's check: the change log's head on PostgreSQL (shared by every
+        // replica), counted in memory on SQLite (this process makes every write).
+        let freshness = Arc::new(match db.get_database_backend() {
+            DatabaseBackend::Postgres => Freshness::Log,
+            _ => Freshness::counted(),
+        });
         let purges = Arc::new(Purges::new(
             db.clone(),
             clock.clone(),
             config.tombstone_ttl(),
             Arc::clone(&feed),
+            Arc::clone(&freshness),
         ));
         // Deleted accounts' tokens are refused from the first call on.
         if let Err(error) = purges.reload().await {
@@ -266,6 +273,12 @@ impl Application {
             TaskQuota::new(config.task_quota),
             purges.owners(),
             Arc::clone(&feed),
+            Arc::clone(&freshness),
+        );
+        let pages = PageCache::new(
+            usize::try_from(config.list_cache_bytes).unwrap_or(usize::MAX),
+            usize::try_from(config.list_cache_bytes_per_user).unwrap_or(usize::MAX),
+            metrics.clone(),
         );
         let watches = Watches::new(
             db.clone(),
@@ -290,6 +303,7 @@ impl Application {
             watches,
             page_tokens,
             unread,
+            pages,
             metrics.clone(),
         ))
         .max_decoding_message_size(config.server.max_request_bytes)

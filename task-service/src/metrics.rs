@@ -27,6 +27,20 @@ struct On {
     /// Created, updated, deleted.
     written: [Counter; 3],
     page_sizes: Histogram,
+    list_cache_hits: ShardedCounter,
+    /// Absent, stale.
+    list_cache_misses: [Counter; 2],
+    /// Past a user's share, past the capacity.
+    list_cache_evictions: [Counter; 2],
+}
+
+/// Why a ListTasks page was not answered from the cache, for `task_list_cache_misses_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum CacheMiss {
+    /// No page kept for the query.
+    Absent = 0,
+    /// A page kept, but a write of its owner's came after it.
+    Stale = 1,
 }
 
 /// What a write did, for `task_tasks_written_total`.
@@ -68,8 +82,27 @@ impl TaskMetrics {
             "Tasks per ListTasks answer",
             page_sizes.clone(),
         );
+        let misses = metrics.counters(
+            "task_list_cache_misses",
+            "ListTasks pages read from the database rather than the cache, by reason (absent, stale)",
+        );
+        let miss = |reason| misses.get_or_create_owned(&vec![("reason", reason)]);
+        let evictions = metrics.counters(
+            "task_list_cache_evictions",
+            "ListTasks pages dropped from the cache, by reason (user_share: LIST_CACHE_BYTES_PER_USER, capacity: LIST_CACHE_BYTES)",
+        );
+        let evicted = |reason| evictions.get_or_create_owned(&vec![("reason", reason)]);
+        let list_cache_hits = ShardedCounter::default();
+        metrics.register(
+            "task_list_cache_hits",
+            "ListTasks pages answered from the cache (the owner's stamp unchanged since the page was read)",
+            list_cache_hits.clone(),
+        );
         Self {
             on: Some(Arc::new(On {
+                list_cache_hits,
+                list_cache_misses: [miss("absent"), miss("stale")],
+                list_cache_evictions: [evicted("user_share"), evicted("capacity")],
                 registry: metrics.clone(),
                 verified: outcome("verified"),
                 cached: outcome("cached"),
@@ -121,5 +154,60 @@ impl TaskMetrics {
         if let Some(on) = &self.on {
             on.page_sizes.observe(tasks as f64);
         }
+    }
+
+    /// Counts a ListTasks page answered from the cache.
+    pub fn list_cache_hit(&self) {
+        if let Some(on) = &self.on {
+            on.list_cache_hits.inc();
+        }
+    }
+
+    /// Counts a ListTasks page read from the database, and why.
+    pub fn list_cache_miss(&self, why: CacheMiss) {
+        if let Some(on) = &self.on {
+            on.list_cache_misses[why as usize].inc();
+        }
+    }
+
+    /// Counts `pages` dropped from the ListTasks cache: past the capacity, or past a user's
+    /// share.
+    pub fn list_cache_evicted(&self, capacity: bool, pages: usize) {
+        if let (Some(on), 1..) = (&self.on, pages) {
+            on.list_cache_evictions[usize::from(capacity)].inc_by(pages as u64);
+        }
+    }
+
+    /// Reports the ListTasks cache's bytes and users at each scrape (`held` answers `None`
+    /// once the cache is gone), and its capacity as a fair-share limit.
+    pub fn list_cache_size(
+        &self,
+        capacity: usize,
+        held: impl Fn() -> Option<(usize, usize)> + Send + Sync + 'static,
+    ) {
+        let Some(on) = &self.on else {
+            return;
+        };
+        let held = Arc::new(held);
+        let as_gauge = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        let bytes = Arc::clone(&held);
+        on.registry.gauge_fn(
+            "task_list_cache_bytes",
+            "Bytes of ListTasks pages held in the cache (LIST_CACHE_BYTES bounds it)",
+            Vec::new(),
+            move || bytes().map(|(b, _)| as_gauge(b)),
+        );
+        let users = Arc::clone(&held);
+        on.registry.gauge_fn(
+            "task_list_cache_users",
+            "Users with ListTasks pages in the cache",
+            Vec::new(),
+            move || users().map(|(_, u)| as_gauge(u)),
+        );
+        on.registry.fair_share(
+            vec![("resource", "list_cache_bytes")],
+            capacity as u64,
+            move || held().map(|(b, _)| b as u64),
+        );
     }
 }

@@ -7,39 +7,14 @@ use auth_service::config::AuthConfig;
 use clock::SystemClock;
 use std::{io::Write, net::SocketAddr, sync::Arc, time::Duration};
 use task_service::config::TaskConfig;
-use test_support::{PASSWORD, channel, fresh_database_url, shutdown_on_drop, with_bearer};
+use test_support::{
+    PASSWORD, channel, fresh_database_url, http_get, sample, shutdown_on_drop, with_bearer,
+};
 use todo_api::todo::{
     auth::v1::{SignInRequest, auth_service_client::AuthServiceClient},
     task::v1::{CreateTaskRequest, ListTasksRequest, task_service_client::TaskServiceClient},
 };
 use todo_stack::Stack;
-
-/// `GET path` over plain HTTP/1.1 at `addr`: the status line and the body.
-async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(String, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    // A server that is not an HTTP/1.1 server may just close or reset: whatever was read.
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text.lines().next().unwrap_or_default().to_owned();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// The value of the sample `series` (name and labels exactly as exposed), 0 if absent.
-fn sample(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0)
-}
 
 /// Stops a stack started with [`shutdown_on_drop`] and checks both services stopped cleanly.
 async fn stopped_cleanly<T>(

@@ -311,6 +311,16 @@ pub fn inject_trace_context(
     Ok(request)
 }
 
+/// `task` spawned on the runtime to run to its end even if the caller stops waiting (a
+/// client that went away must not leave a write half-known), inside the caller's span and
+/// trace context, so its statements stay in the caller's trace.
+pub fn spawn_detached<T: Send + 'static>(
+    task: impl Future<Output = T> + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    let carried = task.instrument(tracing::Span::current());
+    tokio::spawn(carried.with_context(opentelemetry::Context::current()))
+}
+
 /// A channel whose calls carry the caller's trace context.
 pub type Traced<C> = tonic::service::interceptor::InterceptedService<
     C,

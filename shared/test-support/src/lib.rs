@@ -122,6 +122,8 @@ pub fn shutdown_on_drop() -> (
 pub struct Running {
     /// Where it listens.
     pub addr: std::net::SocketAddr,
+    /// Where it serves metrics, when the test turned them on (set by whoever built it).
+    pub metrics_addr: Option<std::net::SocketAddr>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -141,7 +143,11 @@ impl Running {
                 eprintln!("server at {addr} stopped with an error: {error}");
             }
         });
-        Self { addr, _stop: stop }
+        Self {
+            addr,
+            metrics_addr: None,
+            _stop: stop,
+        }
     }
 }
 
@@ -209,6 +215,37 @@ pub async fn drop_every_connection(url: &str) -> usize {
         .len();
     let _ = admin.close().await;
     closed
+}
+
+/// `GET path` over plain HTTP/1.1 at `addr`: the status line and the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    // A server that is not an HTTP/1.1 server may just close or reset: whatever was read.
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut response),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.lines().next().unwrap_or_default().to_owned();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed), 0 if absent.
+pub fn sample(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// A connected channel to a server under test.

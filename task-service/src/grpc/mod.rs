@@ -13,19 +13,22 @@ use crate::metrics::{TaskMetrics, Written};
 use crate::{
     domain::{MAX_PAGE_BYTES, MAX_TASK_REPLY_BYTES, NewTask, TaskId},
     error::TaskError,
-    rules::{PageTokens, Tasks, Watches, resume_token},
+    rules::{PageCache, PageKey, PageTokens, Tasks, Watches, resume_token},
 };
 use auth::Caller;
 use futures_util::Stream;
 use grpc_edge::server::AbortOnDrop;
 use prost::Message;
-use replies::{task_pb, watch_pb, within_bytes};
+use replies::{footprint, task_pb, watch_pb, within_bytes};
 use requests::{Deletion, ListQuery, Update, parse_resume_token};
 use std::{pin::Pin, sync::Arc};
 use todo_api::todo::task::v1::{self as pb, task_service_server::TaskService};
 use tonic::{Request, Response, Status};
 use tracing::{Span, field::display, instrument};
 use unread::{Recipient, Reserved, UnreadBudget};
+
+/// ListTasks replies kept while they are still true.
+pub type ListCache = PageCache<Arc<pb::ListTasksResponse>>;
 
 /// Implements `todo.task.v1.TaskService`.
 #[derive(Clone)]
@@ -34,17 +37,19 @@ pub struct TaskApi {
     watches: Watches,
     page_tokens: PageTokens,
     unread: Arc<UnreadBudget>,
+    pages: Arc<ListCache>,
     metrics: TaskMetrics,
 }
 
 impl TaskApi {
     /// Serves RPCs with `tasks` and `watches`, holding replies for slow readers within
-    /// `unread`.
+    /// `unread` and answering unchanged ListTasks pages from `pages`.
     pub fn new(
         tasks: Tasks,
         watches: Watches,
         page_tokens: PageTokens,
         unread: UnreadBudget,
+        pages: Arc<ListCache>,
         metrics: TaskMetrics,
     ) -> Self {
         Self {
@@ -52,6 +57,7 @@ impl TaskApi {
             watches,
             page_tokens,
             unread: Arc::new(unread),
+            pages,
             metrics,
         }
     }
@@ -206,26 +212,36 @@ impl TaskService for TaskApi {
         self.unread.has_room(&recipient)?;
         let query = ListQuery::parse(request.get_ref(), caller.user_id(), &self.page_tokens)?;
         Span::current().record("page_size", query.size.0);
-        let page = self
-            .tasks
-            .list(caller.owner(), query.filter, query.after, query.size)
-            .await?;
-        let position = page.position;
-        let (tasks, continue_after) = within_bytes(page, MAX_PAGE_BYTES);
-        Span::current().record("count", tasks.len());
-        self.metrics.page(tasks.len());
-        let next_page_token = continue_after
-            .map(|last| {
-                self.page_tokens
-                    .encode(caller.user_id(), query.filter, last)
-            })
-            .unwrap_or_default();
-        let page = pb::ListTasksResponse {
-            tasks,
-            next_page_token,
-            resume_token: resume_token::encode(position),
+        let key = PageKey {
+            filter: query.filter,
+            after: query.after,
+            size: query.size,
         };
-        Ok(self.unread.reply(&recipient, page).await?)
+        let user = caller.user_id();
+        // The same query at the same stamp makes the same reply (page tokens are a MAC of
+        // what they hold), so a kept reply is answered as it was made.
+        let reply = self
+            .pages
+            .page(&self.tasks, caller.owner(), key, |page| {
+                let position = page.position;
+                let (tasks, continue_after) = within_bytes(page, MAX_PAGE_BYTES);
+                let next_page_token = continue_after
+                    .map(|last| self.page_tokens.encode(user, key.filter, last))
+                    .unwrap_or_default();
+                let reply = pb::ListTasksResponse {
+                    tasks,
+                    next_page_token,
+                    resume_token: resume_token::encode(position),
+                };
+                let bytes = footprint(&reply);
+                (Arc::new(reply), bytes)
+            })
+            .await?;
+        Span::current().record("count", reply.tasks.len());
+        self.metrics.page(reply.tasks.len());
+        // Charged like any reply, from memory or not.
+        let reply = Arc::unwrap_or_clone(reply);
+        Ok(self.unread.reply(&recipient, reply).await?)
     }
 
     #[instrument(name = "UpdateTask", skip_all, fields(user_id, task_id))]

@@ -2,7 +2,7 @@
 //! account's tasks go and a tombstone stays until every access token it could still hold has
 //! expired. A sweep forgets tombstones past that.
 
-use super::watch::Feed;
+use super::{page_cache::Freshness, watch::Feed};
 use crate::{error::TaskError, store::purged};
 use chrono::{DateTime, TimeDelta, Utc};
 use clock::SharedClock;
@@ -71,15 +71,19 @@ pub struct Purges {
     owners: Arc<PurgedOwners>,
     /// Streams on this replica, woken by a purge so that the account's end at once.
     feed: Arc<Feed>,
+    /// Moved by a purge, like any write of the owner's tasks.
+    freshness: Arc<Freshness>,
 }
 
 impl Purges {
-    /// Purges in `db`, remembering purged accounts for `tombstone_ttl`, waking `feed`.
+    /// Purges in `db`, remembering purged accounts for `tombstone_ttl`, waking `feed` and
+    /// moving `freshness`.
     pub fn new(
         db: DatabaseConnection,
         clock: SharedClock,
         tombstone_ttl: TimeDelta,
         feed: Arc<Feed>,
+        freshness: Arc<Freshness>,
     ) -> Self {
         Self {
             db,
@@ -87,6 +91,7 @@ impl Purges {
             tombstone_ttl,
             owners: Arc::default(),
             feed,
+            freshness,
         }
     }
 
@@ -117,7 +122,13 @@ impl Purges {
         // end before the purge deletes what they would otherwise report change by change.
         self.owners.insert(owner);
         self.feed.changed(owner);
-        let deleted = purged::purge(&self.db, owner, now, forget_after).await?;
+        let db = self.db.clone();
+        let deleted = self
+            .freshness
+            .write(owner, async move {
+                Ok(purged::purge(&db, owner, now, forget_after).await?)
+            })
+            .await?;
         // Again: a reload that read the tombstones before this purge's committed may have
         // replaced the set meanwhile.
         self.owners.insert(owner);

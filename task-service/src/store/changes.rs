@@ -76,6 +76,18 @@ pub(crate) async fn range(db: &impl ConnectionTrait, owner: Uuid) -> Result<LogR
     )
 }
 
+/// `owner`'s last position given out, as committed now (0 before their first change or once
+/// their log was erased): one read of the head's primary key.
+pub(crate) async fn head(db: &impl ConnectionTrait, owner: Uuid) -> Result<Position, DbErr> {
+    let head: Option<i64> = Heads::find_by_id(owner)
+        .select_only()
+        .column(HeadColumn::Head)
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(Position(head.unwrap_or(0)))
+}
+
 /// Up to `limit` of `owner`'s changes after `after`, oldest first.
 pub(crate) async fn after(
     db: &impl ConnectionTrait,

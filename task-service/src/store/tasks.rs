@@ -89,17 +89,18 @@ impl From<entity::Model> for Task {
     }
 }
 
-/// One owner's tasks, and only theirs.
-pub struct OwnedTasks<'a> {
-    db: &'a DatabaseConnection,
+/// One owner's tasks, and only theirs (owning a handle on the pool, so a write can run to its
+/// end in a task of its own).
+pub struct OwnedTasks {
+    db: DatabaseConnection,
     owner: Uuid,
 }
 
-impl<'a> OwnedTasks<'a> {
+impl OwnedTasks {
     /// The tasks `owner` owns, in `db`.
-    pub fn of(db: &'a DatabaseConnection, owner: Owner) -> Self {
+    pub fn of(db: &DatabaseConnection, owner: Owner) -> Self {
         Self {
-            db,
+            db: db.clone(),
             owner: owner.user_id(),
         }
     }
@@ -124,11 +125,11 @@ impl<'a> OwnedTasks<'a> {
         quota: TaskQuota,
     ) -> Result<Task, TaskError> {
         if let TaskQuota(Some(limit)) = quota
-            && Entity::find().filter(self.owned()).count(self.db).await? >= limit
+            && Entity::find().filter(self.owned()).count(&self.db).await? >= limit
         {
             // A retry of a create that made its task still gets that task.
             if let Some(request_id) = &new.request_id
-                && let Some(task) = self.made_by(self.db, request_id).await?
+                && let Some(task) = self.made_by(&self.db, request_id).await?
             {
                 return Ok(task.into());
             }
@@ -153,7 +154,7 @@ impl<'a> OwnedTasks<'a> {
         // sees the latest commit, so the insert's own tombstone check is enough. PostgreSQL: a
         // trigger takes the owner's lock shared before the row goes in and skips it if the
         // owner was purged meanwhile (see `purged`).
-        self.insert_once(self.db, model, new.request_id).await
+        self.insert_once(&self.db, model, new.request_id).await
     }
 
     /// Inserts `model` unless the owner was purged; with a request id, unless the owner already
@@ -236,7 +237,7 @@ impl<'a> OwnedTasks<'a> {
             .columns(TASK_COLUMNS)
             .filter(self.one(id))
             .into_model::<Row>()
-            .one(self.db)
+            .one(&self.db)
             .await?
             .map(Task::from)
             .ok_or(TaskError::NotFound)
@@ -288,6 +289,7 @@ impl<'a> OwnedTasks<'a> {
             tasks,
             more,
             position,
+            stamp: None,
         })
     }
 
@@ -355,7 +357,7 @@ impl<'a> OwnedTasks<'a> {
             .col_expr(Column::Version, Expr::col(Column::Version).add(1))
             .col_expr(Column::UpdatedAt, Expr::value(now))
             .filter(condition)
-            .exec_with_returning(self.db)
+            .exec_with_returning(&self.db)
             .await?;
         match updated.into_iter().next() {
             Some(model) => Ok(model.into()),
@@ -371,7 +373,7 @@ impl<'a> OwnedTasks<'a> {
         }
         let deleted = Entity::delete_many()
             .filter(condition)
-            .exec(self.db)
+            .exec(&self.db)
             .await?;
         if deleted.rows_affected == 0 {
             return Err(self.missing_or_stale(id, etag).await?);
@@ -394,7 +396,7 @@ impl<'a> OwnedTasks<'a> {
             .column(Column::Id)
             .filter(self.one(id))
             .into_tuple::<Uuid>()
-            .one(self.db)
+            .one(&self.db)
             .await?
             .is_some();
         Ok(if exists {

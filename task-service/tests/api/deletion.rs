@@ -84,6 +84,10 @@ async fn deleting_an_account_purges_its_tasks_and_its_tokens_stop_working_everyw
     }
     let kept = bob.create("bob's").await;
     let ada_id = user_id_of(&ada.token);
+    // Her list, read twice: the second from the ListTasks cache, which must not outlive her.
+    for _ in 0..2 {
+        assert_eq!(ada.list(Default::default()).await.unwrap().tasks.len(), 3);
+    }
 
     delete_account(&stack.auth_client, &ada.token, PASSWORD)
         .await

@@ -59,11 +59,10 @@ pub async fn start_task(
     let app = task_service::Application::build(config, clock)
         .await
         .expect("task-service starts");
-    let keys = app.keys();
-    (
-        Running::spawn(app.local_addr().unwrap(), |stop| app.run(stop)),
-        keys,
-    )
+    let (keys, metrics_addr) = (app.keys(), app.metrics_addr());
+    let mut running = Running::spawn(app.local_addr().unwrap(), |stop| app.run(stop));
+    running.metrics_addr = metrics_addr;
+    (running, keys)
 }
 
 pub use test_support::channel;
@@ -75,12 +74,70 @@ pub async fn wait_until_serving(addr: SocketAddr, service: &str) {
     }
 }
 
+/// Task-service instances on one database (two replicas, on PostgreSQL), with one
+/// auth-service.
+pub struct Instances {
+    pub database_url: String,
+    pub auth: Running,
+    pub clock: Arc<ManualClock>,
+    pub tasks: Vec<Running>,
+    pub auth_client: todo_api::todo::auth::v1::auth_service_client::AuthServiceClient<Channel>,
+}
+
+pub async fn instances(count: usize, configure: impl Fn(&mut TaskConfig) + Copy) -> Instances {
+    let database_url = fresh_database_url().await;
+    let clock = ManualClock::new(Utc::now());
+    let any_port = "127.0.0.1:0".parse().unwrap();
+    let auth = start_auth(&database_url, any_port, clock.clone(), |_| {}).await;
+    let mut tasks = Vec::new();
+    for _ in 0..count {
+        let (task, _) = start_task(&database_url, auth.addr, Arc::clone(&clock), configure).await;
+        wait_until_serving(task.addr, "todo.task.v1.TaskService").await;
+        tasks.push(task);
+    }
+    let auth_client = todo_api::todo::auth::v1::auth_service_client::AuthServiceClient::new(
+        channel(auth.addr).await,
+    );
+    Instances {
+        database_url,
+        auth,
+        clock,
+        tasks,
+        auth_client,
+    }
+}
+
+/// Terminates the other connections to `url`'s PostgreSQL database that match `condition`
+/// (SQL on `pg_stat_activity`, with `value` as `$1`); how many.
+pub async fn kill_connections(url: &str, condition: &str, value: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let admin = sea_orm::Database::connect(url).await.unwrap();
+    let sql = format!(
+        "SELECT COUNT(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND {condition}"
+    );
+    let row = admin
+        .query_one_raw(Statement::from_sql_and_values(
+            sea_orm::DatabaseBackend::Postgres,
+            sql,
+            [value.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let n: i64 = row.try_get("", "n").unwrap();
+    let _ = admin.close().await;
+    n
+}
+
 /// Both services, ready: started together the way `todo-stack` starts them.
 pub struct TestStack {
     /// The database both services use.
     pub database_url: String,
     pub auth_addr: SocketAddr,
     pub task_addr: SocketAddr,
+    /// The task-service's metrics listener, when the test turned it on.
+    pub task_metrics_addr: Option<SocketAddr>,
     pub clock: Arc<ManualClock>,
     pub keys: Arc<FetchedKeys>,
     /// The task-service's internal listener.
@@ -118,6 +175,7 @@ impl TestStack {
         let (auth_addr, task_addr, keys) =
             (stack.auth_addr(), stack.task_addr(), stack.task_keys());
         let (internal_addr, auth_rules) = (stack.task_internal_addr(), stack.auth_rules());
+        let task_metrics_addr = stack.task_metrics_addr();
         let (stop, stopped) = test_support::shutdown_on_drop();
         tokio::spawn(stack.run(stopped));
         wait_until_serving(task_addr, "todo.task.v1.TaskService").await;
@@ -125,6 +183,7 @@ impl TestStack {
             database_url,
             auth_addr,
             task_addr,
+            task_metrics_addr,
             clock,
             keys,
             internal_addr,

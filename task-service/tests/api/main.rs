@@ -13,6 +13,7 @@ mod isolation;
 mod keys;
 mod layers;
 mod limits;
+mod list_cache;
 mod pagination;
 mod slow_readers;
 mod tasks;

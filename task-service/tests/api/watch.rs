@@ -5,8 +5,7 @@
 //! NOTIFY wake-ups, with the listener's connection killed mid-run.
 
 use super::helpers::*;
-use clock::ManualClock;
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{collections::HashSet, time::Duration};
 use task_service::config::TaskConfig;
 use todo_api::todo::task::v1::{
     self as pb, task_change::Kind, task_service_client::TaskServiceClient,
@@ -521,57 +520,6 @@ async fn task_changes_of(url: &str, owner: &str) -> i64 {
     n
 }
 
-/// Task-service instances on one database (two replicas, on PostgreSQL), with one
-/// auth-service.
-struct Instances {
-    database_url: String,
-    _auth: Running,
-    tasks: Vec<Running>,
-    auth_client: todo_api::todo::auth::v1::auth_service_client::AuthServiceClient<Channel>,
-}
-
-async fn instances(count: usize, configure: impl Fn(&mut TaskConfig) + Copy) -> Instances {
-    let database_url = fresh_database_url().await;
-    let clock = ManualClock::new(chrono::Utc::now());
-    let any_port = "127.0.0.1:0".parse().unwrap();
-    let auth = start_auth(&database_url, any_port, clock.clone(), |_| {}).await;
-    let mut tasks = Vec::new();
-    for _ in 0..count {
-        let (task, _) = start_task(&database_url, auth.addr, Arc::clone(&clock), configure).await;
-        wait_until_serving(task.addr, "todo.task.v1.TaskService").await;
-        tasks.push(task);
-    }
-    let auth_client = todo_api::todo::auth::v1::auth_service_client::AuthServiceClient::new(
-        channel(auth.addr).await,
-    );
-    Instances {
-        database_url,
-        _auth: auth,
-        tasks,
-        auth_client,
-    }
-}
-
-/// Kills the task-service's LISTEN connections to `url`'s database; returns how many.
-async fn kill_listeners(url: &str) -> i64 {
-    use sea_orm::{ConnectionTrait, Statement};
-    let database = url.rsplit('/').next().unwrap().to_owned();
-    let admin = sea_orm::Database::connect(url).await.unwrap();
-    let row = admin
-        .query_one_raw(Statement::from_sql_and_values(
-            sea_orm::DatabaseBackend::Postgres,
-            "SELECT COUNT(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
-             WHERE datname = $1 AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()",
-            [database.into()],
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    let n: i64 = row.try_get("", "n").unwrap();
-    let _ = admin.close().await;
-    n
-}
-
 // PostgreSQL only: SQLite is one process's file, so there is no second instance to reach.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: TEST_DATABASE_URL=postgres://… cargo test --workspace -- --include-ignored"]
@@ -596,7 +544,7 @@ async fn a_change_made_through_one_instance_reaches_a_watcher_on_the_other_even_
         if round == 30 {
             // Mid-run: every listener's connection is killed; the change made right after
             // must still arrive (the reconnect wakes every stream).
-            assert!(kill_listeners(&stack.database_url).await >= 1);
+            assert!(kill_connections(&stack.database_url, "query ILIKE $1", "LISTEN%").await >= 1);
         }
         let started = std::time::Instant::now();
         let task = writer.create(&format!("round {round}")).await;
