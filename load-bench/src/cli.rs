@@ -97,6 +97,9 @@ pub enum Scenario {
     List,
     /// ListTasks (page_size 100) for 200 users with 100 tasks each (the dashboard's call).
     List100,
+    /// `list100` with one ToggleTask of the same users after every ten lists: the hit rate
+    /// the ListTasks cache keeps under a real mix of reads and writes.
+    List100Writes,
     /// ListTasks latency, one call at a time: page 1 for users with 100 and 100,000 tasks,
     /// and page 500 of the large one.
     ListDeep,
@@ -120,7 +123,7 @@ impl Scenario {
     /// `--channels` when not given.
     pub fn default_channels(self) -> usize {
         match self {
-            Self::List100 => 8,
+            Self::List100 | Self::List100Writes => 8,
             _ => 4,
         }
     }

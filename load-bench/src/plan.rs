@@ -12,8 +12,8 @@ use crate::{
     seed::{self, Users},
     stack::{BenchUser, Stack},
     workers::{
-        Create, GetAuthenticated, GetTrivial, Rng, UserTasks, deal, health_checkers, list_walkers,
-        task_client,
+        Create, GetAuthenticated, GetTrivial, ListAndToggle, Rng, UserTasks, deal, health_checkers,
+        list_walkers, task_client,
     },
 };
 use tonic::transport::Channel;
@@ -43,6 +43,8 @@ pub enum Call {
     MalformedGet,
     /// ListTasks with this page size, walking the pages of the worker's users.
     List(i32),
+    /// ListTasks with this page size (first pages), and a ToggleTask after every ten.
+    ListAndToggle(i32),
     /// CreateTask for the worker's users.
     Create,
     /// The `mixed` workload over the worker's users and their tasks.
@@ -102,6 +104,13 @@ fn spawn(call: Call, on: &Targets, phase: &mut Phase) {
             user: on.users[w].clone(),
         })),
         Call::List(page_size) => phase.spawn(list_walkers(&on.channels, &on.users, n, page_size)),
+        Call::ListAndToggle(page_size) => phase.spawn((0..n).map(|w| ListAndToggle {
+            client: task_client(&on.channels, w),
+            users: deal(&on.tasks, n, w),
+            page_size,
+            rng: Rng::with_seed(0x1157 + w as u64),
+            calls: 0,
+        })),
         Call::Create => phase.spawn((0..n).map(|w| Create {
             client: task_client(&on.channels, w),
             users: deal(&on.users, n, w),

@@ -161,6 +161,36 @@ impl Worker for ListPages {
     }
 }
 
+/// The first page of a random one of its users, and after every ten lists a ToggleTask of a
+/// random task of a random one of them (a write every user's cached pages must notice).
+pub struct ListAndToggle {
+    pub client: TaskServiceClient<Channel>,
+    pub users: Vec<UserTasks>,
+    pub page_size: i32,
+    pub rng: Rng,
+    pub calls: u64,
+}
+
+impl Worker for ListAndToggle {
+    async fn call(&mut self) -> Outcome {
+        self.calls += 1;
+        let UserTasks { user, ids } = &self.users[self.rng.usize(..self.users.len())];
+        if self.calls.is_multiple_of(11) && !ids.is_empty() {
+            let id = ids[self.rng.usize(..ids.len())].clone();
+            let request = authed(pb::ToggleTaskRequest { id }, user);
+            return ("toggle", self.client.toggle_task(request).await.map(|_| ()));
+        }
+        let request = authed(
+            pb::ListTasksRequest {
+                page_size: self.page_size,
+                ..Default::default()
+            },
+            user,
+        );
+        ("list", self.client.list_tasks(request).await.map(|_| ()))
+    }
+}
+
 /// `n` page walkers over `users`, dealt out.
 pub fn list_walkers<'a>(
     channels: &'a [Channel],
