@@ -77,6 +77,8 @@ pub async fn users(
         users.len(),
         args.seed
     ));
+    // Bulk INSERTs go around the service: on SQLite its ListTasks cache counts only its own
+    // writes, which is safe here because nothing lists these users before they are seeded.
     let (ids, rate) = match args.seed {
         Seed::Bulk => bulk(&stack.task_database_url, &users, per_user).await?,
         Seed::Api => through_api(channels, &users, per_user, args.concurrency).await?,

@@ -101,9 +101,9 @@ pub struct TaskConfig {
     pub max_unread_bytes_per_user: u64,
 
     /// Most bytes of ListTasks replies kept in memory, all users together, to answer a list
-    /// again while none of its owner's tasks changed (checked on every call: a write anywhere
-    /// makes the next list read the database). The least recently used users' pages go first.
-    /// 0 turns the cache off.
+    /// again while none of its owner's tasks changed (checked on every call: a write of the
+    /// user's tasks, through any replica, makes their next list read the database). The least
+    /// recently used users' pages go first. 0 turns the cache off.
     #[arg(long, env = "LIST_CACHE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub list_cache_bytes: u64,
 

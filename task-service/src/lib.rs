@@ -250,8 +250,10 @@ impl Application {
         let _refresher = keys.spawn_refresher().map(AbortOnDrop);
         let feed = Arc::new(Feed::default());
         // The ListTasks cache's check: the change log's head on PostgreSQL (shared by every
-        // replica), counted in memory on SQLite (this process makes every write).
+        // replica), counted in memory on SQLite (this process makes every write); nothing to
+        // track with the cache off.
         let freshness = Arc::new(match db.get_database_backend() {
+            _ if config.list_cache_bytes == 0 => Freshness::Off,
             DatabaseBackend::Postgres => Freshness::Log,
             _ => Freshness::counted(),
         });

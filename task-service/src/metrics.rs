@@ -34,6 +34,15 @@ struct On {
     list_cache_evictions: [Counter; 2],
 }
 
+/// Why pages were dropped from the ListTasks cache, for `task_list_cache_evictions_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum Evicted {
+    /// Past the user's share (LIST_CACHE_BYTES_PER_USER, or its most pages).
+    UserShare = 0,
+    /// Past the cache's bytes (LIST_CACHE_BYTES).
+    Capacity = 1,
+}
+
 /// Why a ListTasks page was not answered from the cache, for `task_list_cache_misses_total`.
 #[derive(Debug, Clone, Copy)]
 pub enum CacheMiss {
@@ -84,7 +93,7 @@ impl TaskMetrics {
         );
         let misses = metrics.counters(
             "task_list_cache_misses",
-            "ListTasks pages read from the database rather than the cache, by reason (absent, stale)",
+            "ListTasks pages read from the database rather than the cache, by reason (absent: none kept; stale: a write came after it, on SQLite possibly another user's sharing its stripe)",
         );
         let miss = |reason| misses.get_or_create_owned(&vec![("reason", reason)]);
         let evictions = metrics.counters(
@@ -170,11 +179,10 @@ impl TaskMetrics {
         }
     }
 
-    /// Counts `pages` dropped from the ListTasks cache: past the capacity, or past a user's
-    /// share.
-    pub fn list_cache_evicted(&self, capacity: bool, pages: usize) {
+    /// Counts `pages` dropped from the ListTasks cache, and why.
+    pub fn list_cache_evicted(&self, why: Evicted, pages: usize) {
         if let (Some(on), 1..) = (&self.on, pages) {
-            on.list_cache_evictions[usize::from(capacity)].inc_by(pages as u64);
+            on.list_cache_evictions[why as usize].inc_by(pages as u64);
         }
     }
 

@@ -12,12 +12,14 @@
 //!   answered. A page is stamped with its stripe's count read *before* its snapshot, so a write
 //!   that commits after that snapshot always changes the count the page was stamped with.
 //!   Writes run in a task of their own, so a client that goes away cannot stop one after it
-//!   committed and before its bump. A write of another owner of the stripe makes a page look
-//!   changed too: a miss, never a wrong answer.
+//!   committed and before its bump (at most [`WRITES_UNDER_WAY`] at once, and
+//!   [`WRITES_UNDER_WAY_PER_USER`] of one user's). A write of another owner of the stripe makes
+//!   a page look changed too: a miss, never a wrong answer.
 //!
 //! The cache is bounded by bytes (LIST_CACHE_BYTES, 0 turns it off) and per user
-//! (LIST_CACHE_BYTES_PER_USER, so one user's many pages cannot push everyone else's out);
-//! the least recently used user's pages go first. A write does not evict anything: the next
+//! (LIST_CACHE_BYTES_PER_USER and [`PAGES_PER_USER`], so one user's many pages cannot push
+//! everyone else's out); the least recently used user's pages go first, and within a user's
+//! share their least recently used page. A write does not evict anything: the next
 //! read finds the page stale and replaces it. Charging the reply to the unread-replies budget is
 //! the caller's business, hit or not.
 
@@ -25,7 +27,7 @@ use super::Tasks;
 use crate::{
     domain::{CompletedFilter, Owner, Page, PageSize, Stamp},
     error::TaskError,
-    metrics::{CacheMiss, TaskMetrics},
+    metrics::{CacheMiss, Evicted, TaskMetrics},
 };
 use std::{
     collections::{BTreeMap, HashMap, hash_map::Entry},
@@ -35,6 +37,7 @@ use std::{
         atomic::{AtomicI64, Ordering},
     },
 };
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 /// What a page answers: the same query of the same owner at the same stamp is the same page.
@@ -51,44 +54,52 @@ pub struct PageKey {
 /// Stripes of owners on SQLite: 32 KiB of counters, fixed whatever the number of users.
 const STRIPES: usize = 4096;
 
+/// Most writes under way on SQLite, all users together (each runs to its end in a task of its
+/// own): more wait for a place, in turn.
+pub const WRITES_UNDER_WAY: usize = 256;
+
+/// Most writes of one user under way on SQLite: past it, RESOURCE_EXHAUSTED
+/// (`TOO_MANY_REQUESTS`). A client that sends writes and goes away at once cannot pile up
+/// tasks, nor take every place from other users.
+pub const WRITES_UNDER_WAY_PER_USER: usize = 32;
+
 /// How the current [`Stamp`] of an owner is known.
 #[derive(Debug)]
 pub enum Freshness {
+    /// The cache is off (LIST_CACHE_BYTES=0): nothing is kept, so nothing is tracked.
+    Off,
     /// PostgreSQL: the committed head of the owner's change log, read per check.
     Log,
-    /// SQLite: finished writes per stripe of owners, in this process.
-    Writes(Box<[AtomicI64]>),
+    /// SQLite: finished writes per stripe of owners, counted in this process.
+    Counted(Counted),
+}
+
+/// What [`Freshness::Counted`] keeps.
+#[derive(Debug)]
+pub struct Counted {
+    stripes: Box<[AtomicI64]>,
+    /// Places for writes under way.
+    places: Arc<Semaphore>,
+    /// Writes under way, per user (users with none are not kept).
+    users: Mutex<HashMap<Uuid, usize>>,
 }
 
 impl Freshness {
     /// Writes counted in memory (SQLite, where this process makes every write).
     pub fn counted() -> Self {
-        Self::Writes((0..STRIPES).map(|_| AtomicI64::new(0)).collect())
+        Self::Counted(Counted {
+            stripes: (0..STRIPES).map(|_| AtomicI64::new(0)).collect(),
+            places: Arc::new(Semaphore::new(WRITES_UNDER_WAY)),
+            users: Mutex::new(HashMap::new()),
+        })
     }
 
-    /// `owner`'s stripe. User ids are made by the auth-service (UUIDv7: time, then random
-    /// bits), so clients cannot choose to share one; both halves are folded in and spread.
-    fn stripe(stripes: &[AtomicI64], owner: Uuid) -> &AtomicI64 {
-        let (high, low) = owner.as_u64_pair();
-        let spread = (high ^ low).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52;
-        &stripes[usize::try_from(spread).unwrap_or(0) % stripes.len()]
-    }
-
-    /// In memory, `owner`'s stamp now (SQLite); `None` when it must be read (PostgreSQL).
+    /// In memory, `owner`'s stamp now (SQLite); `None` when it must be read (PostgreSQL) or is
+    /// not tracked (cache off).
     pub fn counted_stamp(&self, owner: Uuid) -> Option<Stamp> {
         match self {
-            Self::Log => None,
-            Self::Writes(stripes) => {
-                Some(Stamp(Self::stripe(stripes, owner).load(Ordering::Acquire)))
-            }
-        }
-    }
-
-    /// After a write of `owner`'s finished, however it ended: their pages read before it are
-    /// stale (SQLite; nothing to do on PostgreSQL, where the head moved with the write).
-    fn written(&self, owner: Uuid) {
-        if let Self::Writes(stripes) = self {
-            Self::stripe(stripes, owner).fetch_add(1, Ordering::AcqRel);
+            Self::Off | Self::Log => None,
+            Self::Counted(counted) => Some(Stamp(counted.stripe(owner).load(Ordering::Acquire))),
         }
     }
 
@@ -101,46 +112,114 @@ impl Freshness {
         owner: Uuid,
         write: impl Future<Output = Result<T, TaskError>> + Send + 'static,
     ) -> Result<T, TaskError> {
-        match **self {
-            Self::Log => write.await,
-            Self::Writes(_) => {
-                let moved = Moved(Arc::clone(self), owner);
-                let done = grpc_edge::telemetry::spawn_detached(async move {
-                    // Dropped however the write ends (a panic included).
-                    let _moved = moved;
-                    write.await
-                });
-                done.await.unwrap_or_else(|error| {
-                    Err(TaskError::Internal(format!("a write failed: {error}")))
-                })
+        let Self::Counted(counted) = &**self else {
+            return write.await;
+        };
+        let underway = Underway::admit(self, counted, owner)?;
+        let place = Arc::clone(&counted.places)
+            .acquire_owned()
+            .await
+            .map_err(|_| TaskError::ShuttingDown)?;
+        let done = grpc_edge::telemetry::spawn_detached(async move {
+            // Dropped however the write ends (a panic included): the stamp moves, the places
+            // are given back.
+            let _underway = (underway, place);
+            write.await
+        });
+        done.await
+            .unwrap_or_else(|error| Err(TaskError::Internal(format!("a write failed: {error}"))))
+    }
+}
+
+impl Counted {
+    /// `owner`'s stripe. User ids are made by the auth-service (UUIDv7: time, then random
+    /// bits), so clients cannot choose to share one; both halves are folded in and spread.
+    fn stripe(&self, owner: Uuid) -> &AtomicI64 {
+        let (high, low) = owner.as_u64_pair();
+        let spread = (high ^ low).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52;
+        &self.stripes[usize::try_from(spread).unwrap_or(0) % self.stripes.len()]
+    }
+
+    fn users(&self) -> MutexGuard<'_, HashMap<Uuid, usize>> {
+        self.users.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One write of an owner's under way (SQLite): counted in their share until dropped, and then
+/// their stamp moves.
+struct Underway {
+    freshness: Arc<Freshness>,
+    owner: Uuid,
+}
+
+impl Underway {
+    /// A place in `owner`'s share, unless it is full.
+    fn admit(
+        freshness: &Arc<Freshness>,
+        counted: &Counted,
+        owner: Uuid,
+    ) -> Result<Self, TaskError> {
+        let mut users = counted.users();
+        let underway = users.entry(owner).or_default();
+        if *underway >= WRITES_UNDER_WAY_PER_USER {
+            return Err(TaskError::TooManyWrites(WRITES_UNDER_WAY_PER_USER));
+        }
+        *underway += 1;
+        Ok(Self {
+            freshness: Arc::clone(freshness),
+            owner,
+        })
+    }
+}
+
+impl Drop for Underway {
+    fn drop(&mut self) {
+        let Freshness::Counted(counted) = &*self.freshness else {
+            return;
+        };
+        counted.stripe(self.owner).fetch_add(1, Ordering::AcqRel);
+        let mut users = counted.users();
+        if let Some(underway) = users.get_mut(&self.owner) {
+            *underway -= 1;
+            if *underway == 0 {
+                users.remove(&self.owner);
             }
         }
     }
 }
 
-/// Moves its owner's stamp when dropped: at the end of a write, however it ends.
-struct Moved(Arc<Freshness>, Uuid);
-
-impl Drop for Moved {
-    fn drop(&mut self) {
-        self.0.written(self.1);
-    }
-}
+/// Most pages one user may have kept (each a different query), whatever their size: what one
+/// lookup scans and one keep moves.
+pub const PAGES_PER_USER: usize = 64;
 
 /// A kept page.
 struct Kept<V> {
     key: PageKey,
     stamp: Stamp,
     value: V,
+    /// What the value holds, as its maker counted it.
     bytes: usize,
 }
 
-/// One user's kept pages, oldest first.
+/// One user's kept pages, least recently used first.
 struct Pages<V> {
     /// When they were last used (a tick of [`Inner::clock`]).
     used: u64,
+    /// The values' bytes.
     bytes: usize,
     pages: Vec<Kept<V>>,
+}
+
+impl<V> Pages<V> {
+    /// What the user's pages take in memory: the values, the list, and the user's places in
+    /// the cache's maps.
+    fn footprint(&self) -> usize {
+        const MAP_ENTRIES: usize = 2 * (std::mem::size_of::<(u64, Uuid)>() + 16);
+        self.bytes
+            + self.pages.capacity() * std::mem::size_of::<Kept<V>>()
+            + std::mem::size_of::<(Uuid, Self)>()
+            + MAP_ENTRIES
+    }
 }
 
 struct Inner<V> {
@@ -148,25 +227,34 @@ struct Inner<V> {
     /// Users by last use: the first is evicted first.
     by_use: BTreeMap<u64, Uuid>,
     clock: u64,
+    /// The users' footprints, together.
     bytes: usize,
 }
 
 impl<V> Inner<V> {
-    /// Marks `owner`'s pages used now.
-    fn touch(&mut self, owner: Uuid) -> Option<&mut Pages<V>> {
-        let pages = self.users.get_mut(&owner)?;
-        self.by_use.remove(&pages.used);
+    /// `owner`'s pages, made the most recently used (an empty set for a new user).
+    fn used(&mut self, owner: Uuid) -> &mut Pages<V> {
         self.clock += 1;
-        pages.used = self.clock;
-        self.by_use.insert(self.clock, owner);
-        Some(pages)
+        let now = self.clock;
+        self.by_use.insert(now, owner);
+        match self.users.entry(owner) {
+            Entry::Occupied(used) => {
+                let pages = used.into_mut();
+                self.by_use.remove(&pages.used);
+                pages.used = now;
+                pages
+            }
+            Entry::Vacant(new) => {
+                let pages = new.insert(Pages {
+                    used: now,
+                    bytes: 0,
+                    pages: Vec::new(),
+                });
+                self.bytes += pages.footprint();
+                pages
+            }
+        }
     }
-}
-
-/// Whether a page could be answered from memory, and why not.
-enum Found<V> {
-    Kept(Stamp, V),
-    Missing,
 }
 
 /// ListTasks pages, per user, with the stamp each was read at.
@@ -209,6 +297,20 @@ impl<V: Clone + Send + Sync + 'static> PageCache<V> {
         (inner.bytes, inner.users.len())
     }
 
+    /// `owner`'s kept page for `key` and its stamp, made their most recently used.
+    fn find(&self, owner: Uuid, key: &PageKey) -> Option<(Stamp, V)> {
+        let mut inner = self.inner();
+        if !inner.users.contains_key(&owner) {
+            return None;
+        }
+        let pages = &mut inner.used(owner).pages;
+        let at = pages.iter().position(|kept| kept.key == *key)?;
+        let kept = pages.remove(at);
+        let found = (kept.stamp, kept.value.clone());
+        pages.push(kept);
+        Some(found)
+    }
+
     /// `owner`'s page for `key`: from memory when the owner's stamp is still the one it was
     /// read at, otherwise read by `tasks`, made into `V` (and its size in bytes) by `make`,
     /// and kept.
@@ -224,25 +326,15 @@ impl<V: Clone + Send + Sync + 'static> PageCache<V> {
             return Ok(make(page).0);
         }
         let user = owner.user_id();
-        let found = match self.inner().touch(user) {
-            Some(pages) => pages
-                .pages
-                .iter()
-                .find(|kept| kept.key == key)
-                .map_or(Found::Missing, |kept| {
-                    Found::Kept(kept.stamp, kept.value.clone())
-                }),
-            None => Found::Missing,
-        };
-        let miss = match found {
-            Found::Kept(stamp, value) => {
+        let miss = match self.find(user, &key) {
+            Some((stamp, value)) => {
                 if tasks.stamp(owner).await? == stamp {
                     self.metrics.list_cache_hit();
                     return Ok(value);
                 }
                 CacheMiss::Stale
             }
-            Found::Missing => CacheMiss::Absent,
+            None => CacheMiss::Absent,
         };
         self.metrics.list_cache_miss(miss);
         let page = tasks.list(owner, key.filter, key.after, key.size).await?;
@@ -254,56 +346,52 @@ impl<V: Clone + Send + Sync + 'static> PageCache<V> {
         Ok(value)
     }
 
-    /// Keeps `value` as `owner`'s page for `key` at `stamp`, in place of any older one,
-    /// evicting the owner's oldest pages past their share and then the least recently used
-    /// users' past the capacity.
+    /// Keeps `value` as `owner`'s page for `key` at `stamp`, in place of an older one,
+    /// evicting the owner's least recently used pages past their share and then the least
+    /// recently used users' past the capacity.
     fn keep(&self, owner: Uuid, key: PageKey, stamp: Stamp, value: V, bytes: usize) {
-        // What a kept page costs beyond the reply: its key, stamp and place in the lists.
-        let bytes = bytes + std::mem::size_of::<Kept<V>>() + 64;
-        if bytes > self.per_user {
+        let kept = Kept {
+            key,
+            stamp,
+            value,
+            bytes,
+        };
+        // What one page alone would take: larger than a share, it is not kept.
+        let alone = Pages::<V> {
+            used: 0,
+            bytes,
+            pages: vec![],
+        }
+        .footprint()
+            + std::mem::size_of::<Kept<V>>();
+        if alone > self.per_user {
             return;
         }
         let mut guard = self.inner();
         let inner = &mut *guard;
-        inner.clock += 1;
-        let now = inner.clock;
-        let pages = match inner.users.entry(owner) {
-            Entry::Occupied(used) => {
-                let pages = used.into_mut();
-                inner.by_use.remove(&pages.used);
-                pages.used = now;
-                pages
-            }
-            Entry::Vacant(new) => new.insert(Pages {
-                used: now,
-                bytes: 0,
-                pages: Vec::new(),
-            }),
-        };
-        inner.by_use.insert(now, owner);
-        let mut freed = 0;
+        let pages = inner.used(owner);
+        let before = pages.footprint();
         if let Some(at) = pages.pages.iter().position(|kept| kept.key == key) {
             // Stamps only grow: a page read at the kept one's stamp or before (reads racing)
             // is not kept.
             if stamp.0 <= pages.pages[at].stamp.0 {
                 return;
             }
-            freed += pages.pages.remove(at).bytes;
+            pages.bytes -= pages.pages.remove(at).bytes;
         }
         let mut evicted = 0;
-        while pages.bytes - freed + bytes > self.per_user && !pages.pages.is_empty() {
-            freed += pages.pages.remove(0).bytes;
+        pages.bytes += kept.bytes;
+        // At most PAGES_PER_USER: grown one at a time, the list takes what it holds.
+        pages.pages.reserve_exact(1);
+        pages.pages.push(kept);
+        while pages.pages.len() > PAGES_PER_USER || pages.footprint() > self.per_user {
+            pages.bytes -= pages.pages.remove(0).bytes;
+            pages.pages.shrink_to_fit();
             evicted += 1;
         }
-        pages.bytes = pages.bytes - freed + bytes;
-        pages.pages.push(Kept {
-            key,
-            stamp,
-            value,
-            bytes,
-        });
-        inner.bytes = inner.bytes - freed + bytes;
-        self.metrics.list_cache_evicted(false, evicted);
+        let after = pages.footprint();
+        inner.bytes = inner.bytes - before + after;
+        self.metrics.list_cache_evicted(Evicted::UserShare, evicted);
         // The least recently used users go first (never the one just kept: it is the most
         // recent, and fits its share, which fits the capacity).
         let mut evicted = 0;
@@ -312,11 +400,11 @@ impl<V: Clone + Send + Sync + 'static> PageCache<V> {
                 break;
             };
             if let Some(gone) = inner.users.remove(&user) {
-                inner.bytes -= gone.bytes;
+                inner.bytes -= gone.footprint();
                 evicted += gone.pages.len();
             }
         }
-        self.metrics.list_cache_evicted(true, evicted);
+        self.metrics.list_cache_evicted(Evicted::Capacity, evicted);
     }
 }
 
@@ -342,44 +430,77 @@ mod tests {
         pages.pages.iter().find(|k| k.key == key).map(|k| k.value)
     }
 
-    const OVERHEAD: usize = std::mem::size_of::<Kept<u32>>() + 64;
+    /// What a user with `pages` pages of 1,000 bytes takes (their list's capacity exact).
+    fn user_with(pages: usize) -> usize {
+        let mut user = Pages::<u32> {
+            used: 0,
+            bytes: pages * 1000,
+            pages: Vec::new(),
+        };
+        user.pages.reserve_exact(pages);
+        user.footprint()
+    }
+
+    /// The sum of the users' footprints, as the cache counts it.
+    fn recount(cache: &PageCache<u32>) -> usize {
+        cache.inner().users.values().map(Pages::footprint).sum()
+    }
 
     #[test]
     fn the_least_recently_used_user_goes_first_and_the_bytes_stay_within_the_capacity() {
-        let cache = cache(3 * (1000 + OVERHEAD), 2 * (1000 + OVERHEAD));
+        let cache = cache(3 * user_with(1) + 100, 2 * user_with(2));
         let [a, b, c, d] = [0, 1, 2, 3].map(|_| Uuid::now_v7());
         for (i, user) in [a, b, c].into_iter().enumerate() {
             cache.keep(user, key(10), Stamp(1), i as u32, 1000);
         }
         // a is used again: b is now the least recently used.
-        cache.inner().touch(a);
+        assert_eq!(cache.find(a, &key(10)), Some((Stamp(1), 0)));
         cache.keep(d, key(10), Stamp(1), 3, 1000);
         assert_eq!(kept(&cache, b, key(10)), None);
         assert_eq!(kept(&cache, a, key(10)), Some(0));
         assert_eq!(kept(&cache, d, key(10)), Some(3));
         let (bytes, users) = cache.held();
-        assert_eq!((bytes, users), (3 * (1000 + OVERHEAD), 3));
+        assert_eq!(users, 3);
+        assert_eq!(bytes, recount(&cache));
+        assert!(bytes <= 3 * user_with(1) + 100);
     }
 
     #[test]
-    fn one_user_holds_at_most_their_share_and_a_newer_page_replaces_the_older() {
-        let cache = cache(100 * (1000 + OVERHEAD), 2 * (1000 + OVERHEAD));
+    fn one_user_holds_at_most_their_share_and_their_least_recently_used_page_goes_first() {
+        let share = user_with(2) + 200;
+        let cache = cache(100 * share, share);
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         cache.keep(b, key(1), Stamp(1), 9, 1000);
-        for size in 1..=5 {
+        for size in 1..=3 {
             cache.keep(a, key(size), Stamp(1), size as u32, 1000);
         }
-        // Only a's two newest pages stay; b's is untouched.
+        // Two of a's pages fit: the first went. Reading page 2 makes page 3 the older.
+        assert_eq!(kept(&cache, a, key(1)), None);
+        assert_eq!(cache.find(a, &key(2)), Some((Stamp(1), 2)));
+        cache.keep(a, key(4), Stamp(1), 4, 1000);
         assert_eq!(kept(&cache, a, key(3)), None);
-        assert_eq!(kept(&cache, a, key(4)), Some(4));
-        assert_eq!(kept(&cache, a, key(5)), Some(5));
+        assert_eq!(kept(&cache, a, key(2)), Some(2));
         assert_eq!(kept(&cache, b, key(1)), Some(9));
-        cache.keep(a, key(5), Stamp(2), 50, 1000);
-        assert_eq!(kept(&cache, a, key(5)), Some(50));
-        assert_eq!(cache.held(), (3 * (1000 + OVERHEAD), 2));
+        // A newer page replaces the older; an older one does not replace a newer.
+        cache.keep(a, key(4), Stamp(2), 40, 1000);
+        cache.keep(a, key(4), Stamp(1), 41, 1000);
+        assert_eq!(kept(&cache, a, key(4)), Some(40));
+        assert_eq!(cache.held().0, recount(&cache));
         // A page larger than a user's share is never kept.
-        cache.keep(b, key(2), Stamp(1), 7, 3000);
+        cache.keep(b, key(2), Stamp(1), 7, share);
         assert_eq!(kept(&cache, b, key(2)), None);
+    }
+
+    #[test]
+    fn one_user_keeps_at_most_so_many_pages_however_small() {
+        let cache = cache(1 << 30, 1 << 30);
+        let a = Uuid::now_v7();
+        for size in 0..(PAGES_PER_USER as u64 + 10) {
+            cache.keep(a, key(size), Stamp(1), 0, 1);
+        }
+        assert_eq!(cache.inner().users[&a].pages.len(), PAGES_PER_USER);
+        assert_eq!(kept(&cache, a, key(9)), None);
+        assert_eq!(kept(&cache, a, key(10)), Some(0));
     }
 
     #[tokio::test]
@@ -407,18 +528,50 @@ mod tests {
         panic!("the write ended without moving its owner's stamp");
     }
 
-    #[test]
-    fn a_finished_write_moves_its_owners_counted_stamp_and_only_its_stripes() {
-        let freshness = Freshness::counted();
+    #[tokio::test]
+    async fn one_user_may_have_so_many_writes_under_way_and_another_user_is_unaffected() {
+        let freshness = Arc::new(Freshness::counted());
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let before = (freshness.counted_stamp(a), freshness.counted_stamp(b));
-        freshness.written(a);
-        assert_ne!(freshness.counted_stamp(a), before.0);
-        let Freshness::Writes(stripes) = &freshness else {
+        let (finish, finished) = tokio::sync::watch::channel(false);
+        let mut underway = Vec::new();
+        for _ in 0..WRITES_UNDER_WAY_PER_USER {
+            let (freshness, mut finished) = (Arc::clone(&freshness), finished.clone());
+            underway.push(tokio::spawn(async move {
+                freshness
+                    .write(a, async move {
+                        let _ = finished.wait_for(|done| *done).await;
+                        Ok(())
+                    })
+                    .await
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let refused = freshness.write(a, async { Ok(()) }).await;
+        assert!(matches!(refused, Err(TaskError::TooManyWrites(_))));
+        assert!(freshness.write(b, async { Ok(()) }).await.is_ok());
+        finish.send_replace(true);
+        for write in underway {
+            write.await.unwrap().unwrap();
+        }
+        // Their places were given back.
+        assert!(freshness.write(a, async { Ok(()) }).await.is_ok());
+        let Freshness::Counted(counted) = &*freshness else {
             unreachable!()
         };
-        let same = std::ptr::eq(Freshness::stripe(stripes, a), Freshness::stripe(stripes, b));
-        assert_eq!(freshness.counted_stamp(b) == before.1, !same);
+        assert!(counted.users().is_empty());
+    }
+
+    #[test]
+    fn a_stripe_moves_only_with_its_owners_writes() {
+        let Freshness::Counted(counted) = Freshness::counted() else {
+            unreachable!()
+        };
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let same = std::ptr::eq(counted.stripe(a), counted.stripe(b));
+        let before = counted.stripe(b).load(Ordering::Acquire);
+        counted.stripe(a).fetch_add(1, Ordering::AcqRel);
+        assert_eq!(counted.stripe(b).load(Ordering::Acquire) == before, !same);
         assert_eq!(Freshness::Log.counted_stamp(a), None);
+        assert_eq!(Freshness::Off.counted_stamp(a), None);
     }
 }

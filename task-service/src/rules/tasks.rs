@@ -69,7 +69,7 @@ impl Tasks {
     /// `owner`'s stamp now, unless the account was deleted: in memory on SQLite, one read of
     /// the change log's committed head on PostgreSQL.
     pub async fn stamp(&self, owner: Owner) -> Result<Stamp, TaskError> {
-        self.of(owner)?;
+        self.refuse_purged(owner)?;
         match self.freshness.counted_stamp(owner.user_id()) {
             Some(stamp) => Ok(stamp),
             None => Ok(Stamp(changes::head(&self.db, owner.user_id()).await?.0)),
@@ -80,10 +80,16 @@ impl Tasks {
     /// may lag a purge made through another by a few seconds; a create checks the database
     /// itself, in its insert.)
     fn of(&self, owner: Owner) -> Result<OwnedTasks, TaskError> {
+        self.refuse_purged(owner)?;
+        Ok(OwnedTasks::of(&self.db, owner))
+    }
+
+    /// Refuses a deleted account.
+    fn refuse_purged(&self, owner: Owner) -> Result<(), TaskError> {
         if self.purged.contains(owner.user_id()) {
             return Err(TaskError::Unauthenticated("the account was deleted".into()));
         }
-        Ok(OwnedTasks::of(&self.db, owner))
+        Ok(())
     }
 
     /// Creates a task (or, for a retried `request_id`, returns the one it made).
@@ -111,11 +117,12 @@ impl Tasks {
         // SQLite: counted before the snapshot, so any write the page misses moves it after.
         let counted = self.freshness.counted_stamp(owner.user_id());
         let mut page = tasks.list(filter, after, size).await?;
-        page.stamp = match counted {
-            Some(stamp) => Some(stamp),
+        page.stamp = match (&*self.freshness, counted) {
+            (_, Some(stamp)) => Some(stamp),
             // PostgreSQL: the head in the page's snapshot. Position 0 is also what an erased
             // log reads as (a purged account), so a page at 0 is never kept.
-            None => (page.position.0 > 0).then_some(Stamp(page.position.0)),
+            (Freshness::Log, None) => (page.position.0 > 0).then_some(Stamp(page.position.0)),
+            (Freshness::Off | Freshness::Counted(_), None) => None,
         };
         Ok(page)
     }
