@@ -32,6 +32,7 @@ use crate::{
     grpc::{
         TaskApi,
         auth::{FetchedKeys, Guarded, SessionCheck, VerifiedTokens, authenticated},
+        encoded::SendEncoded,
         internal::InternalApi,
         unread::UnreadBudget,
     },
@@ -300,16 +301,18 @@ impl Application {
         let server_metrics = admin.enabled().cloned();
         // The admin listener stops when `run` returns.
         let _admin = admin.spawn(std::future::pending());
-        let api = TaskServiceServer::new(TaskApi::new(
-            tasks,
-            watches,
-            page_tokens,
-            unread,
-            pages,
-            metrics.clone(),
-        ))
-        .max_decoding_message_size(config.server.max_request_bytes)
-        .max_encoding_message_size(grpc_edge::server::MAX_RESPONSE_BYTES);
+        let api = SendEncoded::new(
+            TaskServiceServer::new(TaskApi::new(
+                tasks,
+                watches,
+                page_tokens,
+                unread,
+                pages,
+                metrics.clone(),
+            ))
+            .max_decoding_message_size(config.server.max_request_bytes)
+            .max_encoding_message_size(grpc_edge::server::MAX_RESPONSE_BYTES),
+        );
         let verified = Arc::new(VerifiedTokens::new(config.verified_token_cache_size));
         let verifier = config.jwt.verifier();
         let server = GrpcServer::new(SERVICE_NAMES)?.with_metrics(server_metrics.as_ref());

@@ -4,6 +4,7 @@
 //! (`replies`). No business logic lives here.
 
 pub mod auth;
+pub mod encoded;
 pub mod internal;
 mod replies;
 mod requests;
@@ -16,10 +17,11 @@ use crate::{
     rules::{PageCache, PageKey, PageTokens, Tasks, Watches, resume_token},
 };
 use auth::Caller;
+use encoded::Encoded;
 use futures_util::Stream;
 use grpc_edge::server::AbortOnDrop;
 use prost::Message;
-use replies::{footprint, task_pb, watch_pb, within_bytes};
+use replies::{task_pb, watch_pb, within_bytes};
 use requests::{Deletion, ListQuery, Update, parse_resume_token};
 use std::{pin::Pin, sync::Arc};
 use todo_api::todo::task::v1::{self as pb, task_service_server::TaskService};
@@ -27,8 +29,15 @@ use tonic::{Request, Response, Status};
 use tracing::{Span, field::display, instrument};
 use unread::{Recipient, Reserved, UnreadBudget};
 
-/// ListTasks replies kept while they are still true.
-pub type ListCache = PageCache<Arc<pb::ListTasksResponse>>;
+/// ListTasks replies kept, encoded, while they are still true.
+pub type ListCache = PageCache<EncodedPage>;
+
+/// A ListTasks reply, encoded once, and how many tasks it holds.
+#[derive(Debug, Clone)]
+pub struct EncodedPage {
+    reply: Encoded,
+    tasks: usize,
+}
 
 /// Implements `todo.task.v1.TaskService`.
 #[derive(Clone)]
@@ -219,8 +228,8 @@ impl TaskService for TaskApi {
         };
         let user = caller.user_id();
         // The same query at the same stamp makes the same reply (page tokens are a MAC of
-        // what they hold), so a kept reply is answered as it was made.
-        let reply = self
+        // what they hold), so a kept reply is sent again as it was encoded.
+        let page = self
             .pages
             .page(&self.tasks, caller.owner(), key, |page| {
                 let position = page.position;
@@ -228,20 +237,27 @@ impl TaskService for TaskApi {
                 let next_page_token = continue_after
                     .map(|last| self.page_tokens.encode(user, key.filter, last))
                     .unwrap_or_default();
-                let reply = pb::ListTasksResponse {
+                let count = tasks.len();
+                let reply = Encoded::of(&pb::ListTasksResponse {
                     tasks,
                     next_page_token,
                     resume_token: resume_token::encode(position),
-                };
-                let bytes = footprint(&reply);
-                (Arc::new(reply), bytes)
+                });
+                // What it holds: the bytes, their handle and the shared header.
+                let bytes = reply.len() + 64;
+                (
+                    EncodedPage {
+                        reply,
+                        tasks: count,
+                    },
+                    bytes,
+                )
             })
             .await?;
-        Span::current().record("count", reply.tasks.len());
-        self.metrics.page(reply.tasks.len());
+        Span::current().record("count", page.tasks);
+        self.metrics.page(page.tasks);
         // Charged like any reply, from memory or not.
-        let reply = Arc::unwrap_or_clone(reply);
-        Ok(self.unread.reply(&recipient, reply).await?)
+        Ok(self.unread.reply_encoded(&recipient, page.reply).await?)
     }
 
     #[instrument(name = "UpdateTask", skip_all, fields(user_id, task_id))]

@@ -29,19 +29,6 @@ pub fn within_bytes(page: Page, max_bytes: usize) -> (Vec<pb::Task>, Option<Uuid
     (tasks, if page.more { last } else { None })
 }
 
-/// The bytes `reply` holds in memory: its structs and every string's buffer (more than it
-/// takes encoded), as the ListTasks cache counts it.
-pub fn footprint(reply: &pb::ListTasksResponse) -> usize {
-    let task = |t: &pb::Task| {
-        t.id.capacity() + t.title.capacity() + t.description.capacity() + t.etag.capacity()
-    };
-    std::mem::size_of::<pb::ListTasksResponse>()
-        + reply.tasks.capacity() * std::mem::size_of::<pb::Task>()
-        + reply.tasks.iter().map(task).sum::<usize>()
-        + reply.next_page_token.capacity()
-        + reply.resume_token.capacity()
-}
-
 pub fn task_pb(task: Task) -> pb::Task {
     pb::Task {
         id: task.id.to_string(),

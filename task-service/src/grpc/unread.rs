@@ -13,6 +13,7 @@
 //! reads what the service sends, so replies do not stay unread here, they wait at the proxy.
 
 use super::auth::Caller;
+use super::encoded::Encoded;
 use crate::error::{Exhausted, TaskError};
 use crate::metrics::TaskMetrics;
 use grpc_edge::server::{ConnectionHandle, HeldUntilSent};
@@ -122,23 +123,26 @@ impl UnreadBudget {
         self.users.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `message` as the reply to `to`, charged its size until it has been sent. For replies
+    /// `encoded` as the reply to `to`, charged its size until it has been sent; the message is
+    /// left empty, [`SendEncoded`](super::encoded::SendEncoded) sends the bytes. For replies
     /// whose size is known only once the work is done and that may be refused after it (a
     /// page: reading it changed nothing); see [`Self::has_room`].
-    pub async fn reply<T: Message>(
+    pub async fn reply_encoded<T: Default>(
         &self,
         to: &Recipient,
-        message: T,
+        encoded: Encoded,
     ) -> Result<Response<T>, TaskError> {
         let charge = self
-            .charge(to, kib_of(message.encoded_len()))
+            .charge(to, kib_of(encoded.len()))
             .await
             .map_err(|e| self.refused(e))?;
-        Ok(HeldUntilSent::new(charge).attach(Response::new(message)))
+        let mut response = HeldUntilSent::new(charge).attach(Response::new(T::default()));
+        response.extensions_mut().insert(encoded);
+        Ok(response)
     }
 
     /// Refuses at once a caller with no room left and none to be made (before a query that
-    /// [`Self::reply`] would then refuse anyway).
+    /// [`Self::reply_encoded`] would then refuse anyway).
     pub fn has_room(&self, to: &Recipient) -> Result<(), TaskError> {
         let users = self.users();
         let used = users.get(&to.user).map_or(0, |holder| holder.kib);

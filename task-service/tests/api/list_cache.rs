@@ -592,7 +592,7 @@ async fn the_cache_holds_at_most_its_bytes_and_one_user_cannot_push_out_another(
     let mut many = Vec::new();
     for i in 0..12 {
         let user = stack.user(&format!("many{i}@example.com")).await;
-        tasks_of(&user, 10, 2000).await;
+        tasks_of(&user, 10, 3000).await;
         list(&user, 10).await;
         assert!(held().await <= CAPACITY as f64);
         many.push(user);
@@ -609,4 +609,83 @@ async fn the_cache_holds_at_most_its_bytes_and_one_user_cannot_push_out_another(
     // The first of them was pushed out: read again, a miss.
     list(&many[0], 10).await;
     assert_eq!(hits().await, before + 1.0);
+}
+
+/// ListTasks over grpc-web (HTTP/1.1, binary), as a browser calls it: the reply's message and
+/// its trailers.
+async fn list_over_grpc_web(addr: SocketAddr, token: &str) -> (pb::ListTasksResponse, String) {
+    use prost::Message;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let message = pb::ListTasksRequest {
+        page_size: 100,
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(&message);
+    let head = format!(
+        "POST /todo.task.v1.TaskService/ListTasks HTTP/1.1\r\nHost: test\r\n\
+         Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\n\
+         Authorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let headers = String::from_utf8_lossy(&response[..split]).to_lowercase();
+    assert!(headers.starts_with("http/1.1 200"), "{headers}");
+    let mut rest = &response[split + 4..];
+    // The body, unchunked.
+    let mut body = Vec::new();
+    if headers.contains("transfer-encoding: chunked") {
+        loop {
+            let end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..end]).unwrap(), 16).unwrap();
+            rest = &rest[end + 2..];
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&rest[..size]);
+            rest = &rest[size + 2..];
+        }
+    } else {
+        body.extend_from_slice(rest);
+    }
+    // grpc-web frames: a flag (0x80: trailers), a big-endian length, the payload.
+    let (mut page, mut trailers) = (None, String::new());
+    let mut frames = &body[..];
+    while frames.len() >= 5 {
+        let len = u32::from_be_bytes([frames[1], frames[2], frames[3], frames[4]]) as usize;
+        let payload = &frames[5..5 + len];
+        if frames[0] & 0x80 == 0 {
+            page = Some(pb::ListTasksResponse::decode(payload).unwrap());
+        } else {
+            trailers = String::from_utf8_lossy(payload).to_lowercase();
+        }
+        frames = &frames[5 + len..];
+    }
+    (page.expect("a message"), trailers)
+}
+
+#[tokio::test]
+async fn a_page_from_the_cache_is_the_same_over_grpc_and_grpc_web() {
+    let any_port = "127.0.0.1:0".parse().unwrap();
+    let stack =
+        TestStack::spawn_with(|_| {}, |task| task.metrics_listen_addr = Some(any_port)).await;
+    let ada = stack.user("ada@example.com").await;
+    tasks_of(&ada, 3, 100).await;
+    let native = list(&ada, 100).await;
+    assert_eq!(native.tasks.len(), 3);
+    for _ in 0..2 {
+        let (web, trailers) = list_over_grpc_web(stack.task_addr, &ada.token).await;
+        assert_eq!(web, native);
+        assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    }
+    assert_eq!(list(&ada, 100).await, native);
+    assert_eq!(metric(stack.task_metrics_addr, HITS).await, 3.0);
 }
