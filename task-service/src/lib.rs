@@ -255,7 +255,7 @@ impl Application {
         // track with the cache off.
         let freshness = Arc::new(match db.get_database_backend() {
             _ if config.list_cache_bytes == 0 => Freshness::Off,
-            DatabaseBackend::Postgres => Freshness::Log,
+            DatabaseBackend::Postgres => Freshness::log(db.clone()),
             _ => Freshness::counted(),
         });
         let purges = Arc::new(Purges::new(

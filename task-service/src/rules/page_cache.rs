@@ -6,7 +6,8 @@
 //!   in the same statement as every write, on every replica. A hit first reads the committed
 //!   head (one primary-key read). A write acknowledged before the read started has committed,
 //!   so its head is what the read sees: no replica answers a page from before it. Nothing else
-//!   is trusted: a NOTIFY reaches other replicas after the write was acknowledged.
+//!   is trusted: a NOTIFY reaches other replicas after the write was acknowledged. The checks
+//!   of calls in flight together are read in one statement ([`HeadReads`]).
 //! - SQLite: this process makes every write, so the stamp is in memory: a count per stripe of
 //!   owners that every write bumps once it has finished (committed or not), before it is
 //!   answered. A page is stamped with its stripe's count read *before* its snapshot, so a write
@@ -28,7 +29,10 @@ use crate::{
     domain::{CompletedFilter, Owner, Page, PageSize, Stamp},
     error::TaskError,
     metrics::{CacheMiss, Evicted, TaskMetrics},
+    store::changes,
 };
+use sea_orm::{DatabaseConnection, DbErr};
+use service_db::DatabaseError;
 use std::{
     collections::{BTreeMap, HashMap, hash_map::Entry},
     future::Future,
@@ -37,7 +41,7 @@ use std::{
         atomic::{AtomicI64, Ordering},
     },
 };
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 /// What a page answers: the same query of the same owner at the same stamp is the same page.
@@ -69,7 +73,7 @@ pub enum Freshness {
     /// The cache is off (LIST_CACHE_BYTES=0): nothing is kept, so nothing is tracked.
     Off,
     /// PostgreSQL: the committed head of the owner's change log, read per check.
-    Log,
+    Log(HeadReads),
     /// SQLite: finished writes per stripe of owners, counted in this process.
     Counted(Counted),
 }
@@ -84,7 +88,91 @@ pub struct Counted {
     users: Mutex<HashMap<Uuid, usize>>,
 }
 
+/// Most owners' heads read in one statement.
+const HEADS_PER_READ: usize = 64;
+
+/// Checks waiting for the next read of heads; more wait for a place. Each is a ListTasks call
+/// in flight, which the connection and stream limits bound already.
+const HEAD_CHECKS_WAITING: usize = 1024;
+
+/// A check of one owner's head, and where its answer goes.
+type HeadCheck = (Uuid, oneshot::Sender<Result<Stamp, TaskError>>);
+
+/// PostgreSQL: reads of owners' committed change-log heads, batched. One statement runs at a
+/// time; the checks asked for meanwhile go into the next one, one primary-key read each. A
+/// check is answered by a statement that began after it was asked for, so it sees every write
+/// acknowledged before: batching saves round trips, never freshness.
+#[derive(Debug)]
+pub struct HeadReads {
+    checks: mpsc::Sender<HeadCheck>,
+}
+
+impl HeadReads {
+    /// Reads heads from `db` in a task of its own, until the last handle is dropped.
+    fn spawn(db: DatabaseConnection) -> Self {
+        let (checks, mut asked) = mpsc::channel::<HeadCheck>(HEAD_CHECKS_WAITING);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(HEADS_PER_READ);
+            while asked.recv_many(&mut batch, HEADS_PER_READ).await > 0 {
+                let mut owners: Vec<Uuid> = batch.iter().map(|(owner, _)| *owner).collect();
+                owners.sort_unstable();
+                owners.dedup();
+                match changes::heads(&db, &owners).await {
+                    Ok(heads) => {
+                        for (owner, answer) in batch.drain(..) {
+                            let head = heads.iter().find(|(id, _)| *id == owner);
+                            let _ = answer.send(Ok(Stamp(head.map_or(0, |(_, head)| head.0))));
+                        }
+                    }
+                    Err(error) => {
+                        // Every check of the batch gets the statement's error, as its own.
+                        let unavailable = service_db::is_unavailable(&error);
+                        let message = error.to_string();
+                        for (_, answer) in batch.drain(..) {
+                            let error = DbErr::Custom(message.clone());
+                            let _ = answer.send(Err(TaskError::Database(if unavailable {
+                                DatabaseError::Unavailable(error)
+                            } else {
+                                DatabaseError::Failed(error)
+                            })));
+                        }
+                    }
+                }
+            }
+        });
+        Self { checks }
+    }
+
+    /// `owner`'s committed head, read after this call.
+    async fn read(&self, owner: Uuid) -> Result<Stamp, TaskError> {
+        let (answer, answered) = oneshot::channel();
+        self.checks
+            .send((owner, answer))
+            .await
+            .map_err(|_| TaskError::ShuttingDown)?;
+        answered
+            .await
+            .map_err(|_| TaskError::Internal("the change-log head reader stopped".into()))?
+    }
+}
+
 impl Freshness {
+    /// Heads read from the change log in `db` (PostgreSQL, shared by every replica); starts
+    /// the reader, which needs a runtime.
+    pub fn log(db: DatabaseConnection) -> Self {
+        Self::Log(HeadReads::spawn(db))
+    }
+
+    /// `owner`'s stamp now: in memory on SQLite, read (after this call) on PostgreSQL; `None`
+    /// with the cache off.
+    pub async fn current(&self, owner: Uuid) -> Result<Option<Stamp>, TaskError> {
+        match self {
+            Self::Off => Ok(None),
+            Self::Log(reads) => reads.read(owner).await.map(Some),
+            Self::Counted(_) => Ok(self.counted_stamp(owner)),
+        }
+    }
+
     /// Writes counted in memory (SQLite, where this process makes every write).
     pub fn counted() -> Self {
         Self::Counted(Counted {
@@ -98,7 +186,7 @@ impl Freshness {
     /// not tracked (cache off).
     pub fn counted_stamp(&self, owner: Uuid) -> Option<Stamp> {
         match self {
-            Self::Off | Self::Log => None,
+            Self::Off | Self::Log(_) => None,
             Self::Counted(counted) => Some(Stamp(counted.stripe(owner).load(Ordering::Acquire))),
         }
     }
@@ -328,7 +416,7 @@ impl<V: Clone + Send + Sync + 'static> PageCache<V> {
         let user = owner.user_id();
         let miss = match self.find(user, &key) {
             Some((stamp, value)) => {
-                if tasks.stamp(owner).await? == stamp {
+                if tasks.stamp(owner).await? == Some(stamp) {
                     self.metrics.list_cache_hit();
                     return Ok(value);
                 }
@@ -571,7 +659,6 @@ mod tests {
         let before = counted.stripe(b).load(Ordering::Acquire);
         counted.stripe(a).fetch_add(1, Ordering::AcqRel);
         assert_eq!(counted.stripe(b).load(Ordering::Acquire) == before, !same);
-        assert_eq!(Freshness::Log.counted_stamp(a), None);
         assert_eq!(Freshness::Off.counted_stamp(a), None);
     }
 }

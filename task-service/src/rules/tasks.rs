@@ -10,7 +10,7 @@ use crate::{
         TaskQuota,
     },
     error::TaskError,
-    store::{changes, tasks::OwnedTasks},
+    store::tasks::OwnedTasks,
 };
 use clock::SharedClock;
 use sea_orm::DatabaseConnection;
@@ -66,14 +66,12 @@ impl Tasks {
         result
     }
 
-    /// `owner`'s stamp now, unless the account was deleted: in memory on SQLite, one read of
-    /// the change log's committed head on PostgreSQL.
-    pub async fn stamp(&self, owner: Owner) -> Result<Stamp, TaskError> {
+    /// `owner`'s stamp now, unless the account was deleted: in memory on SQLite, a read of the
+    /// change log's committed head begun after this call on PostgreSQL; `None` with the cache
+    /// off.
+    pub async fn stamp(&self, owner: Owner) -> Result<Option<Stamp>, TaskError> {
         self.refuse_purged(owner)?;
-        match self.freshness.counted_stamp(owner.user_id()) {
-            Some(stamp) => Ok(stamp),
-            None => Ok(Stamp(changes::head(&self.db, owner.user_id()).await?.0)),
-        }
+        self.freshness.current(owner.user_id()).await
     }
 
     /// `owner`'s tasks, unless the account was deleted. (What this replica knows of deletions
@@ -121,7 +119,7 @@ impl Tasks {
             (_, Some(stamp)) => Some(stamp),
             // PostgreSQL: the head in the page's snapshot. Position 0 is also what an erased
             // log reads as (a purged account), so a page at 0 is never kept.
-            (Freshness::Log, None) => (page.position.0 > 0).then_some(Stamp(page.position.0)),
+            (Freshness::Log(_), None) => (page.position.0 > 0).then_some(Stamp(page.position.0)),
             (Freshness::Off | Freshness::Counted(_), None) => None,
         };
         Ok(page)

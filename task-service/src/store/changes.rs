@@ -76,16 +76,27 @@ pub(crate) async fn range(db: &impl ConnectionTrait, owner: Uuid) -> Result<LogR
     )
 }
 
-/// `owner`'s last position given out, as committed now (0 before their first change or once
-/// their log was erased): one read of the head's primary key.
-pub(crate) async fn head(db: &impl ConnectionTrait, owner: Uuid) -> Result<Position, DbErr> {
-    let head: Option<i64> = Heads::find_by_id(owner)
+/// The last position given out of each of `owners`, as committed now (0 for those with none),
+/// in one statement: one primary-key read each.
+pub(crate) async fn heads(
+    db: &impl ConnectionTrait,
+    owners: &[Uuid],
+) -> Result<Vec<(Uuid, Position)>, DbErr> {
+    let heads: Vec<(Uuid, i64)> = Heads::find()
         .select_only()
+        .column(HeadColumn::OwnerId)
         .column(HeadColumn::Head)
+        .filter(HeadColumn::OwnerId.is_in(owners.iter().copied()))
         .into_tuple()
-        .one(db)
+        .all(db)
         .await?;
-    Ok(Position(head.unwrap_or(0)))
+    Ok(owners
+        .iter()
+        .map(|owner| {
+            let head = heads.iter().find(|(id, _)| id == owner).map_or(0, |h| h.1);
+            (*owner, Position(head))
+        })
+        .collect())
 }
 
 /// Up to `limit` of `owner`'s changes after `after`, oldest first.
