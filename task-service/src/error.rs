@@ -20,8 +20,8 @@ pub enum Exhausted {
     Service(u64),
 }
 
-/// When a call refused for a busy resource (unread replies, streams, writes) is told to retry.
-const BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// When a call refused for unread replies is told to retry.
+const UNREAD_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `ErrorInfo.domain` of every task-service error.
 pub const ERROR_DOMAIN: &str = "todo.task.v1";
@@ -57,10 +57,6 @@ pub enum TaskError {
     /// The caller already has WATCH_STREAMS_PER_USER streams open on this replica.
     #[error("{0} watch streams open")]
     TooManyWatches(usize),
-    /// The user already has this many writes under way on this server (SQLite, where each
-    /// runs to its end even if its client goes away).
-    #[error("{0} writes under way")]
-    TooManyWrites(usize),
     /// A watch asked to resume from before the retained change history, or from a position
     /// this database never had.
     #[error("resume token outside the change log: {0}")]
@@ -90,10 +86,9 @@ impl ServiceError for TaskError {
             Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::NotFound => Code::NotFound,
             Self::EtagMismatch => Code::Aborted,
-            Self::QuotaExceeded(_)
-            | Self::Unread(_)
-            | Self::TooManyWatches(_)
-            | Self::TooManyWrites(_) => Code::ResourceExhausted,
+            Self::QuotaExceeded(_) | Self::Unread(_) | Self::TooManyWatches(_) => {
+                Code::ResourceExhausted
+            }
             Self::ResumeExpired(_) => Code::FailedPrecondition,
             Self::ShuttingDown => Code::Unavailable,
             Self::Unauthenticated(_) => Code::Unauthenticated,
@@ -111,7 +106,6 @@ impl ServiceError for TaskError {
             Self::QuotaExceeded(_) => ErrorReason::TaskQuotaExceeded,
             Self::Unread(_) => ErrorReason::TooManyUnreadReplies,
             Self::TooManyWatches(_) => ErrorReason::TooManyStreams,
-            Self::TooManyWrites(_) => ErrorReason::TooManyRequests,
             Self::ResumeExpired(_) => ErrorReason::ResumeTokenExpired,
             Self::ShuttingDown => ErrorReason::ShuttingDown,
             Self::Unauthenticated(_) => ErrorReason::InvalidToken,
@@ -147,11 +141,6 @@ impl ServiceError for TaskError {
                  (WATCH_STREAMS_PER_USER={limit}): close one and retry"
             )
             .into(),
-            Self::TooManyWrites(limit) => format!(
-                "you have {limit} writes under way on this server: wait for their answers, \
-                 then retry"
-            )
-            .into(),
             Self::ResumeExpired(_) => "the resume token is older than the change history \
                  this server keeps, or not from this database: call ListTasks again and watch \
                  from its resume_token"
@@ -174,7 +163,6 @@ impl ServiceError for TaskError {
             | Self::QuotaExceeded(_)
             | Self::Unread(Exhausted::User(_))
             | Self::TooManyWatches(_)
-            | Self::TooManyWrites(_)
             | Self::ResumeExpired(_)
             | Self::ShuttingDown => LogLevel::None,
             Self::Unread(Exhausted::Service(_)) => LogLevel::Warn,
@@ -187,9 +175,7 @@ impl ServiceError for TaskError {
     fn extra(&self) -> Extra<'_> {
         match self {
             Self::InvalidArgument(violations) => Extra::BadRequest(violations),
-            Self::Unread(_) | Self::TooManyWatches(_) | Self::TooManyWrites(_) => {
-                Extra::RetryAfter(BUSY_RETRY)
-            }
+            Self::Unread(_) | Self::TooManyWatches(_) => Extra::RetryAfter(UNREAD_RETRY),
             _ => Extra::None,
         }
     }
@@ -239,11 +225,6 @@ mod tests {
                 TaskError::TooManyWatches(16),
                 Code::ResourceExhausted,
                 "TOO_MANY_STREAMS",
-            ),
-            (
-                TaskError::TooManyWrites(32),
-                Code::ResourceExhausted,
-                "TOO_MANY_REQUESTS",
             ),
             (
                 TaskError::ResumeExpired("before the floor"),

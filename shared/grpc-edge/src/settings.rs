@@ -22,7 +22,7 @@
 //! | message bytes | `MAX_REQUEST_BYTES`, every message of every service; replies 2 MiB | [`ServerArgs`] | `server::limits`, tonic |
 //! | unread reply bytes | `MAX_UNREAD_BYTES` / `_PER_USER`, max-min fair | task-service config | task-service `grpc::unread` |
 //! | ListTasks replies kept in memory | `LIST_CACHE_BYTES` / `_PER_USER` and 64 pages per user, least recently used users first | task-service config | task-service `rules::page_cache` |
-//! | writes under way (SQLite, cache on) | 256 / 32 per user | task-service `rules::page_cache` | task-service `rules::page_cache` (`Freshness::write`) |
+//! | writes under way (SQLite, cache on) | 256 / 32 per user; more wait | task-service `rules::page_cache` | task-service `rules::page_cache` (`Freshness::write`) |
 //! | hashing queue, CPU | `HASH_QUEUE_MAX` / `HASH_QUEUE_PER_CLIENT`, `MAX_CONCURRENT_HASHES` | auth-service config | auth-service `rules::password` |
 //! | sign-in guesses (also ChangePassword's), sign-ups | `THROTTLE_*` | auth-service config | auth-service `rules::throttle` |
 //! | sessions (and ListSessions), refresh tokens | `MAX_SESSIONS_PER_USER`, `REFRESH_MIN_INTERVAL_MS`; user agents 256 characters | auth-service config, `domain` | auth-service `rules::sessions`, `domain::Device` |

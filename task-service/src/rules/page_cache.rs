@@ -62,9 +62,9 @@ const STRIPES: usize = 4096;
 /// own): more wait for a place, in turn.
 pub const WRITES_UNDER_WAY: usize = 256;
 
-/// Most writes of one user under way on SQLite: past it, RESOURCE_EXHAUSTED
-/// (`TOO_MANY_REQUESTS`). A client that sends writes and goes away at once cannot pile up
-/// tasks, nor take every place from other users.
+/// Most writes of one user under way on SQLite; their next ones wait (and go if their client
+/// does). A client that sends writes and goes away at once cannot pile up tasks, nor take
+/// every place from other users.
 pub const WRITES_UNDER_WAY_PER_USER: usize = 32;
 
 /// How the current [`Stamp`] of an owner is known.
@@ -84,8 +84,9 @@ pub struct Counted {
     stripes: Box<[AtomicI64]>,
     /// Places for writes under way.
     places: Arc<Semaphore>,
-    /// Writes under way, per user (users with none are not kept).
-    users: Mutex<HashMap<Uuid, usize>>,
+    /// Per user with writes under way or waiting: their places, and how many hold or wait for
+    /// one (users with none are not kept).
+    users: Mutex<HashMap<Uuid, (Arc<Semaphore>, usize)>>,
 }
 
 /// Most owners' heads read in one statement.
@@ -105,13 +106,17 @@ type HeadCheck = (Uuid, oneshot::Sender<Result<Stamp, TaskError>>);
 #[derive(Debug)]
 pub struct HeadReads {
     checks: mpsc::Sender<HeadCheck>,
+    /// For a check the reader cannot take (it stopped): read on its own.
+    db: DatabaseConnection,
 }
 
 impl HeadReads {
     /// Reads heads from `db` in a task of its own, until the last handle is dropped.
     fn spawn(db: DatabaseConnection) -> Self {
         let (checks, mut asked) = mpsc::channel::<HeadCheck>(HEAD_CHECKS_WAITING);
+        let reader = db.clone();
         tokio::spawn(async move {
+            let db = reader;
             let mut batch = Vec::with_capacity(HEADS_PER_READ);
             while asked.recv_many(&mut batch, HEADS_PER_READ).await > 0 {
                 let mut owners: Vec<Uuid> = batch.iter().map(|(owner, _)| *owner).collect();
@@ -140,19 +145,21 @@ impl HeadReads {
                 }
             }
         });
-        Self { checks }
+        Self { checks, db }
     }
 
     /// `owner`'s committed head, read after this call.
     async fn read(&self, owner: Uuid) -> Result<Stamp, TaskError> {
         let (answer, answered) = oneshot::channel();
-        self.checks
-            .send((owner, answer))
-            .await
-            .map_err(|_| TaskError::ShuttingDown)?;
-        answered
-            .await
-            .map_err(|_| TaskError::Internal("the change-log head reader stopped".into()))?
+        if self.checks.send((owner, answer)).await.is_ok()
+            && let Ok(read) = answered.await
+        {
+            return read;
+        }
+        // The reader is gone (it cannot be, short of a panic): this check reads alone.
+        tracing::error!("the change-log head reader stopped: reading heads one by one");
+        let heads = changes::heads(&self.db, &[owner]).await?;
+        Ok(Stamp(heads.first().map_or(0, |(_, head)| head.0)))
     }
 }
 
@@ -203,15 +210,19 @@ impl Freshness {
         let Self::Counted(counted) = &**self else {
             return write.await;
         };
-        let underway = Underway::admit(self, counted, owner)?;
+        // A place in the user's share, then one of all: waited for in turn, and given up with
+        // the call until the write starts.
+        let (underway, theirs) = Underway::join(self, counted, owner);
+        let closed = |_| TaskError::Internal("the write places are closed".into());
+        let theirs = theirs.acquire_owned().await.map_err(closed)?;
         let place = Arc::clone(&counted.places)
             .acquire_owned()
             .await
-            .map_err(|_| TaskError::ShuttingDown)?;
+            .map_err(closed)?;
         let done = grpc_edge::telemetry::spawn_detached(async move {
             // Dropped however the write ends (a panic included): the stamp moves, the places
             // are given back.
-            let _underway = (underway, place);
+            let _underway = (underway, theirs, place);
             write.await
         });
         done.await
@@ -228,35 +239,31 @@ impl Counted {
         &self.stripes[usize::try_from(spread).unwrap_or(0) % self.stripes.len()]
     }
 
-    fn users(&self) -> MutexGuard<'_, HashMap<Uuid, usize>> {
+    fn users(&self) -> MutexGuard<'_, HashMap<Uuid, (Arc<Semaphore>, usize)>> {
         self.users.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// One write of an owner's under way (SQLite): counted in their share until dropped, and then
-/// their stamp moves.
+/// One write of an owner's under way or waiting for a place (SQLite): keeps their places in
+/// the map until dropped, and then moves their stamp.
 struct Underway {
     freshness: Arc<Freshness>,
     owner: Uuid,
 }
 
 impl Underway {
-    /// A place in `owner`'s share, unless it is full.
-    fn admit(
-        freshness: &Arc<Freshness>,
-        counted: &Counted,
-        owner: Uuid,
-    ) -> Result<Self, TaskError> {
+    /// Joins `owner`'s writes; returns their places to take one of.
+    fn join(freshness: &Arc<Freshness>, counted: &Counted, owner: Uuid) -> (Self, Arc<Semaphore>) {
         let mut users = counted.users();
-        let underway = users.entry(owner).or_default();
-        if *underway >= WRITES_UNDER_WAY_PER_USER {
-            return Err(TaskError::TooManyWrites(WRITES_UNDER_WAY_PER_USER));
-        }
-        *underway += 1;
-        Ok(Self {
+        let (places, joined) = users
+            .entry(owner)
+            .or_insert_with(|| (Arc::new(Semaphore::new(WRITES_UNDER_WAY_PER_USER)), 0));
+        *joined += 1;
+        let underway = Self {
             freshness: Arc::clone(freshness),
             owner,
-        })
+        };
+        (underway, Arc::clone(places))
     }
 }
 
@@ -267,9 +274,9 @@ impl Drop for Underway {
         };
         counted.stripe(self.owner).fetch_add(1, Ordering::AcqRel);
         let mut users = counted.users();
-        if let Some(underway) = users.get_mut(&self.owner) {
-            *underway -= 1;
-            if *underway == 0 {
+        if let Some((_, joined)) = users.get_mut(&self.owner) {
+            *joined -= 1;
+            if *joined == 0 {
                 users.remove(&self.owner);
             }
         }
@@ -621,32 +628,48 @@ mod tests {
         let freshness = Arc::new(Freshness::counted());
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let (finish, finished) = tokio::sync::watch::channel(false);
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut underway = Vec::new();
-        for _ in 0..WRITES_UNDER_WAY_PER_USER {
+        // One more than a user's share: the last waits for a place.
+        for _ in 0..=WRITES_UNDER_WAY_PER_USER {
             let (freshness, mut finished) = (Arc::clone(&freshness), finished.clone());
+            let started = Arc::clone(&started);
             underway.push(tokio::spawn(async move {
                 freshness
                     .write(a, async move {
+                        started.fetch_add(1, Ordering::AcqRel);
                         let _ = finished.wait_for(|done| *done).await;
                         Ok(())
                     })
                     .await
             }));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        let refused = freshness.write(a, async { Ok(()) }).await;
-        assert!(matches!(refused, Err(TaskError::TooManyWrites(_))));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(started.load(Ordering::Acquire), WRITES_UNDER_WAY_PER_USER);
+        // Another user is not kept waiting.
         assert!(freshness.write(b, async { Ok(()) }).await.is_ok());
+        // A write given up while it waits gives its place in line back.
+        let given_up = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            freshness.write(a, async { Ok(()) }),
+        )
+        .await;
+        assert!(given_up.is_err());
         finish.send_replace(true);
         for write in underway {
             write.await.unwrap().unwrap();
         }
-        // Their places were given back.
-        assert!(freshness.write(a, async { Ok(()) }).await.is_ok());
+        assert_eq!(
+            started.load(Ordering::Acquire),
+            WRITES_UNDER_WAY_PER_USER + 1
+        );
         let Freshness::Counted(counted) = &*freshness else {
             unreachable!()
         };
-        assert!(counted.users().is_empty());
+        assert!(
+            counted.users().is_empty(),
+            "no user is kept once their writes end"
+        );
     }
 
     #[test]

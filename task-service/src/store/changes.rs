@@ -77,16 +77,22 @@ pub(crate) async fn range(db: &impl ConnectionTrait, owner: Uuid) -> Result<LogR
 }
 
 /// The last position given out of each of `owners`, as committed now (0 for those with none),
-/// in one statement: one primary-key read each.
+/// in one statement: one primary-key read each. The list is padded to a power of two (repeating
+/// an owner), so batches of any size use a handful of statements, not one prepared per size.
 pub(crate) async fn heads(
     db: &impl ConnectionTrait,
     owners: &[Uuid],
 ) -> Result<Vec<(Uuid, Position)>, DbErr> {
+    let padded = owners.len().next_power_of_two();
+    let listed = owners.iter().copied().chain(std::iter::repeat_n(
+        owners.first().copied().unwrap_or_default(),
+        padded - owners.len(),
+    ));
     let heads: Vec<(Uuid, i64)> = Heads::find()
         .select_only()
         .column(HeadColumn::OwnerId)
         .column(HeadColumn::Head)
-        .filter(HeadColumn::OwnerId.is_in(owners.iter().copied()))
+        .filter(HeadColumn::OwnerId.is_in(listed))
         .into_tuple()
         .all(db)
         .await?;

@@ -241,7 +241,9 @@ impl<B> Counted<B> {
 }
 
 /// The next piece of `data` as a frame (at most [`MAX_FRAME_BYTES`], leaving a last piece of
-/// at most [`TAIL_BYTES`]); the rest stays in `data`.
+/// at most [`TAIL_BYTES`]); the rest stays in `data`. The last piece is a copy: a slice would
+/// keep the whole reply's buffer (a kept ListTasks page, say) alive in h2 after the body ended
+/// and its charge was given back.
 fn piece(data: &mut Bytes) -> Frame<Bytes> {
     let len = data.len();
     let take = if len > MAX_FRAME_BYTES + TAIL_BYTES {
@@ -249,7 +251,7 @@ fn piece(data: &mut Bytes) -> Frame<Bytes> {
     } else if len > TAIL_BYTES {
         len - TAIL_BYTES
     } else {
-        len
+        return Frame::data(Bytes::copy_from_slice(&std::mem::take(data)));
     };
     Frame::data(data.split_to(take))
 }
@@ -333,6 +335,14 @@ mod tests {
             }
             sizes
         };
+        // The last piece holds no reference to the reply's buffer.
+        let reply = Bytes::from(vec![0u8; 1000]);
+        let mut rest = reply.clone();
+        let first = piece(&mut rest);
+        let tail = piece(&mut rest);
+        drop((first, rest));
+        assert!(reply.is_unique(), "only the reply holds its buffer");
+        assert_eq!(tail.into_data().unwrap().len(), 255);
         assert_eq!(sizes(255), [255]);
         assert_eq!(sizes(300), [45, 255]);
         assert_eq!(sizes(10 * 1024), [10 * 1024 - 255, 255]);
