@@ -171,7 +171,6 @@ async fn an_oversized_grpc_web_request_gets_the_same_answer_over_http1() {
         Engine,
         engine::general_purpose::{STANDARD, STANDARD_NO_PAD},
     };
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let stack = TestStack::spawn().await;
     for (addr, method) in [
         (stack.auth_addr, "todo.auth.v1.AuthService/SignIn"),
@@ -181,17 +180,8 @@ async fn an_oversized_grpc_web_request_gets_the_same_answer_over_http1() {
         let mut body = vec![0u8];
         body.extend_from_slice(&length.to_be_bytes());
         body.resize(5 + length as usize, b'x');
-        let head = format!(
-            "POST /{method} HTTP/1.1\r\nHost: test\r\nContent-Type: application/grpc-web+proto\r\n\
-             X-Grpc-Web: 1\r\nOrigin: http://localhost:5173\r\nContent-Length: {}\r\n\
-             Connection: close\r\n\r\n",
-            body.len()
-        );
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(&body).await.unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.unwrap();
+        let origin = "Origin: http://localhost:5173\r\n";
+        let response = grpc_web_over_http1(addr, method, origin, &body).await;
         let response = String::from_utf8_lossy(&response);
         let lower = response.to_lowercase();
         assert!(lower.starts_with("http/1.1 200"), "{response}");

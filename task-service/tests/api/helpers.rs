@@ -130,6 +130,29 @@ pub async fn kill_connections(url: &str, condition: &str, value: &str) -> i64 {
     n
 }
 
+/// POSTs one grpc-web call (binary) over HTTP/1.1 to `addr`, `method` like
+/// `todo.task.v1.TaskService/ListTasks`, with `headers` (each ending in `\r\n`) and `body`
+/// (its frames), as a browser does; the raw response, read until the server closes.
+pub async fn grpc_web_over_http1(
+    addr: SocketAddr,
+    method: &str,
+    headers: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head = format!(
+        "POST /{method} HTTP/1.1\r\nHost: test\r\nContent-Type: application/grpc-web+proto\r\n\
+         X-Grpc-Web: 1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    response
+}
+
 /// Both services, ready: started together the way `todo-stack` starts them.
 pub struct TestStack {
     /// The database both services use.

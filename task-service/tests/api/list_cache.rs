@@ -615,7 +615,6 @@ async fn the_cache_holds_at_most_its_bytes_and_one_user_cannot_push_out_another(
 /// its trailers.
 async fn list_over_grpc_web(addr: SocketAddr, token: &str) -> (pb::ListTasksResponse, String) {
     use prost::Message;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let message = pb::ListTasksRequest {
         page_size: 100,
         ..Default::default()
@@ -624,17 +623,9 @@ async fn list_over_grpc_web(addr: SocketAddr, token: &str) -> (pb::ListTasksResp
     let mut body = vec![0u8];
     body.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
     body.extend_from_slice(&message);
-    let head = format!(
-        "POST /todo.task.v1.TaskService/ListTasks HTTP/1.1\r\nHost: test\r\n\
-         Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\n\
-         Authorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&body).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
+    let method = "todo.task.v1.TaskService/ListTasks";
+    let bearer = format!("Authorization: Bearer {token}\r\n");
+    let response = grpc_web_over_http1(addr, method, &bearer, &body).await;
     let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let headers = String::from_utf8_lossy(&response[..split]).to_lowercase();
     assert!(headers.starts_with("http/1.1 200"), "{headers}");
