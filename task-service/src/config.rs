@@ -107,8 +107,8 @@ pub struct TaskConfig {
     #[arg(long, env = "LIST_CACHE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub list_cache_bytes: u64,
 
-    /// The most of LIST_CACHE_BYTES one user's pages may take (their oldest go first); a page
-    /// larger than this is not kept.
+    /// The most of LIST_CACHE_BYTES one user's pages may take (at most 64 pages; their least
+    /// recently used go first); a page larger than this is not kept.
     #[arg(long, env = "LIST_CACHE_BYTES_PER_USER", default_value_t = 2 * 1024 * 1024)]
     pub list_cache_bytes_per_user: u64,
 
