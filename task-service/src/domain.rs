@@ -217,6 +217,19 @@ impl From<Option<bool>> for CompletedFilter {
     }
 }
 
+/// A valid ListTasks request: which tasks, how many, after which (from the page token). The
+/// same query of the same owner at the same stamp answers the same page, so it is also what
+/// the ListTasks cache keeps a page under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListQuery {
+    /// Which tasks.
+    pub filter: CompletedFilter,
+    /// Tasks per page.
+    pub size: PageSize,
+    /// The last task of the previous page, from the page token.
+    pub after: Option<Uuid>,
+}
+
 /// A task to create.
 #[derive(Debug, Clone)]
 pub struct NewTask {

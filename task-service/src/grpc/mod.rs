@@ -12,9 +12,9 @@ pub mod unread;
 
 use crate::metrics::{TaskMetrics, Written};
 use crate::{
-    domain::{MAX_PAGE_BYTES, MAX_TASK_REPLY_BYTES, NewTask, TaskId},
+    domain::{ListQuery, MAX_PAGE_BYTES, MAX_TASK_REPLY_BYTES, NewTask, TaskId},
     error::TaskError,
-    rules::{PageCache, PageKey, PageTokens, Tasks, Watches, resume_token},
+    rules::{PageCache, PageTokens, Tasks, Watches, resume_token},
 };
 use auth::Caller;
 use encoded::Encoded;
@@ -22,7 +22,7 @@ use futures_util::Stream;
 use grpc_edge::server::AbortOnDrop;
 use prost::Message;
 use replies::{task_pb, watch_pb, within_bytes};
-use requests::{Deletion, ListQuery, Update, parse_resume_token};
+use requests::{Deletion, Update, parse_resume_token};
 use std::{pin::Pin, sync::Arc};
 use todo_api::todo::task::v1::{self as pb, task_service_server::TaskService};
 use tonic::{Request, Response, Status};
@@ -221,21 +221,16 @@ impl TaskService for TaskApi {
         self.unread.has_room(&recipient)?;
         let query = ListQuery::parse(request.get_ref(), caller.user_id(), &self.page_tokens)?;
         Span::current().record("page_size", query.size.0);
-        let key = PageKey {
-            filter: query.filter,
-            after: query.after,
-            size: query.size,
-        };
         let user = caller.user_id();
         // The same query at the same stamp makes the same reply (page tokens are a MAC of
         // what they hold), so a kept reply is sent again as it was encoded.
         let page = self
             .pages
-            .page(&self.tasks, caller.owner(), key, |page| {
+            .page(&self.tasks, caller.owner(), query, |page| {
                 let position = page.position;
                 let (tasks, continue_after) = within_bytes(page, MAX_PAGE_BYTES);
                 let next_page_token = continue_after
-                    .map(|last| self.page_tokens.encode(user, key.filter, last))
+                    .map(|last| self.page_tokens.encode(user, query.filter, last))
                     .unwrap_or_default();
                 let count = tasks.len();
                 let reply = Encoded::of(&pb::ListTasksResponse {

@@ -5,8 +5,8 @@
 use crate::{
     domain::Position,
     domain::{
-        CompletedFilter, Description, Etag, NewTask, PageSize, RequestId, TaskChanges, TaskId,
-        Title,
+        CompletedFilter, Description, Etag, ListQuery, NewTask, PageSize, RequestId, TaskChanges,
+        TaskId, Title,
     },
     error::TaskError,
     rules::{PageTokens, resume_token},
@@ -166,15 +166,6 @@ fn task_changes(
         );
     }
     v.is_empty().then_some(changes)
-}
-
-/// A valid ListTasks request.
-#[derive(Debug)]
-pub struct ListQuery {
-    pub filter: CompletedFilter,
-    pub size: PageSize,
-    /// The last task of the previous page, from the page token.
-    pub after: Option<Uuid>,
 }
 
 impl ListQuery {

@@ -11,7 +11,7 @@ pub mod resume_token;
 mod tasks;
 pub mod watch;
 
-pub use page_cache::{Freshness, PageCache, PageKey};
+pub use page_cache::{Freshness, PageCache};
 pub use page_token::PageTokens;
 pub use purges::Purges;
 pub use tasks::Tasks;

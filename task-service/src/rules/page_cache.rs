@@ -26,7 +26,7 @@
 
 use super::Tasks;
 use crate::{
-    domain::{CompletedFilter, Owner, Page, PageSize, Stamp},
+    domain::{ListQuery, Owner, Page, Stamp},
     error::TaskError,
     metrics::{CacheMiss, Evicted, TaskMetrics},
     store::changes,
@@ -43,17 +43,6 @@ use std::{
 };
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
-
-/// What a page answers: the same query of the same owner at the same stamp is the same page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PageKey {
-    /// Which tasks.
-    pub filter: CompletedFilter,
-    /// The last task of the page before (from the page token), if any.
-    pub after: Option<Uuid>,
-    /// Tasks per page.
-    pub size: PageSize,
-}
 
 /// Stripes of owners on SQLite: 32 KiB of counters, fixed whatever the number of users.
 const STRIPES: usize = 4096;
@@ -289,7 +278,7 @@ pub const PAGES_PER_USER: usize = 64;
 
 /// A kept page.
 struct Kept<V> {
-    key: PageKey,
+    key: ListQuery,
     stamp: Stamp,
     value: V,
     /// What the value holds, as its maker counted it.
@@ -393,7 +382,7 @@ impl<V: Clone + Send + Sync + 'static> PageCache<V> {
     }
 
     /// `owner`'s kept page for `key` and its stamp, made their most recently used.
-    fn find(&self, owner: Uuid, key: &PageKey) -> Option<(Stamp, V)> {
+    fn find(&self, owner: Uuid, key: &ListQuery) -> Option<(Stamp, V)> {
         let mut inner = self.inner();
         if !inner.users.contains_key(&owner) {
             return None;
@@ -413,7 +402,7 @@ impl<V: Clone + Send + Sync + 'static> PageCache<V> {
         &self,
         tasks: &Tasks,
         owner: Owner,
-        key: PageKey,
+        key: ListQuery,
         make: impl FnOnce(Page) -> (V, usize),
     ) -> Result<V, TaskError> {
         if self.capacity == 0 {
@@ -444,7 +433,7 @@ impl<V: Clone + Send + Sync + 'static> PageCache<V> {
     /// Keeps `value` as `owner`'s page for `key` at `stamp`, in place of an older one,
     /// evicting the owner's least recently used pages past their share and then the least
     /// recently used users' past the capacity.
-    fn keep(&self, owner: Uuid, key: PageKey, stamp: Stamp, value: V, bytes: usize) {
+    fn keep(&self, owner: Uuid, key: ListQuery, stamp: Stamp, value: V, bytes: usize) {
         let kept = Kept {
             key,
             stamp,
@@ -506,9 +495,10 @@ impl<V: Clone + Send + Sync + 'static> PageCache<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{CompletedFilter, PageSize};
 
-    fn key(size: u64) -> PageKey {
-        PageKey {
+    fn key(size: u64) -> ListQuery {
+        ListQuery {
             filter: CompletedFilter::Any,
             after: None,
             size: PageSize(size),
@@ -519,7 +509,7 @@ mod tests {
         PageCache::new(capacity, per_user, TaskMetrics::off())
     }
 
-    fn kept(cache: &PageCache<u32>, owner: Uuid, key: PageKey) -> Option<u32> {
+    fn kept(cache: &PageCache<u32>, owner: Uuid, key: ListQuery) -> Option<u32> {
         let inner = cache.inner();
         let pages = inner.users.get(&owner)?;
         pages.pages.iter().find(|k| k.key == key).map(|k| k.value)
